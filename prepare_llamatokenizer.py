@@ -1,0 +1,48 @@
+"""Stage 1: a Llama-family tokenizer with the six reasoning/intention/code tags and a pad token.
+
+    python prepare_llamatokenizer.py --model codellama/CodeLlama-7b-Python-hf --out_dir tokenizer
+    python prepare_llamatokenizer.py --model demo_out/tiny-llama --out_dir demo_out/tokenizer
+
+Writes the tokenizer plus sft_tokenizer.json (base model, tag ids, vocabulary fingerprint)
+that later stages check. Fails if a tag is not one id or a stray "▁" follows a tag.
+"""
+
+import argparse
+import os
+
+from reasoning_sft.artifacts import TOKENIZER_META, atomic_output_dir, check_output_dir, vocab_fingerprint, write_json
+from reasoning_sft.errors import run_cli
+from reasoning_sft.tokenizer import add_tags_and_pad, load_base_tokenizer, tokenizer_meta, verify_tokenizer
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="hub id or local directory of the base model/tokenizer")
+    p.add_argument("--out_dir", required=True, help="where to write the prepared tokenizer")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out_dir")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    from reasoning_sft.artifacts import load_prepared_tokenizer
+
+    args = parse_args(argv)
+    check_output_dir(args.out_dir, args.overwrite)
+    tokenizer = load_base_tokenizer(args.model)
+    added = add_tags_and_pad(tokenizer)
+    with atomic_output_dir(args.out_dir, overwrite=args.overwrite) as tmp:
+        tokenizer.save_pretrained(tmp)
+        # verify what a later stage will load, not the object in memory
+        from transformers import AutoTokenizer
+        saved = AutoTokenizer.from_pretrained(tmp)
+        verify_tokenizer(saved)
+        meta = tokenizer_meta(saved, args.model, vocab_fingerprint(saved))
+        write_json(os.path.join(tmp, TOKENIZER_META), meta)
+    load_prepared_tokenizer(args.out_dir)  # the round trip every later stage does
+    print(f"tokenizer -> {args.out_dir}: {meta['vocab_size']} tokens, added {added or 'nothing (already present)'}, "
+          f"pad={meta['pad_token']!r} ({meta['pad_token_id']}), fingerprint {meta['fingerprint']}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,134 @@
+"""Artifacts on disk: atomic output directories, metadata files, fingerprints, checks.
+
+Every stage writes into a temporary sibling directory and renames it into place only when
+complete, so a killed stage never leaves something the next stage would accept. Every
+stage writes a small JSON metadata file that the next stage checks.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+
+from .errors import UserError
+from .template import TAGS, TEMPLATE_VERSION
+
+TOKENIZER_META = "sft_tokenizer.json"   # written by prepare_llamatokenizer.py
+FILTER_REPORT = "filter_report.json"    # written by filter_data.py
+MANIFEST = "manifest.json"              # written by encode_dataset.py
+DATASET_DIRNAME = "arrow_dataset"
+
+
+def write_json(path, obj):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+
+
+def read_json(path, what):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing {what}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: unreadable {what} ({err})") from None
+
+
+def check_output_dir(path, overwrite):
+    """Fail early (before any work) when the output exists and --overwrite was not given."""
+    if os.path.exists(path) and not overwrite:
+        raise UserError(f"{path} already exists; pass --overwrite to replace it")
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_output_dir(path, overwrite=False):
+    """Yield a temporary sibling directory; on success it replaces `path` in one rename."""
+    check_output_dir(path, overwrite)
+    path = os.path.abspath(path)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=os.path.dirname(path))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the artifact should not be
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    replace_dir(tmp, path)
+
+
+def replace_dir(src, dst):
+    """Move the finished directory `src` to `dst`, replacing an old `dst` with no window where neither is whole."""
+    if os.path.exists(dst):
+        old = dst + f".old-{os.getpid()}"
+        os.rename(dst, old)
+        os.rename(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(src, dst)
+
+
+def vocab_fingerprint(tokenizer):
+    """sha256 of everything that decides which id a piece of text gets."""
+    h = hashlib.sha256()
+    h.update(json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False).encode())
+    specials = {name: getattr(tokenizer, f"{name}_token_id") for name in ("bos", "eos", "pad", "unk")}
+    h.update(json.dumps(specials, sort_keys=True).encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # normalizer / pre-tokenizer decide the stray-"▁" behaviour
+        pipeline = json.loads(backend.to_str())
+        h.update(json.dumps([pipeline.get("normalizer"), pipeline.get("pre_tokenizer")], sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def load_prepared_tokenizer(tokenizer_dir):
+    """Load a tokenizer written by prepare_llamatokenizer.py, refusing anything else."""
+    from transformers import AutoTokenizer
+
+    meta_path = os.path.join(tokenizer_dir, TOKENIZER_META)
+    if not os.path.isdir(tokenizer_dir):
+        raise UserError(f"{tokenizer_dir}: no such tokenizer directory; create it with prepare_llamatokenizer.py")
+    if not os.path.exists(meta_path):
+        raise UserError(f"{tokenizer_dir}: not written by prepare_llamatokenizer.py (no {TOKENIZER_META}); "
+                        "run prepare_llamatokenizer.py --model M --out_dir DIR first")
+    meta = read_json(meta_path, "tokenizer metadata")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    except Exception as err:  # a corrupt dir: say so in one line
+        raise UserError(f"{tokenizer_dir}: cannot load the tokenizer ({type(err).__name__}: {err})") from None
+    if vocab_fingerprint(tokenizer) != meta.get("fingerprint"):
+        raise UserError(f"{tokenizer_dir}: the tokenizer files do not match {TOKENIZER_META} "
+                        "(edited after stage 1?); re-run prepare_llamatokenizer.py")
+    if meta.get("template_version") != TEMPLATE_VERSION:
+        raise UserError(f"{tokenizer_dir}: prepared for template v{meta.get('template_version')}, "
+                        f"this code uses v{TEMPLATE_VERSION}; re-run prepare_llamatokenizer.py")
+    missing = [t for t in TAGS if t not in meta.get("added_tokens", {})]
+    if missing:
+        raise UserError(f"{tokenizer_dir}: tags {missing} missing from {TOKENIZER_META}; re-run prepare_llamatokenizer.py")
+    return tokenizer, meta
+
+
+def load_manifest(dataset_dir):
+    """The manifest that encode_dataset.py wrote beside `E/arrow_dataset`."""
+    dataset_dir = os.path.normpath(dataset_dir)
+    if not os.path.isdir(dataset_dir):
+        raise UserError(f"{dataset_dir}: no such dataset directory; create it with encode_dataset.py")
+    manifest_path = os.path.join(os.path.dirname(dataset_dir), MANIFEST)
+    if not os.path.exists(manifest_path):
+        raise UserError(f"{dataset_dir}: not written by encode_dataset.py (no {manifest_path})")
+    return read_json(manifest_path, "dataset manifest")
+
+
+def check_dataset_matches(manifest, tokenizer_meta, dataset_dir, tokenizer_dir):
+    """Never silently train on ids produced by another tokenizer or template."""
+    if manifest.get("tokenizer_fingerprint") != tokenizer_meta.get("fingerprint"):
+        raise UserError(f"{dataset_dir} was encoded with tokenizer {manifest.get('tokenizer_fingerprint')}, "
+                        f"but {tokenizer_dir} is {tokenizer_meta.get('fingerprint')}; re-encode with this tokenizer")
+    if manifest.get("template_version") != TEMPLATE_VERSION:
+        raise UserError(f"{dataset_dir} uses template v{manifest.get('template_version')}, "
+                        f"this code uses v{TEMPLATE_VERSION}; re-encode it")

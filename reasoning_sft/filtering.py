@@ -1,0 +1,128 @@
+"""Stage 2 logic: validate, deduplicate, and fit every example into max_len tokens.
+
+Code, instruction and intention are never cut (a cut program is a wrong target); when the
+example is too long only the reasoning is shortened, at a line or sentence boundary when
+one is near. The lengths are measured with the exact template and tokenizer that
+encode_dataset.py uses, so "every encoded sequence is <= max_len" holds by construction.
+"""
+
+import collections
+import re
+
+import numpy as np
+
+from .progress import progress
+from .records import content_key, validate
+from .template import full_text, prompt_text, section_lengths, tag_ids, tokenize_examples
+
+BATCH = 1000
+# A boundary this close to the token cut (in characters) is preferred over a mid-sentence cut.
+BOUNDARY_WINDOW = 300
+_BOUNDARY = re.compile(r"\n|(?<=[.!?;:])\s")
+
+
+def validate_all(raw_records):
+    """Valid, de-duplicated records (with their input index) and a Counter of drop reasons."""
+    kept, drops, seen = [], collections.Counter(), set()
+    for index, raw in enumerate(progress(raw_records, desc="validate", unit="rec")):
+        record, reason = validate(raw)
+        if record is None:
+            drops[reason] += 1
+            continue
+        key = content_key(record)
+        if key in seen:
+            drops["duplicate"] += 1
+            continue
+        seen.add(key)
+        kept.append((index, record))
+    return kept, drops
+
+
+def measure(tokenizer, records, desc="tokenize"):
+    """Token count per section (prompt, reasoning, intention, code, eos) of each example."""
+    tags, out = tag_ids(tokenizer), []
+    for start in progress(range(0, len(records), BATCH), desc=desc, unit="batch"):
+        out.extend(section_lengths(ids, tags) for ids in tokenize_examples(tokenizer, records[start:start + BATCH]))
+    return out
+
+
+def _cut_point(reasoning, char_cut):
+    """Largest line/sentence boundary at or before char_cut, if one is near; else char_cut."""
+    best = None
+    for m in _BOUNDARY.finditer(reasoning, max(0, char_cut - BOUNDARY_WINDOW), char_cut + 1):
+        if m.start() <= char_cut:
+            best = m.start()
+    return best if best else char_cut
+
+
+def fit_record(tokenizer, record, length, max_len):
+    """(record, truncated?) fitted into max_len, or (None, False) when code+instruction+intention alone are too long."""
+    if length <= max_len:
+        return record, False
+    r_start = len(prompt_text(record["instruction"]))
+    for _ in range(8):  # re-measure: a cut can change how the neighbouring text merges
+        text = full_text(record)
+        enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
+        length = len(enc["input_ids"]) + 1
+        if length <= max_len:
+            return record, True
+        r_end = r_start + len(record["reasoning"])
+        in_reasoning = [end for start, end in enc["offset_mapping"] if start >= r_start and end <= r_end and end > start]
+        keep = len(in_reasoning) - (length - max_len)
+        if keep < 1:
+            return None, False
+        char_cut = in_reasoning[keep - 1] - r_start
+        cut = _cut_point(record["reasoning"], char_cut)
+        shortened = record["reasoning"][:cut].rstrip()
+        if not shortened:
+            shortened = record["reasoning"][:char_cut].rstrip()
+        if not shortened:
+            return None, False
+        record = dict(record, reasoning=shortened)
+    return None, False
+
+
+def length_stats(lengths):
+    if not lengths:
+        return {"count": 0}
+    a = np.asarray(lengths)
+    return {"count": int(a.size), "min": int(a.min()), "mean": round(float(a.mean()), 1),
+            "median": int(np.median(a)), "p95": int(np.percentile(a, 95)), "max": int(a.max()),
+            "total": int(a.sum())}
+
+
+def filter_records(raw_records, tokenizer, max_len, truncate=True):
+    """(kept records, their section token counts, report dict)."""
+    valid, drops = validate_all(raw_records)
+    records = [r for _, r in valid]
+    sections = measure(tokenizer, records)
+    lengths = [sum(s.values()) for s in sections]
+    kept, kept_sections, cut = [], [], []
+    for record, length, counts in zip(progress(records, desc="fit max_len", unit="rec"), lengths, sections):
+        if length > max_len and not truncate:
+            drops["too_long"] += 1
+            continue
+        fitted, was_cut = fit_record(tokenizer, record, length, max_len)
+        if fitted is None:
+            drops["too_long"] += 1
+            continue
+        if was_cut:
+            cut.append(len(kept))
+        kept.append(fitted)
+        kept_sections.append(counts)
+    # the few shortened records changed length: measure them again
+    for i, counts in zip(cut, measure(tokenizer, [kept[i] for i in cut], desc="re-measure")):
+        kept_sections[i] = counts
+    kept_lengths = [sum(s.values()) for s in kept_sections]
+    report = {
+        "input_records": len(raw_records),
+        "kept": len(kept),
+        "dropped": sum(drops.values()),
+        "drop_reasons": dict(sorted(drops.items(), key=lambda kv: -kv[1])),
+        "reasoning_truncated": len(cut),
+        "max_len": max_len,
+        "truncate": truncate,
+        "tokens_before": length_stats(lengths),
+        "tokens_after": length_stats(kept_lengths),
+    }
+    return kept, kept_sections, report

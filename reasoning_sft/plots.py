@@ -1,0 +1,44 @@
+"""PNG reports (matplotlib, Agg backend: no display needed on a cluster node)."""
+
+import numpy as np
+
+SECTION_COLORS = {"prompt": "#9e9e9e", "reasoning": "#1f77b4", "intention": "#ff7f0e", "code": "#2ca02c"}
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def length_histogram(section_counts, max_len, path, bins=40):
+    """Tokens per example, stacked by section, with max_len marked.
+
+    Each example is binned by its total length; within a bin the bar is split by how many
+    tokens each section contributes, so a user sees which part makes examples long.
+    """
+    plt = _pyplot()
+    totals = np.array([sum(c.values()) for c in section_counts])
+    edges = np.linspace(0, max(max_len, int(totals.max())) * 1.02, bins + 1)
+    which = np.clip(np.digitize(totals, edges) - 1, 0, bins - 1)
+    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
+    bottom = np.zeros(bins)
+    width = edges[1] - edges[0]
+    for name, color in SECTION_COLORS.items():
+        tokens = np.array([c.get(name, 0) for c in section_counts], dtype=float)
+        # share of each example's length that is this section, summed per bin = examples per bin
+        share = np.bincount(which, weights=tokens / np.maximum(totals, 1), minlength=bins)
+        ax.bar(edges[:-1], share, width=width, bottom=bottom, align="edge", color=color,
+               label=f"{name} ({tokens.sum() / max(totals.sum(), 1):.0%} of tokens)", edgecolor="white", linewidth=0.3)
+        bottom += share
+    ax.axvline(max_len, color="#d62728", linestyle="--", linewidth=1.5, label=f"--max_len {max_len}")
+    ax.set_xlabel("tokens per example (BOS..EOS)")
+    ax.set_ylabel("examples")
+    ax.set_title(f"Example lengths after filtering: {len(totals)} examples, median {int(np.median(totals))} tokens")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

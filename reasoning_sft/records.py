@@ -1,0 +1,124 @@
+"""Reading raw datasets (JSON array or JSON Lines, optionally gzipped) and validating records.
+
+Errors name the file and the line (or record index) and say what to do, because a user
+staring at a 2 GB JSONL needs to know where to look.
+"""
+
+import ast
+import gzip
+import json
+import os
+
+from .errors import UserError
+from .template import TAGS
+
+FIELDS = ("instruction", "reasoning", "intention", "code")
+INSTRUCTION_ALIASES = ("instruction", "prompt", "problem", "question")
+DEFAULT_LANGUAGE = "python"
+
+
+def _read_text(path):
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a directory, expected a .json/.jsonl(.gz) file")
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the file is called
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise UserError(f"{path}: corrupt gzip data ({err})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise UserError(f"{path}:{line}: invalid UTF-8 (byte offset {err.start}); re-encode the file as UTF-8") from None
+
+
+def read_records(path):
+    """All records of a JSON array or JSON Lines file, as a list (items may be any JSON value)."""
+    text = _read_text(path)
+    stripped = text.lstrip()
+    if not stripped:
+        raise UserError(f"{path}: the file is empty; expected a JSON array or JSON Lines of records")
+    if stripped[0] == "[":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}:{err.lineno}:{err.colno}: malformed JSON ({err.msg})") from None
+        records = data
+    else:
+        records = []
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise UserError(f"{path}:{lineno}:{err.colno}: malformed JSON Lines record ({err.msg})") from None
+    if not records:
+        raise UserError(f"{path}: no records in the file")
+    return records
+
+
+def _instruction_key(record):
+    for key in INSTRUCTION_ALIASES:
+        if key in record:
+            return key
+    return None
+
+
+def _normalize(field, value):
+    if field == "code":
+        # keep the first line's indentation; drop blank lines around the program
+        return value.strip("\r\n").rstrip()
+    return value.strip()
+
+
+def validate(record):
+    """(clean record, None) for a valid record, or (None, drop reason).
+
+    The clean record has exactly: id (if given), language, instruction, reasoning, intention, code.
+    """
+    if not isinstance(record, dict):
+        return None, "not_an_object"
+    clean = {}
+    for field in FIELDS:
+        key = _instruction_key(record) if field == "instruction" else field
+        if key is None or key not in record:
+            return None, f"missing_{field}"
+        value = record[key]
+        if not isinstance(value, str):
+            return None, f"non_string_{field}"
+        value = _normalize(field, value)
+        if not value:
+            return None, f"empty_{field}"
+        if any(tag in value for tag in TAGS):
+            return None, f"tag_in_{field}"
+        clean[field] = value
+    language = record.get("language", DEFAULT_LANGUAGE)
+    if not isinstance(language, str) or not language.strip():
+        return None, "bad_language"
+    language = language.strip().lower()
+    if language == "python" and not python_parses(clean["code"]):
+        return None, "python_syntax_error"
+    out = {}
+    if "id" in record and record["id"] is not None:
+        out["id"] = str(record["id"])
+    out["language"] = language
+    out.update(clean)
+    return out, None
+
+
+def python_parses(code):
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):  # ValueError: source with NUL bytes
+        return False
+    return True
+
+
+def content_key(record):
+    """What makes two records exact duplicates (the id does not count)."""
+    return (record["language"],) + tuple(record[f] for f in FIELDS)
