@@ -42,3 +42,38 @@ def length_histogram(section_counts, max_len, path, bins=40):
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def read_metrics(path):
+    import json
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def loss_curves(metrics_path, path):
+    """Train and eval loss, overall and per section (reasoning / intention / code)."""
+    plt = _pyplot()
+    rows = read_metrics(metrics_path)
+    train = [r for r in rows if "loss" in r]
+    evals = [r for r in rows if "eval_loss" in r]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), dpi=110, sharey=True)
+    for ax, data, prefix, title in ((axes[0], train, "loss", "train"), (axes[1], evals, "eval_loss", "eval")):
+        steps = [r["step"] for r in data]
+        if data:
+            ax.plot(steps, [r[prefix] for r in data], color="black", linewidth=2, label="all target tokens",
+                    marker="o" if len(data) < 20 else None)
+        for name in ("reasoning", "intention", "code"):
+            points = [(r["step"], r[f"{prefix}_{name}"]) for r in data if r.get(f"{prefix}_{name}") is not None]
+            if points:
+                ax.plot(*zip(*points), color=SECTION_COLORS[name], linewidth=1.2, label=name,
+                        marker="o" if len(points) < 20 else None, markersize=3)
+        ax.set_title(f"{title} loss per section" + ("" if data else " (no eval set)"))
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+        if data:
+            ax.legend(fontsize=8)
+    axes[0].set_ylabel("cross-entropy (nats / token)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,26 @@
+# Two commands do all the set-up on a fresh machine:
+#   make test   - install into .venv and run the test suite (what CI runs)
+#   make demo   - install into .venv and run the whole pipeline on a tiny local model
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: test demo install clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q -e . --no-deps
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest -q -x
+
+demo: install
+	$(BIN)/python demo.py
+
+clean:
+	rm -rf demo_out bench_out

@@ -1,0 +1,148 @@
+"""Loading models: new-token rows, LoRA with trainable tag rows, the chunked-loss wrapper.
+
+The wrapper's forward runs the decoder and then the output head only at positions that
+carry a label, chunk by chunk, with each chunk's logits recomputed in backward instead of
+stored: a 16k-token micro-batch with a 32k vocabulary never holds 2 GB of fp32 logits.
+It is one module, so DDP and FSDP see the whole computation inside forward().
+"""
+
+import importlib.util
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from .errors import UserError
+from .template import SECTIONS, TAGS
+
+LOSS_CHUNK = 4096  # positions per output-head chunk: 4096 x 32k fp32 logits = 0.5 GB at most
+N_SECTIONS = 5     # prompt, reasoning, intention, code, eos (see template.section_ids)
+
+
+def require_flash_attn():
+    if importlib.util.find_spec("flash_attn") is None:
+        raise UserError("--flash_attn needs the flash-attn package (CUDA only): "
+                        "pip install -r requirements-gpu.txt --no-build-isolation")
+
+
+def load_causal_lm(model_name, dtype=None, flash_attn=False, load_in_4bit=False):
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {}
+    if flash_attn:
+        require_flash_attn()
+        kwargs["attn_implementation"] = "flash_attention_2"
+        dtype = torch.bfloat16
+    else:
+        kwargs["attn_implementation"] = "sdpa"
+    if load_in_4bit:
+        from transformers import BitsAndBytesConfig
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16)
+    try:
+        return AutoModelForCausalLM.from_pretrained(model_name, dtype=dtype or torch.float32, **kwargs)
+    except OSError as err:
+        raise UserError(f"cannot load a model from {model_name!r}: {str(err).splitlines()[0]}") from None
+
+
+def new_token_ids(tokenizer, old_vocab_size):
+    """Ids the base model has no trained row for (the tags, and pad if it was added)."""
+    return list(range(old_vocab_size, len(tokenizer)))
+
+
+@torch.no_grad()
+def resize_and_init_new_tokens(model, tokenizer):
+    """Resize to the tokenizer; tag rows = mean of their name's word pieces; pad row = 0.
+
+    Random rows (transformers' default samples them) would make the first steps learn to
+    undo noise; "<code>" starting near the embedding of "code" gives the model a head start.
+    Returns the ids of the new rows that training must update (the tags, not pad).
+    """
+    old = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > old:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    new_ids = new_token_ids(tokenizer, old)
+    tables = [model.get_input_embeddings().weight]
+    head = model.get_output_embeddings()
+    if head is not None and head.weight.data_ptr() != tables[0].data_ptr():
+        tables.append(head.weight)
+    for tag in TAGS:
+        tag_id = tokenizer.convert_tokens_to_ids(tag)
+        if tag_id not in new_ids:
+            continue
+        pieces = tokenizer(tag.strip("</>"), add_special_tokens=False)["input_ids"]
+        for table in tables:
+            table[tag_id] = table[pieces].float().mean(0).to(table.dtype)
+    pad = tokenizer.pad_token_id
+    if pad in new_ids:
+        for table in tables:
+            table[pad] = 0
+    return [i for i in new_ids if i != pad]
+
+
+def decoder_and_head(model):
+    """The decoder stack and the output head of a (possibly LoRA-wrapped) causal LM."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder(), base.get_output_embeddings()
+
+
+def _chunk_loss(head, hidden, targets):
+    logits = head(hidden).float()
+    return F.cross_entropy(logits, targets, reduction="none")
+
+
+class ChunkedLossLM(torch.nn.Module):
+    """forward(batch) -> (sum of target-token losses, per-section loss sums [5]).
+
+    Returns sums, not means: the training loop divides by the global target-token count of
+    the optimizer step, across micro-batches and processes (one token mean, not a mean of means).
+    """
+
+    def __init__(self, model, chunk=LOSS_CHUNK):
+        super().__init__()
+        self.model = model
+        self.chunk = chunk
+
+    def forward(self, input_ids, targets, sections, attention_mask=None, position_ids=None):
+        decoder, head = decoder_and_head(self.model)
+        hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         use_cache=False).last_hidden_state
+        keep = targets != -100
+        hidden, targets, sections = hidden[keep], targets[keep], sections[keep]
+        losses = []
+        for start in range(0, targets.numel(), self.chunk):
+            h, t = hidden[start:start + self.chunk], targets[start:start + self.chunk]
+            if self.training and torch.is_grad_enabled():
+                losses.append(checkpoint(_chunk_loss, head, h, t, use_reentrant=False))
+            else:
+                losses.append(_chunk_loss(head, h, t))
+        token_loss = torch.cat(losses) if losses else hidden.new_zeros(0, dtype=torch.float32)
+        per_section = torch.zeros(N_SECTIONS, dtype=torch.float32, device=token_loss.device)
+        per_section.index_add_(0, sections.long(), token_loss.detach())
+        return token_loss.sum(), per_section
+
+
+SECTION_INDEX = {name: i + 1 for i, name in enumerate(SECTIONS)}  # eos (4) is reported with code
+
+
+def lora_model(model, new_ids, r, alpha, dropout, target_modules):
+    """LoRA on the decoder's linear layers; the new tag rows of embedding and head trainable too."""
+    from peft import LoraConfig, get_peft_model
+
+    trainable_rows = {"embed_tokens": new_ids, "lm_head": new_ids} if new_ids else None
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, task_type="CAUSAL_LM",
+                        target_modules=target_modules, trainable_token_indices=trainable_rows)
+    return get_peft_model(model, config)
+
+
+def load_for_inference(model_name, tokenizer, adapter_dir=None, model_dir=None, dtype=None, flash_attn=False):
+    """A model ready to generate: fine-tuned full weights, or base + LoRA adapter."""
+    if model_dir:
+        return load_causal_lm(model_dir, dtype=dtype, flash_attn=flash_attn).eval()
+    model = load_causal_lm(model_name, dtype=dtype, flash_attn=flash_attn)
+    resize_and_init_new_tokens(model, tokenizer)
+    if adapter_dir:
+        from peft import PeftModel
+        model = PeftModel.from_pretrained(model, adapter_dir)
+    return model.eval()

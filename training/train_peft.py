@@ -1,0 +1,65 @@
+"""LoRA fine-tuning (QLoRA with --load_in_4bit); the new tag rows of embedding and head train too.
+
+    accelerate launch --config_file configs/cpu.yaml training/train_peft.py \
+        --model_name demo_out/tiny-llama --tokenizer_dir demo_out/tokenizer \
+        --train_dir demo_out/encoded/arrow_dataset --output_dir demo_out/lora \
+        --batch_tokens 2048 --epochs 1 --lora_r 16 --lora_alpha 32 --lr 2e-4
+
+Ends with OUTPUT_DIR holding the adapter (PeftModel.from_pretrained) and the tokenizer;
+--merge_lora also writes merged full weights to OUTPUT_DIR/merged.
+"""
+
+import os
+
+import torch
+
+from reasoning_sft.errors import run_cli
+from reasoning_sft.modeling import lora_model
+from reasoning_sft.training import Mode, common_parser, param_groups, run
+
+
+def parse_args(argv):
+    p = common_parser(__doc__)
+    p.add_argument("--lora_r", type=int, default=16)
+    p.add_argument("--lora_alpha", type=int, default=32)
+    p.add_argument("--lora_dropout", type=float, default=0.05)
+    p.add_argument("--lora_target_modules", default="all-linear",
+                   help="comma-separated module names; default: every linear layer of the decoder")
+    p.add_argument("--load_in_4bit", action="store_true", help="QLoRA: 4-bit NF4 base weights (bitsandbytes)")
+    p.add_argument("--merge_lora", action="store_true", help="also write merged weights to OUTPUT_DIR/merged")
+    p.set_defaults(lr=2e-4)
+    return p.parse_args(argv)
+
+
+def build_model(args, model, new_ids):
+    if args.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.gradient_checkpointing)
+    targets = args.lora_target_modules
+    targets = targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
+    return lora_model(model, new_ids, args.lora_r, args.lora_alpha, args.lora_dropout, targets)
+
+
+def build_optimizer(args, model):
+    return torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr)
+
+
+def save_final(args, model, state_dict, accelerator):
+    if accelerator.is_main_process:
+        model.save_pretrained(args.output_dir, state_dict=state_dict)  # peft keeps the adapter part
+        if args.merge_lora:
+            merged = model.merge_and_unload()
+            merged.save_pretrained(os.path.join(args.output_dir, "merged"))
+    accelerator.wait_for_everyone()
+
+
+LORA = Mode("lora", build_model, build_optimizer, save_final)
+
+
+def main(argv=None):
+    run(parse_args(argv), LORA)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
