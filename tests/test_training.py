@@ -1,0 +1,376 @@
+"""Stage 4: the shared training loop, both trainers, on the tiny model (CPU, offline).
+
+Model-level invariants are checked in-process (fast); the trainers are also run as users
+run them: `accelerate launch --config_file configs/cpu.yaml training/...`, and on two CPU
+processes through torchrun with ACCELERATE_USE_CPU=true (gloo).
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO_ROOT, stderr_lines
+
+N_TRAIN = 16
+MAX_LEN = 768
+
+
+def train_cmd(script, *args, launcher="accelerate"):
+    if launcher == "accelerate":
+        head = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "configs/cpu.yaml"]
+    elif launcher == "torchrun":
+        head = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"]
+    else:
+        head = [sys.executable]
+    return head + [f"training/{script}", *map(str, args)]
+
+
+def run_train(script, *args, launcher="accelerate", env=None, timeout=300):
+    full_env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    full_env.update(env or {})
+    proc = subprocess.run(train_cmd(script, *args, launcher=launcher), cwd=REPO_ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    return proc
+
+
+def metrics(output_dir):
+    with open(Path(output_dir) / "metrics.jsonl") as f:
+        return [json.loads(line) for line in f]
+
+
+def train_losses(output_dir):
+    return [r["loss"] for r in metrics(output_dir) if "loss" in r]
+
+
+@pytest.fixture(scope="session")
+def small_encoded(tmp_path_factory, sample_records, tokenizer_dir):
+    """The first records of the sample, filtered and encoded: (arrow_dataset path, encode dir)."""
+    import encode_dataset
+    import filter_data
+
+    root = tmp_path_factory.mktemp("small")
+    raw = root / "raw.json"
+    raw.write_text(json.dumps(sample_records[:N_TRAIN]))
+    assert filter_data.main(["--json", str(raw), "--tokenizer", str(tokenizer_dir), "--out_dir", str(root / "f"),
+                             "--max_len", str(MAX_LEN), "--no_plot"]) == 0
+    assert encode_dataset.main(["--json", str(root / "f" / "data.json"), "--tokenizer", str(tokenizer_dir),
+                                "--encode_dir", str(root / "e"), "--max_len", str(MAX_LEN), "--num_proc", "1"]) == 0
+    return root / "e" / "arrow_dataset"
+
+
+@pytest.fixture(scope="session")
+def prepared(tokenizer_dir):
+    from reasoning_sft.artifacts import load_prepared_tokenizer
+    return load_prepared_tokenizer(str(tokenizer_dir))[0]
+
+
+def fresh_model(tiny_model_dir, tokenizer, seed=0):
+    from reasoning_sft.modeling import load_causal_lm, resize_and_init_new_tokens
+    torch.manual_seed(seed)
+    model = load_causal_lm(str(tiny_model_dir))
+    resize_and_init_new_tokens(model, tokenizer)
+    return model
+
+
+def rows(path, n, start=0):
+    import datasets
+    from reasoning_sft.training import fetch_rows
+    return fetch_rows(datasets.load_from_disk(str(path)), range(start, start + n))
+
+
+def common(tiny_model_dir, tokenizer_dir, train_dir, output_dir, *extra):
+    return ["--model_name", tiny_model_dir, "--tokenizer_dir", tokenizer_dir, "--train_dir", train_dir,
+            "--output_dir", output_dir, "--log_every", 1, *extra]
+
+
+# ------------------------------------------------------------------ model-level invariants
+
+def test_new_token_rows_start_from_their_names_and_pad_is_zero(tiny_model_dir, prepared):
+    from transformers import AutoModelForCausalLM
+    from reasoning_sft.template import TAGS
+
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    model = fresh_model(tiny_model_dir, prepared)
+    emb, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+    assert emb.shape[0] == len(prepared)
+    for tag in TAGS:
+        pieces = prepared(tag.strip("</>"), add_special_tokens=False)["input_ids"]
+        tag_id = prepared.convert_tokens_to_ids(tag)
+        assert torch.allclose(emb[tag_id], base.get_input_embeddings().weight[pieces].mean(0))
+        assert torch.allclose(head[tag_id], base.get_output_embeddings().weight[pieces].mean(0))
+    assert emb[prepared.pad_token_id].abs().sum() == 0 and head[prepared.pad_token_id].abs().sum() == 0
+    # old rows untouched
+    old = base.get_input_embeddings().weight.shape[0]
+    assert torch.equal(emb[:old], base.get_input_embeddings().weight)
+
+
+def test_resize_is_deterministic_under_a_seed(tiny_model_dir, prepared):
+    a, b = fresh_model(tiny_model_dir, prepared, seed=1), fresh_model(tiny_model_dir, prepared, seed=1)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_no_sequence_attends_to_another(tiny_model_dir, prepared, small_encoded, packed):
+    """Per-sequence losses of a batch equal those of the sequences run one at a time."""
+    from reasoning_sft.batching import collate
+    from reasoning_sft.modeling import ChunkedLossLM
+    from reasoning_sft.template import tag_ids
+
+    wrapper = ChunkedLossLM(fresh_model(tiny_model_dir, prepared)).eval()
+    tags, pad = tag_ids(prepared), prepared.pad_token_id
+    batch_rows = rows(small_encoded, 5)
+    with torch.no_grad():
+        alone = [wrapper(**collate([r], pad, packed, tags)) for r in batch_rows]
+        together_loss, together_sections = wrapper(**collate(batch_rows, pad, packed, tags))
+        # position by position: hidden states of the joined batch equal the separate runs
+        batch = collate(batch_rows, pad, packed, tags)
+        decoder = wrapper.model.get_decoder()
+        hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                         position_ids=batch.get("position_ids"), use_cache=False).last_hidden_state
+        offset = 0
+        for i, r in enumerate(batch_rows):
+            n = len(r["input_ids"])
+            one = decoder(input_ids=torch.tensor([r["input_ids"]], dtype=torch.long), use_cache=False).last_hidden_state
+            got = hidden[0, offset:offset + n] if packed else hidden[i, :n]
+            torch.testing.assert_close(got, one[0], rtol=1e-4, atol=1e-5)
+            offset += n
+    torch.testing.assert_close(together_loss, sum(loss for loss, _ in alone), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(together_sections, sum(s for _, s in alone), rtol=1e-5, atol=1e-4)
+
+
+def test_chunked_loss_equals_full_logits_loss(tiny_model_dir, prepared, small_encoded):
+    from reasoning_sft.batching import collate
+    from reasoning_sft.modeling import ChunkedLossLM
+    from reasoning_sft.template import tag_ids
+
+    model = fresh_model(tiny_model_dir, prepared)
+    r = rows(small_encoded, 1)[0]
+    batch = collate([r], prepared.pad_token_id, False, tag_ids(prepared))
+    wrapper = ChunkedLossLM(model, chunk=7).train()  # many chunks, recomputed in backward
+    loss_sum, _ = wrapper(**batch)
+    n = (batch["targets"] != -100).sum()
+    reference = model(input_ids=torch.tensor([r["input_ids"]], dtype=torch.long),
+                      labels=torch.tensor([r["labels"]], dtype=torch.long)).loss  # HF: mean over shifted labels
+    torch.testing.assert_close(loss_sum / n, reference, rtol=1e-5, atol=1e-5)
+    (loss_sum / n).backward()
+    chunked_grad = model.get_output_embeddings().weight.grad.clone()
+    model.zero_grad()
+    reference.backward()
+    torch.testing.assert_close(chunked_grad, model.get_output_embeddings().weight.grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_grad_accum_gives_the_global_token_mean(tiny_model_dir, prepared, small_encoded, packed):
+    """4 micro-batches of 2 sequences == 1 batch of 8: same loss and same gradients."""
+    from accelerate import Accelerator
+    from reasoning_sft.batching import collate
+    from reasoning_sft.modeling import ChunkedLossLM
+    from reasoning_sft.template import tag_ids
+    from reasoning_sft.training import train_step
+
+    accelerator = Accelerator(cpu=True)
+    tags, pad = tag_ids(prepared), prepared.pad_token_id
+    eight = rows(small_encoded, 8)
+    results = []
+    for groups in ([eight[i:i + 2] for i in range(0, 8, 2)], [eight]):
+        wrapper = ChunkedLossLM(fresh_model(tiny_model_dir, prepared)).train()
+        batches = [collate(g, pad, packed, tags) for g in groups]
+        loss_sum, tokens, _, _ = train_step(accelerator, wrapper, batches)
+        grads = {n: p.grad.clone() for n, p in wrapper.named_parameters() if p.grad is not None}
+        results.append((loss_sum / tokens, grads))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    torch.testing.assert_close(loss_a, loss_b, rtol=1e-5, atol=1e-6)
+    assert grads_a.keys() == grads_b.keys()
+    for name in grads_a:
+        torch.testing.assert_close(grads_a[name], grads_b[name], rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------------ the trainers as users run them
+
+def test_lora_trains_tag_rows_only_and_adapter_reloads(tmp_path, tiny_model_dir, tokenizer_dir, prepared, small_encoded):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "lora"
+    proc = run_train("train_peft.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, out),
+                     "--batch_tokens", 1024, "--max_steps", 4, "--lr", 1e-2, "--lora_r", 4, "--lora_alpha", 8,
+                     "--merge_lora", "--seed", 3)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "adapter_model.safetensors").exists() and (out / "tokenizer.json").exists()
+    assert len(train_losses(out)) == 4 and all(r["tokens"] > 0 for r in metrics(out) if "loss" in r)
+
+    base = fresh_model(tiny_model_dir, prepared, seed=3)
+    before = {n: p.clone() for n, p in base.state_dict().items()}
+    tuned = PeftModel.from_pretrained(fresh_model(tiny_model_dir, prepared, seed=3), str(out)).eval()
+    tag_ids = [prepared.convert_tokens_to_ids(t) for t in ("<reasoning>", "</reasoning>", "<intention>",
+                                                           "</intention>", "<code>", "</code>")]
+    deltas = {n: p for n, p in tuned.named_parameters() if "trainable_tokens_delta" in n}
+    assert len(deltas) == 2  # input embedding and output head
+    for name, delta in deltas.items():
+        assert delta.shape[0] == len(tag_ids) and delta.abs().sum() > 0, name
+    for name, param in tuned.named_parameters():  # every base weight is exactly as loaded
+        if "lora_" in name or "trainable_tokens_delta" in name:
+            continue
+        key = name.replace("base_model.model.", "", 1).replace(".base_layer", "").replace(
+            ".token_adapter", "")
+        if key in before:
+            assert torch.equal(param, before[key]), name
+    merged = AutoModelForCausalLM.from_pretrained(str(out / "merged")).eval()
+    emb_merged = merged.get_input_embeddings().weight
+    moved = (emb_merged - before["model.embed_tokens.weight"]).abs().sum(-1).nonzero().flatten().tolist()
+    assert moved == sorted(tag_ids)  # only the tag rows of the embedding changed
+    ids = torch.tensor([rows(small_encoded, 1)[0]["input_ids"]], dtype=torch.long)
+    with torch.no_grad():
+        torch.testing.assert_close(tuned(input_ids=ids).logits, merged(input_ids=ids).logits, rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(base(input_ids=ids).logits, merged(input_ids=ids).logits)
+
+
+def test_full_adam8bit_overfits_and_saves_a_loadable_model(tmp_path, tiny_model_dir, tokenizer_dir, prepared, small_encoded):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "full"
+    proc = run_train("train_full.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, out),
+                     "--batch_tokens", 4096, "--epochs", 12, "--lr", 3e-3, "--adam8bit", "--warmup_ratio", 0,
+                     "--lr_scheduler", "constant")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # uint8 m and v: 2 bytes per parameter for large tensors (bitsandbytes keeps tensors under
+    # 4096 elements, and per-block scales, in fp32, which weighs a lot in a tiny model); AdamW: 8
+    per_param = float(re.search(r"optimizer state: ([0-9.]+) bytes", proc.stdout).group(1))
+    assert 2.0 <= per_param < 3.0, proc.stdout
+    losses = train_losses(out)
+    assert losses[-1] < 0.6 * losses[0], losses
+    model = AutoModelForCausalLM.from_pretrained(str(out))
+    assert model.get_input_embeddings().weight.shape[0] == len(prepared)
+    assert (out / "loss.png").stat().st_size > 10_000
+
+
+def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded):
+    """SIGKILL mid-run, --resume from the last checkpoint: same weights as never stopping."""
+    from safetensors.torch import load_file
+
+    args = ["--batch_tokens", 600, "--epochs", 3, "--lr", 5e-3, "--lora_r", 4, "--lora_dropout", 0.1,
+            "--save_every", 4, "--keep_checkpoints", 1, "--seed", 11]
+    whole = tmp_path / "whole"
+    proc = run_train("train_peft.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, whole), *args,
+                     launcher="python")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    n_steps = len(train_losses(whole))
+
+    cut = tmp_path / "cut"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    child = subprocess.Popen(train_cmd("train_peft.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, cut),
+                                       *args, launcher="python"), cwd=REPO_ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (cut / "checkpoint-4").exists():
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    assert child.wait() == -signal.SIGKILL
+    done = len(train_losses(cut))
+    assert 4 <= done < n_steps, "the kill must land between the first checkpoint and the end"
+
+    proc = run_train("train_peft.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, cut), *args,
+                     "--resume", launcher="python")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = load_file(str(whole / "adapter_model.safetensors"))
+    b = load_file(str(cut / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+    resumed = [r for r in metrics(cut) if "loss" in r]
+    reference = {r["step"]: r["loss"] for r in metrics(whole) if "loss" in r}
+    for r in resumed:  # replayed steps after the checkpoint match too
+        assert r["loss"] == pytest.approx(reference[r["step"]], rel=1e-5)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded):
+    out = tmp_path / "preempted"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    child = subprocess.Popen(train_cmd("train_full.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, out),
+                                       "--batch_tokens", 300, "--epochs", 50, launcher="python"),
+                             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(metrics(out) if (out / "metrics.jsonl").exists() else []) < 2:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    stdout, stderr = child.communicate(timeout=120)
+    assert child.returncode != 0
+    assert "SIGTERM: saved" in stdout, stdout + stderr
+    checkpoints = [p.name for p in out.iterdir() if p.name.startswith("checkpoint-")]
+    assert len(checkpoints) == 1
+    state = json.loads((out / checkpoints[0] / "trainer_state.json").read_text())
+    assert state["global_step"] >= 2
+
+
+def test_two_processes_match_one_with_grad_accum(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded):
+    """2 CPU processes (gloo) with grad_accum 1 == 1 process with grad_accum 2: same step losses, same weights."""
+    import datasets
+    from safetensors.torch import load_file
+    from reasoning_sft.batching import token_budget_batches
+
+    lengths = datasets.load_from_disk(str(small_encoded))["length"]
+    budget = next(b for b in range(400, 2000, 8) if len(token_budget_batches(lengths, b, False, 7, 0)) % 2 == 0
+                  and len(token_budget_batches(lengths, b, False, 7, 0)) >= 4)
+    args = ["--batch_tokens", budget, "--epochs", 1, "--lr", 1e-3, "--seed", 7, "--warmup_ratio", 0]
+    one, two = tmp_path / "one", tmp_path / "two"
+    proc = run_train("train_full.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, one), *args,
+                     "--grad_accum", 2, launcher="python")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_train("train_full.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, two), *args,
+                     launcher="torchrun", env={"ACCELERATE_USE_CPU": "true"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MULTI_CPU x2" in proc.stdout, proc.stdout
+    assert train_losses(one) == pytest.approx(train_losses(two), rel=1e-5)
+    assert [r["tokens"] for r in metrics(one) if "loss" in r] == [r["tokens"] for r in metrics(two) if "loss" in r]
+    a, b = load_file(str(one / "model.safetensors")), load_file(str(two / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------ refusals
+
+def test_refuses_a_dataset_from_another_tokenizer(tmp_path, tiny_model_dir, small_encoded, sample_path, run_script):
+    import prepare_llamatokenizer
+    from reasoning_sft import tiny_llama
+
+    other_model = tmp_path / "other"
+    tiny_llama.build(corpus=str(sample_path), out_dir=str(other_model), vocab_size=700)
+    other_tok = tmp_path / "other_tok"
+    assert prepare_llamatokenizer.main(["--model", str(other_model), "--out_dir", str(other_tok)]) == 0
+    proc = run_script("training/train_full.py", *common(tiny_model_dir, other_tok, small_encoded, tmp_path / "o"))
+    assert proc.returncode == 2
+    lines = stderr_lines(proc)
+    assert len(lines) == 1 and "re-encode" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_flash_attn_missing_is_one_line_with_the_install_hint(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded,
+                                                              run_script):
+    pytest.importorskip("torch")
+    if __import__("importlib").util.find_spec("flash_attn") is not None:
+        pytest.skip("flash-attn is installed here")
+    proc = run_script("training/train_peft.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, tmp_path / "o"),
+                      "--flash_attn")
+    assert proc.returncode == 2
+    lines = stderr_lines(proc)
+    assert len(lines) == 1 and "pip install -r requirements-gpu.txt" in lines[0], proc.stderr
+
+
+def test_every_accelerate_config_loads():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    configs = sorted((REPO_ROOT / "configs").glob("*.yaml"))
+    assert len(configs) >= 5
+    for path in configs:
+        config = load_config_from_file(str(path))
+        assert config.num_processes >= 1, path
+        if "fsdp" in path.name:
+            assert config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"] == "LlamaDecoderLayer"
