@@ -15,7 +15,7 @@ import sys
 import time
 
 from reasoning_sft.artifacts import (DATASET_DIRNAME, FILTER_REPORT, MANIFEST, atomic_output_dir, check_output_dir,
-                                     load_prepared_tokenizer, read_json, write_json)
+                                     load_prepared_tokenizer, prepared_tokenizer_meta, read_json, write_json)
 from reasoning_sft.encoding import encode_records, id_dtype, token_totals
 from reasoning_sft.errors import UserError, run_cli
 from reasoning_sft.records import read_records, validate
@@ -60,8 +60,12 @@ def main(argv=None):
     args = parse_args(argv)
     t0 = time.time()
     check_output_dir(args.encode_dir, args.overwrite)
+    # cheap checks first (input file, filter report vs tokenizer metadata), then the slow tokenizer load
+    records = checked_records(args.json, prepared_tokenizer_meta(args.tokenizer), args.max_len)
     tokenizer, tok_meta = load_prepared_tokenizer(args.tokenizer)
-    records = checked_records(args.json, tok_meta, args.max_len)
+    if not sys.stderr.isatty():  # our bars follow tqdm's TTY rule; datasets' own bars need switching off
+        import datasets
+        datasets.disable_progress_bars()
     dataset = encode_records(records, tokenizer, args.num_proc)
     longest = max(dataset["length"])
     if longest > args.max_len:

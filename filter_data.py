@@ -13,7 +13,8 @@ import json
 import os
 import time
 
-from reasoning_sft.artifacts import FILTER_REPORT, atomic_output_dir, check_output_dir, load_prepared_tokenizer, write_json
+from reasoning_sft.artifacts import (FILTER_REPORT, atomic_output_dir, check_output_dir, load_prepared_tokenizer,
+                                     prepared_tokenizer_meta, write_json)
 from reasoning_sft.errors import UserError, run_cli
 from reasoning_sft.filtering import filter_records
 from reasoning_sft.records import read_records
@@ -39,8 +40,9 @@ def main(argv=None):
     args = parse_args(argv)
     t0 = time.time()
     check_output_dir(args.out_dir, args.overwrite)
-    tokenizer, tok_meta = load_prepared_tokenizer(args.tokenizer)
+    prepared_tokenizer_meta(args.tokenizer)  # cheap checks first: a bad input fails fast, before the slow load
     raw = read_records(args.json)
+    tokenizer, tok_meta = load_prepared_tokenizer(args.tokenizer)
     kept, sections, report = filter_records(raw, tokenizer, args.max_len, truncate=not args.no_truncate)
     if not kept:
         raise UserError(f"{args.json}: no record survived the filter (drops: {report['drop_reasons']}); "

@@ -86,10 +86,12 @@ def vocab_fingerprint(tokenizer):
     return h.hexdigest()[:16]
 
 
-def load_prepared_tokenizer(tokenizer_dir):
-    """Load a tokenizer written by prepare_llamatokenizer.py, refusing anything else."""
-    from transformers import AutoTokenizer
+def prepared_tokenizer_meta(tokenizer_dir):
+    """The checked sft_tokenizer.json of a stage 1 directory, without loading the tokenizer.
 
+    Cheap (no transformers import), so a stage can refuse a wrong directory before it
+    reads a large input; load_prepared_tokenizer() then checks the files against it.
+    """
     meta_path = os.path.join(tokenizer_dir, TOKENIZER_META)
     if not os.path.isdir(tokenizer_dir):
         raise UserError(f"{tokenizer_dir}: no such tokenizer directory; create it with prepare_llamatokenizer.py")
@@ -97,6 +99,20 @@ def load_prepared_tokenizer(tokenizer_dir):
         raise UserError(f"{tokenizer_dir}: not written by prepare_llamatokenizer.py (no {TOKENIZER_META}); "
                         "run prepare_llamatokenizer.py --model M --out_dir DIR first")
     meta = read_json(meta_path, "tokenizer metadata")
+    if meta.get("template_version") != TEMPLATE_VERSION:
+        raise UserError(f"{tokenizer_dir}: prepared for template v{meta.get('template_version')}, "
+                        f"this code uses v{TEMPLATE_VERSION}; re-run prepare_llamatokenizer.py")
+    missing = [t for t in TAGS if t not in meta.get("added_tokens", {})]
+    if missing:
+        raise UserError(f"{tokenizer_dir}: tags {missing} missing from {TOKENIZER_META}; re-run prepare_llamatokenizer.py")
+    return meta
+
+
+def load_prepared_tokenizer(tokenizer_dir):
+    """Load a tokenizer written by prepare_llamatokenizer.py, refusing anything else."""
+    meta = prepared_tokenizer_meta(tokenizer_dir)
+    from transformers import AutoTokenizer  # slow (imports torch): only after the cheap checks
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     except Exception as err:  # a corrupt dir: say so in one line
@@ -104,12 +120,6 @@ def load_prepared_tokenizer(tokenizer_dir):
     if vocab_fingerprint(tokenizer) != meta.get("fingerprint"):
         raise UserError(f"{tokenizer_dir}: the tokenizer files do not match {TOKENIZER_META} "
                         "(edited after stage 1?); re-run prepare_llamatokenizer.py")
-    if meta.get("template_version") != TEMPLATE_VERSION:
-        raise UserError(f"{tokenizer_dir}: prepared for template v{meta.get('template_version')}, "
-                        f"this code uses v{TEMPLATE_VERSION}; re-run prepare_llamatokenizer.py")
-    missing = [t for t in TAGS if t not in meta.get("added_tokens", {})]
-    if missing:
-        raise UserError(f"{tokenizer_dir}: tags {missing} missing from {TOKENIZER_META}; re-run prepare_llamatokenizer.py")
     return tokenizer, meta
 
 

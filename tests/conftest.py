@@ -1,0 +1,134 @@
+"""Shared fixtures for the stage 1-3 tests.
+
+The expensive artifacts (a tiny Llama model built from the sample, the stage 1 tokenizer,
+the stage 2 filter output and the stage 3 encoding) are built once per session, in-process,
+by calling each stage's main(argv). Tests that are about the command line itself use
+`run_script`, which runs a stage script exactly as a user does: a fresh interpreter, the
+repository's script path, captured stdout/stderr and the real exit code.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Nothing in the test suite may reach the network; progress/thread noise off.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The stage scripts live at the repository root, not in the package: make them importable
+# so that tests can call their main(argv) in-process (much faster than a subprocess).
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+SAMPLE_RELPATH = "examples/sample.jsonl"
+TINY_VOCAB = 1024
+MAX_LEN = 256
+
+
+def run_script(script_relpath, *args, cwd=None, timeout=180, env=None):
+    """Run a repository script as a user does; return the CompletedProcess (never raises on exit != 0)."""
+    full_env = dict(os.environ)
+    full_env.update({"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    if env:
+        full_env.update(env)
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / script_relpath), *map(str, args)],
+        cwd=str(cwd) if cwd is not None else None,
+        capture_output=True, text=True, timeout=timeout, env=full_env,
+    )
+
+
+def is_progress_line(line):
+    """A tqdm / datasets progress-bar line (carriage-return redraws or the "NN%|###|" bar)."""
+    return "\r" in line or ("%|" in line and "it/s" in line) or ("%|" in line and "s/it" in line)
+
+
+def stderr_lines(proc):
+    """Non-empty stderr lines that are not progress bars."""
+    return [line for line in proc.stderr.splitlines() if line.strip() and not is_progress_line(line)]
+
+
+def leftovers(out_dir):
+    """Entries beside out_dir that belong to it: the dir itself or a temp/old sibling."""
+    out_dir = Path(out_dir)
+    if not out_dir.parent.exists():
+        return []
+    name = out_dir.name
+    return sorted(p.name for p in out_dir.parent.iterdir()
+                  if p.name == name or p.name.startswith(f".{name}.") or p.name.startswith(f"{name}.old-"))
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def sample_path(repo_root):
+    path = repo_root / SAMPLE_RELPATH
+    assert path.is_file(), f"{path} is missing: the sample dataset ships with the repository"
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_records(sample_path):
+    """The sample's raw records (a fresh list per call site is not needed: treat as read-only)."""
+    from reasoning_sft.records import read_records
+
+    return read_records(str(sample_path))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, sample_path):
+    from reasoning_sft import tiny_llama
+
+    out = tmp_path_factory.mktemp("tiny_model") / "tiny-llama"
+    tiny_llama.build(corpus=str(sample_path), out_dir=str(out), vocab_size=TINY_VOCAB)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory, tiny_model_dir):
+    import prepare_llamatokenizer
+
+    out = tmp_path_factory.mktemp("stage1") / "tokenizer"
+    assert prepare_llamatokenizer.main(["--model", str(tiny_model_dir), "--out_dir", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def prepared_tokenizer(tokenizer_dir):
+    """(tokenizer, metadata) loaded the way stages 2 and 3 load them."""
+    from reasoning_sft.artifacts import load_prepared_tokenizer
+
+    return load_prepared_tokenizer(str(tokenizer_dir))
+
+
+@pytest.fixture(scope="session")
+def filtered_dir(tmp_path_factory, sample_path, tokenizer_dir):
+    import filter_data
+
+    out = tmp_path_factory.mktemp("stage2") / "filtered"
+    assert filter_data.main(["--json", str(sample_path), "--tokenizer", str(tokenizer_dir),
+                             "--out_dir", str(out), "--max_len", str(MAX_LEN)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def encoded_dir(tmp_path_factory, filtered_dir, tokenizer_dir):
+    import encode_dataset
+
+    out = tmp_path_factory.mktemp("stage3") / "encoded"
+    assert encode_dataset.main(["--json", str(filtered_dir / "data.json"), "--tokenizer", str(tokenizer_dir),
+                                "--encode_dir", str(out), "--max_len", str(MAX_LEN), "--num_proc", "1"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session", name="run_script")
+def run_script_fixture():
+    """run_script(script_relpath, *args, cwd=None, timeout=180, env=None) -> CompletedProcess."""
+    return run_script
