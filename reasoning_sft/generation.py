@@ -1,0 +1,295 @@
+"""Generation with a fine-tuned model, and a strict check of what it produced.
+
+The prompt is built by template.prompt_text, the same code that built the training data:
+
+    BOS + instruction + SEPARATOR + "<reasoning>"
+
+so the model's continuation must be exactly the training target:
+
+    reasoning </reasoning><intention> intention </intention><code> code </code> [EOS]
+
+parse_output() checks that strictly (each of the five tags exactly once, in that order, no
+second <reasoning>, nothing but whitespace after </code> or between a closing tag and the
+next opening tag, no empty section) and names every deviation in a short error string, so
+that summarize() can count the kinds of failure over a whole run.
+"""
+
+import ast
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+from .template import CLOSE, OPEN, SECTIONS, TAGS, prompt_text
+
+# The tags a continuation must contain, in order (the prompt already holds "<reasoning>").
+EXPECTED = (CLOSE["reasoning"], OPEN["intention"], CLOSE["intention"], OPEN["code"], CLOSE["code"])
+# Text between two adjacent tags that must be empty (whitespace tolerated).
+GAPS = ((CLOSE["reasoning"], OPEN["intention"]), (CLOSE["intention"], OPEN["code"]))
+STOP_EOS, STOP_CODE, STOP_LENGTH = "eos", CLOSE["code"], "length"
+
+
+@dataclass
+class Parsed:
+    """What parse_output found. Sections are the raw substrings (not stripped); None when not found."""
+    ok: bool
+    errors: list = field(default_factory=list)
+    reasoning: str = None
+    intention: str = None
+    code: str = None
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def parse_output(text):
+    """Check a generated continuation (the text after the prompt's "<reasoning>").
+
+    The caller removes EOS/pad/BOS; trailing whitespace is tolerated. Error strings:
+      "missing T" / "extra T"       a tag of EXPECTED absent / present more than once
+      "stray <reasoning>"           the opening tag of the prompt generated again
+      "order: B before A"           tag B (first occurrence) precedes tag A, which must come first
+      "text between A and B"        non-whitespace between </reasoning> and <intention>, or </intention> and <code>
+      "text after </code>"          anything but whitespace after </code>
+      "empty reasoning|intention|code"  a section that is empty or only whitespace
+    A misplaced tag is reported once, by its own missing/extra/stray/order error: text that
+    contains a tag does not also count as "text between"/"text after".
+    A section is returned whenever its bounding tags occur exactly once, in order, with no
+    tag inside, even if other parts of the output are broken (e.g. the code of an output
+    with text after </code>); otherwise it is None.
+    """
+    text = text.rstrip()
+    errors = []
+    if OPEN["reasoning"] in text:
+        errors.append(f"stray {OPEN['reasoning']}")
+    counts = {tag: text.count(tag) for tag in EXPECTED}
+    for tag in EXPECTED:
+        if counts[tag] == 0:
+            errors.append(f"missing {tag}")
+        elif counts[tag] > 1:
+            errors.append(f"extra {tag}")
+    first = {tag: text.find(tag) for tag in EXPECTED if counts[tag]}
+    present = [tag for tag in EXPECTED if tag in first]
+    for a, b in zip(present, present[1:]):
+        if first[b] < first[a]:
+            errors.append(f"order: {b} before {a}")
+
+    def unique(*tags):  # all tags once each, in the given order
+        return (all(counts[t] == 1 for t in tags)
+                and all(first[a] < first[b] for a, b in zip(tags, tags[1:])))
+
+    def between(a, b):
+        return text[first[a] + len(a):first[b]]
+
+    def plain(s):  # text with no tag in it
+        return not any(tag in s for tag in TAGS)
+
+    sections = {}
+    if unique(CLOSE["reasoning"]):
+        sections["reasoning"] = text[:first[CLOSE["reasoning"]]]
+    for name in ("intention", "code"):
+        if unique(OPEN[name], CLOSE[name]):
+            sections[name] = between(OPEN[name], CLOSE[name])
+    sections = {name: value for name, value in sections.items() if plain(value)}
+    for a, b in GAPS:
+        if unique(a, b) and between(a, b).strip() and plain(between(a, b)):
+            errors.append(f"text between {a} and {b}")
+    if counts[CLOSE["code"]] == 1:
+        after = text[first[CLOSE["code"]] + len(CLOSE["code"]):]
+        if after and plain(after):
+            errors.append(f"text after {CLOSE['code']}")
+    for name in SECTIONS:
+        if name in sections and not sections[name].strip():
+            errors.append(f"empty {name}")
+    return Parsed(ok=not errors, errors=errors, **sections)
+
+
+def syntax_error(code):
+    """None if `code` parses as Python, else a short message ("line 3: invalid syntax")."""
+    try:
+        ast.parse(code)
+    except SyntaxError as err:
+        return f"line {err.lineno}: {err.msg}"
+    except ValueError as err:  # e.g. NUL bytes in the source
+        return str(err)
+    return None
+
+
+def check_python(code):
+    """True if `code` is syntactically valid Python (ast.parse)."""
+    return syntax_error(code) is None
+
+
+# ---------------------------------------------------------------------------------------
+# generation
+
+
+def encode_prompts(tokenizer, instructions):
+    """Left-padded prompt batch (PyTorch tensors): pads, BOS, instruction, SEPARATOR, <reasoning>.
+
+    Left padding puts the last prompt token of every row in the last column, which is
+    where generate() appends; position ids come from the attention mask.
+    """
+    return tokenizer([prompt_text(i) for i in instructions], add_special_tokens=True, padding=True,
+                     padding_side="left", return_tensors="pt")
+
+
+def stop_ids(tokenizer):
+    """Token ids that end a generation: EOS and </code> (nothing may follow </code>)."""
+    return [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(CLOSE["code"])]
+
+
+def decode_continuation(tokenizer, ids):
+    """Turn the generated ids of one row into a result dict (without parsing it).
+
+    The row is cut after its first stop token (the rest is generate()'s pad filler), EOS,
+    BOS and pad ids are dropped, and the rest is decoded with the tags kept.
+    Returns {"output", "n_tokens" (generated, stop token included), "stop", "section_tokens"}:
+    stop is "eos", "</code>" or "length"; section_tokens counts the tokens inside each
+    section (tags excluded) when the five tags occur once each as single ids in order, else None.
+    """
+    ids = [int(i) for i in ids]
+    eos, code_close = stop_ids(tokenizer)
+    stop = STOP_LENGTH
+    for pos, i in enumerate(ids):
+        if i in (eos, code_close):
+            ids = ids[:pos + 1]
+            stop = STOP_EOS if i == eos else STOP_CODE
+            break
+    n_tokens = len(ids)
+    drop = {eos, tokenizer.bos_token_id, tokenizer.pad_token_id}
+    ids = [i for i in ids if i not in drop]
+    text = tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    return {"output": text, "n_tokens": n_tokens, "stop": stop, "section_tokens": _section_tokens(tokenizer, ids)}
+
+
+def _section_tokens(tokenizer, ids):
+    tag_id = {tag: tokenizer.convert_tokens_to_ids(tag) for tag in EXPECTED}
+    pos = {}
+    for tag, i in tag_id.items():
+        hits = [p for p, x in enumerate(ids) if x == i]
+        if len(hits) != 1:
+            return None
+        pos[tag] = hits[0]
+    order = [pos[t] for t in EXPECTED]
+    if order != sorted(order):
+        return None
+    return {"reasoning": pos[CLOSE["reasoning"]],
+            "intention": pos[CLOSE["intention"]] - pos[OPEN["intention"]] - 1,
+            "code": pos[CLOSE["code"]] - pos[OPEN["code"]] - 1}
+
+
+def generate(model, tokenizer, instructions, max_new_tokens=512, temperature=0.0, top_p=0.95,
+             batch_size=8, seed=0):
+    """Continuations of `instructions`, one result dict per instruction, in input order.
+
+    Each dict is decode_continuation()'s: {"output": text with the tags kept, "n_tokens",
+    "stop", "section_tokens"}. Batches are built from prompts sorted by length (less
+    padding), left-padded, and stopped per row at EOS or </code>. temperature == 0 is greedy
+    decoding; otherwise sampling with temperature and top_p, seeded by `seed`.
+    """
+    import torch
+
+    from .progress import progress
+
+    if tokenizer.pad_token_id is None:
+        raise ValueError("the tokenizer has no pad token; use the one prepare_llamatokenizer.py wrote")
+    instructions = list(instructions)
+    lengths = [len(ids) for ids in tokenizer([prompt_text(i) for i in instructions])["input_ids"]]
+    order = sorted(range(len(instructions)), key=lambda k: lengths[k])
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    sampling = temperature > 0
+    kwargs = dict(max_new_tokens=max_new_tokens, do_sample=sampling, eos_token_id=stop_ids(tokenizer),
+                  pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id)
+    if sampling:
+        kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
+    else:  # unset sampling knobs a model's generation_config may carry, so greedy is greedy
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    device = next(model.parameters()).device
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    results = [None] * len(instructions)
+    with torch.inference_mode():
+        for batch in progress(batches, desc="generate", unit="batch"):
+            enc = encode_prompts(tokenizer, [instructions[k] for k in batch]).to(device)
+            out = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **kwargs)
+            new = out[:, enc["input_ids"].shape[1]:].tolist()
+            for k, row in zip(batch, new):
+                results[k] = decode_continuation(tokenizer, row)
+    return results
+
+
+def evaluate(result):
+    """A generation result dict plus the parse (ok, errors, sections) and syntax_ok.
+
+    syntax_ok: True/False whether the extracted code section parses as Python, None when no
+    code section could be extracted. It is judged even when the format check failed
+    elsewhere; summarize() counts it only for format-compliant outputs.
+    """
+    parsed = parse_output(result["output"])
+    out = dict(result)
+    out.update(parsed.to_dict())
+    out["syntax_ok"] = None if parsed.code is None else check_python(parsed.code)
+    return out
+
+
+def _mean(values):
+    values = list(values)
+    return round(sum(values) / len(values), 2) if values else None
+
+
+def summarize(results):
+    """Aggregate metrics over evaluate()d results (dicts with at least ok, errors, code, syntax_ok).
+
+    format_ok_rate       outputs that pass parse_output / all outputs
+    syntax_ok_rate       outputs that pass parse_output AND whose code parses / all outputs
+                         (a malformed output counts as a failure: it yields no usable program)
+    syntax_ok_rate_when_format_ok
+                         the same numerator / format-compliant outputs (None if there are none)
+    mean_chars, mean_tokens   per section, over format-compliant outputs only (where the
+                         sections are well defined); mean_tokens needs section_tokens
+    mean_output_chars, mean_output_tokens   over all outputs (tokens include the stop token)
+    stop_reasons         {"eos" | "</code>" | "length": count}
+    error_counts         {error string: number of outputs with it}, most frequent first
+    """
+    n = len(results)
+    ok = [r for r in results if r["ok"]]
+    good = sum(1 for r in ok if r.get("syntax_ok"))
+    with_tokens = [r for r in ok if r.get("section_tokens")]
+    errors = Counter(e for r in results for e in r["errors"])
+    return {
+        "outputs": n,
+        "format_ok": len(ok),
+        "syntax_ok": good,
+        "format_ok_rate": round(len(ok) / n, 4) if n else None,
+        "syntax_ok_rate": round(good / n, 4) if n else None,
+        "syntax_ok_rate_when_format_ok": round(good / len(ok), 4) if ok else None,
+        "mean_chars": {s: _mean(len(r[s]) for r in ok) for s in SECTIONS},
+        "mean_tokens": {s: _mean(r["section_tokens"][s] for r in with_tokens) for s in SECTIONS},
+        "mean_output_chars": _mean(len(r["output"]) for r in results if "output" in r),
+        "mean_output_tokens": _mean(r["n_tokens"] for r in results if "n_tokens" in r),
+        "stop_reasons": dict(Counter(r["stop"] for r in results if "stop" in r).most_common()),
+        "error_counts": dict(sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))),
+    }
+
+
+def summary_lines(summary):
+    """One human-readable line per metric (what generate.py prints)."""
+    def rate(value):
+        return "n/a" if value is None else f"{value:.1%}"
+
+    def per_section(d, unit):
+        return ", ".join(f"{s} {'n/a' if d[s] is None else d[s]}" for s in SECTIONS) + f" {unit}"
+
+    n = summary["outputs"]
+    lines = [
+        f"outputs: {n}",
+        f"format ok: {rate(summary['format_ok_rate'])} ({summary['format_ok']}/{n})",
+        f"syntax ok: {rate(summary['syntax_ok_rate'])} ({summary['syntax_ok']}/{n}; "
+        f"{rate(summary['syntax_ok_rate_when_format_ok'])} of format-ok outputs)",
+        f"mean section length (format-ok outputs): {per_section(summary['mean_chars'], 'chars')}",
+        f"mean section tokens (format-ok outputs): {per_section(summary['mean_tokens'], 'tokens')}",
+        f"mean output length: {summary['mean_output_chars']} chars, {summary['mean_output_tokens']} tokens",
+        f"stop reasons: {summary['stop_reasons'] or 'n/a'}",
+        f"errors: {summary['error_counts'] or 'none'}",
+    ]
+    return lines
