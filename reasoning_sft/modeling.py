@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .errors import UserError
-from .template import SECTIONS, TAGS
+from .template import TAGS
 
 LOSS_CHUNK = 4096  # positions per output-head chunk: 4096 x 32k fp32 logits = 0.5 GB at most
 N_SECTIONS = 5     # prompt, reasoning, intention, code, eos (see template.section_ids)
@@ -109,6 +109,10 @@ class ChunkedLossLM(torch.nn.Module):
         hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                          use_cache=False).last_hidden_state
         keep = targets != -100
+        if not keep.any():
+            # a filler batch (see batching.empty_batch): zero loss that still reaches every
+            # parameter, so DDP's gradient all-reduce on this rank matches the others
+            return head(hidden[:, :1]).float().sum() * 0.0, hidden.new_zeros(N_SECTIONS, dtype=torch.float32)
         hidden, targets, sections = hidden[keep], targets[keep], sections[keep]
         losses = []
         for start in range(0, targets.numel(), self.chunk):
@@ -117,13 +121,10 @@ class ChunkedLossLM(torch.nn.Module):
                 losses.append(checkpoint(_chunk_loss, head, h, t, use_reentrant=False))
             else:
                 losses.append(_chunk_loss(head, h, t))
-        token_loss = torch.cat(losses) if losses else hidden.new_zeros(0, dtype=torch.float32)
+        token_loss = torch.cat(losses)
         per_section = torch.zeros(N_SECTIONS, dtype=torch.float32, device=token_loss.device)
         per_section.index_add_(0, sections.long(), token_loss.detach())
         return token_loss.sum(), per_section
-
-
-SECTION_INDEX = {name: i + 1 for i, name in enumerate(SECTIONS)}  # eos (4) is reported with code
 
 
 def lora_model(model, new_ids, r, alpha, dropout, target_modules):

@@ -9,7 +9,6 @@ stage 1 must remove.
 """
 
 import argparse
-import json
 import os
 
 from .artifacts import atomic_output_dir, write_json

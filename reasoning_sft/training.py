@@ -300,6 +300,24 @@ class MetricsLog:
             self.writer.close()
 
 
+class Throughput:
+    """Real tokens per second and batching efficiency (real tokens / token slots computed) since the last log."""
+
+    def __init__(self):
+        self.real, self.slots, self.t0 = 0, 0, time.time()
+
+    def add(self, batches):
+        for b in batches:
+            mask = b.get("attention_mask")
+            self.real += int(mask.sum()) if mask is not None else b["input_ids"].numel()
+            self.slots += b["input_ids"].numel()
+
+    def rates(self, world_size):
+        elapsed = max(time.time() - self.t0, 1e-9)
+        # ranks carry near-equal tokens by construction, so this rank's rate x world size
+        return {"tokens_per_s": self.real * world_size / elapsed, "batch_efficiency": self.real / max(self.slots, 1)}
+
+
 def log(accelerator, msg):
     if accelerator.is_main_process:
         print(msg, flush=True)
@@ -307,10 +325,10 @@ def log(accelerator, msg):
 
 # ---------------------------------------------------------------- the loop
 
-def schedule_signature(args, world_size, n_rows, manifest):
+def schedule_signature(args, world_size, packed, n_rows, manifest):
     """What must not change between a run and its resume, or the data order would differ."""
     return {"batch_tokens": args.batch_tokens, "grad_accum": args.grad_accum, "seed": args.seed,
-            "world_size": world_size, "packed": None, "rows": n_rows,
+            "world_size": world_size, "packed": packed, "rows": n_rows,
             "eval_fraction": args.eval_fraction, "dataset": manifest.get("tokenizer_fingerprint"),
             "dataset_tokens": manifest.get("total_tokens")}
 
@@ -389,8 +407,7 @@ def run(args, mode):
     accelerator.register_for_checkpointing(scheduler)
     register_trainable_only_checkpointing(accelerator)
 
-    signature = schedule_signature(args, world, len(train_set), manifest)
-    signature["packed"] = packed
+    signature = schedule_signature(args, world, packed, len(train_set), manifest)
     global_step, epoch, step_in_epoch = 0, 0, 0
     if args.resume:
         checkpoints = list_checkpoints(args.output_dir)
@@ -416,7 +433,7 @@ def run(args, mode):
         return {"global_step": global_step, "epoch": epoch, "step_in_epoch": step_in_epoch, "signature": signature}
 
     wrapper.train()
-    window = {"tokens": 0, "slots": 0, "t0": time.time()}
+    window = Throughput()
     stopped_early = False
     while epoch < len(plans) and global_step < total_steps:
         plan = plans[epoch]
@@ -434,26 +451,18 @@ def run(args, mode):
             if global_step == 1:
                 log(accelerator, f"optimizer state: {optimizer_state_bytes_per_param(optimizer):.2f} bytes per "
                                  f"trainable parameter ({type(optimizer.optimizer).__name__})")
-            window["tokens"] += sum(int(b["targets"].ne(-100).sum()) for b in batches)
-            window["slots"] += sum(b["input_ids"].numel() for b in batches)
-            real = sum(int(b["input_ids"].ne(pad_id).sum()) if "attention_mask" not in b
-                       else int(b["attention_mask"].sum()) for b in batches)
-            window.setdefault("real", 0)
-            window["real"] += real
+            window.add(batches)
             if global_step % args.log_every == 0 or global_step == 1 or global_step == total_steps:
-                elapsed = time.time() - window["t0"]
                 record = {"step": global_step, "epoch": round(epoch + step_in_epoch / len(plan), 4),
                           "loss": loss_sum.item() / tokens.item(), "lr": scheduler.get_last_lr()[0],
-                          "tokens": int(tokens.item()),
-                          "tokens_per_s": window["real"] * world / max(elapsed, 1e-9),
-                          "batch_efficiency": window["real"] / max(window["slots"], 1)}
+                          "tokens": int(tokens.item()), **window.rates(world)}
                 if grad_norm is not None:
                     record["grad_norm"] = float(grad_norm)
                 for name, value in section_means(section_loss, section_tokens).items():
                     if value is not None:
                         record[f"loss_{name}"] = value
                 metrics.write(record)
-                window = {"tokens": 0, "slots": 0, "real": 0, "t0": time.time()}
+                window = Throughput()
             if eval_set is not None and args.eval_every and global_step % args.eval_every == 0:
                 run_eval(accelerator, wrapper, eval_set, args, pad_id, packed, tags, metrics, global_step)
             metrics.advance()

@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -239,7 +238,7 @@ def test_full_adam8bit_overfits_and_saves_a_loadable_model(tmp_path, tiny_model_
 
     out = tmp_path / "full"
     proc = run_train("train_full.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, out),
-                     "--batch_tokens", 4096, "--epochs", 12, "--lr", 3e-3, "--adam8bit", "--warmup_ratio", 0,
+                     "--batch_tokens", 16384, "--epochs", 25, "--lr", 3e-3, "--adam8bit", "--warmup_ratio", 0,
                      "--lr_scheduler", "constant")
     assert proc.returncode == 0, proc.stderr[-3000:]
     # uint8 m and v: 2 bytes per parameter for large tensors (bitsandbytes keeps tensors under
@@ -374,3 +373,16 @@ def test_every_accelerate_config_loads():
         assert config.num_processes >= 1, path
         if "fsdp" in path.name:
             assert config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"] == "LlamaDecoderLayer"
+
+
+def test_filler_batch_adds_zero_loss_but_reaches_every_parameter(tiny_model_dir, prepared):
+    """A rank with no batch left still joins DDP's gradient all-reduce, contributing nothing."""
+    from reasoning_sft.batching import empty_batch
+    from reasoning_sft.modeling import ChunkedLossLM
+
+    wrapper = ChunkedLossLM(fresh_model(tiny_model_dir, prepared)).train()
+    loss, sections = wrapper(**empty_batch(prepared.pad_token_id))
+    loss.backward()
+    assert loss.item() == 0 and sections.sum() == 0
+    for name, param in wrapper.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() == 0, name
