@@ -20,11 +20,13 @@ def length_histogram(section_counts, max_len, path, bins=40):
     """
     plt = _pyplot()
     totals = np.array([sum(c.values()) for c in section_counts])
-    edges = np.linspace(0, max(max_len, int(totals.max())) * 1.02, bins + 1)
-    which = np.clip(np.digitize(totals, edges) - 1, 0, bins - 1)
+    # max_len is a bin edge, so a bar never seems to straddle it
+    width = max_len / bins
+    bins = int(np.ceil(max(max_len, int(totals.max())) / width))
+    edges = np.arange(bins + 1) * width
+    which = np.clip(np.ceil(totals / width).astype(int) - 1, 0, bins - 1)  # bins are (a, b]
     fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
     bottom = np.zeros(bins)
-    width = edges[1] - edges[0]
     for name, color in SECTION_COLORS.items():
         tokens = np.array([c.get(name, 0) for c in section_counts], dtype=float)
         # share of each example's length that is this section, summed per bin = examples per bin
@@ -36,7 +38,7 @@ def length_histogram(section_counts, max_len, path, bins=40):
     ax.set_xlabel("tokens per example (BOS..EOS)")
     ax.set_ylabel("examples")
     ax.set_title(f"Example lengths after filtering: {len(totals)} examples, median {int(np.median(totals))} tokens")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)

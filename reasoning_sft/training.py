@@ -350,7 +350,7 @@ def optimizer_state_bytes_per_param(optimizer):
 def run(args, mode):
     """Train with `mode`; returns the output directory."""
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedType, set_seed
     from transformers import get_scheduler
 
     check_args(args)
@@ -405,7 +405,8 @@ def run(args, mode):
     # the scheduler is stepped by hand once per optimizer step (accelerate's wrapper would step it per process)
     wrapper, optimizer = accelerator.prepare(wrapper, optimizer)
     accelerator.register_for_checkpointing(scheduler)
-    register_trainable_only_checkpointing(accelerator)
+    if accelerator.distributed_type != DistributedType.FSDP:  # FSDP writes its own sharded states
+        register_trainable_only_checkpointing(accelerator)
 
     signature = schedule_signature(args, world, packed, len(train_set), manifest)
     global_step, epoch, step_in_epoch = 0, 0, 0
