@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -386,3 +387,21 @@ def test_filler_batch_adds_zero_loss_but_reaches_every_parameter(tiny_model_dir,
     assert loss.item() == 0 and sections.sum() == 0
     for name, param in wrapper.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() == 0, name
+
+
+def test_qlora_trains_on_4bit_base_weights(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded, capsys):
+    """--load_in_4bit: NF4 base weights (bitsandbytes runs them on CPU too), LoRA on top."""
+    sys.path.insert(0, str(REPO_ROOT / "training"))
+    import train_peft
+
+    counts = {}
+    for name, extra in (("fp32", []), ("nf4", ["--load_in_4bit"])):
+        out = tmp_path / name
+        assert train_peft.main([str(a) for a in common(tiny_model_dir, tokenizer_dir, small_encoded, out,
+                                                       "--max_steps", 2, "--batch_tokens", 2048, *extra)]) == 0
+        line = next(l for l in capsys.readouterr().out.splitlines() if "parameters trainable" in l)
+        counts[name] = [int(n.replace(",", "")) for n in re.findall(r"([\d,]+) of ([\d,]+) parameters", line)[0]]
+        assert (out / "adapter_model.safetensors").exists()
+        assert all(np.isfinite(r["loss"]) for r in metrics(out) if "loss" in r)
+    assert counts["nf4"][0] == counts["fp32"][0]  # same LoRA and tag rows train
+    assert counts["nf4"][1] < counts["fp32"][1]   # 4-bit weights pack two values per stored element
