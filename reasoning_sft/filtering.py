@@ -55,31 +55,69 @@ def _cut_point(reasoning, char_cut):
     return best if best else char_cut
 
 
+def _shorten(record, input_ids, offsets, max_len):
+    """The record with its reasoning cut by the tokens it is over max_len, or None when it cannot shrink enough.
+
+    (input_ids, offsets) encode full_text(record); the caller re-measures the result.
+    """
+    length = len(input_ids) + 1
+    r_start = len(prompt_text(record["instruction"]))
+    r_end = r_start + len(record["reasoning"])
+    in_reasoning = [end for start, end in offsets if start >= r_start and end <= r_end and end > start]
+    keep = len(in_reasoning) - (length - max_len)
+    if keep < 1:
+        return None
+    char_cut = in_reasoning[keep - 1] - r_start
+    cut = _cut_point(record["reasoning"], char_cut)
+    shortened = record["reasoning"][:cut].rstrip()
+    if not shortened:
+        shortened = record["reasoning"][:char_cut].rstrip()
+    if not shortened:
+        return None
+    return dict(record, reasoning=shortened)
+
+
+def _encode_with_offsets(tokenizer, records):
+    enc = tokenizer([full_text(r) for r in records], add_special_tokens=True, return_offsets_mapping=True)
+    return zip(enc["input_ids"], enc["offset_mapping"])
+
+
 def fit_record(tokenizer, record, length, max_len):
     """(record, truncated?) fitted into max_len, or (None, False) when code+instruction+intention alone are too long."""
     if length <= max_len:
         return record, False
-    r_start = len(prompt_text(record["instruction"]))
     for _ in range(8):  # re-measure: a cut can change how the neighbouring text merges
-        text = full_text(record)
-        enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
-        length = len(enc["input_ids"]) + 1
-        if length <= max_len:
+        ids, offsets = next(iter(_encode_with_offsets(tokenizer, [record])))
+        if len(ids) + 1 <= max_len:
             return record, True
-        r_end = r_start + len(record["reasoning"])
-        in_reasoning = [end for start, end in enc["offset_mapping"] if start >= r_start and end <= r_end and end > start]
-        keep = len(in_reasoning) - (length - max_len)
-        if keep < 1:
+        record = _shorten(record, ids, offsets, max_len)
+        if record is None:
             return None, False
-        char_cut = in_reasoning[keep - 1] - r_start
-        cut = _cut_point(record["reasoning"], char_cut)
-        shortened = record["reasoning"][:cut].rstrip()
-        if not shortened:
-            shortened = record["reasoning"][:char_cut].rstrip()
-        if not shortened:
-            return None, False
-        record = dict(record, reasoning=shortened)
     return None, False
+
+
+def fit_records(tokenizer, records, max_len):
+    """fit_record for records longer than max_len, each round tokenized in batches (all cores).
+
+    Returns per record (shortened record, its input ids with EOS), or (None, None) when it cannot fit.
+    """
+    out = [(None, None)] * len(records)
+    active = list(enumerate(records))
+    for _ in range(8):  # re-measure: a cut can change how the neighbouring text merges
+        shorter = []
+        for start in progress(range(0, len(active), BATCH), desc="fit max_len", unit="batch"):
+            batch = active[start:start + BATCH]
+            for (i, record), (ids, offsets) in zip(batch, _encode_with_offsets(tokenizer, [r for _, r in batch])):
+                if len(ids) + 1 <= max_len:
+                    out[i] = (record, ids + [tokenizer.eos_token_id])
+                    continue
+                record = _shorten(record, ids, offsets, max_len)
+                if record is not None:
+                    shorter.append((i, record))
+        active = shorter
+        if not active:
+            break
+    return out
 
 
 def length_stats(lengths):
@@ -97,22 +135,22 @@ def filter_records(raw_records, tokenizer, max_len, truncate=True):
     records = [r for _, r in valid]
     sections = measure(tokenizer, records)
     lengths = [sum(s.values()) for s in sections]
+    # only the over-long ones are tokenized again (with offsets), a batch at a time
+    over = [i for i, length in enumerate(lengths) if length > max_len] if truncate else []
+    fitted = dict(zip(over, fit_records(tokenizer, [records[i] for i in over], max_len)))
+    tags = tag_ids(tokenizer)
     kept, kept_sections, cut = [], [], []
-    for record, length, counts in zip(progress(records, desc="fit max_len", unit="rec"), lengths, sections):
-        if length > max_len and not truncate:
-            drops["too_long"] += 1
-            continue
-        fitted, was_cut = fit_record(tokenizer, record, length, max_len)
-        if fitted is None:
-            drops["too_long"] += 1
-            continue
-        if was_cut:
+    for i, (record, length, counts) in enumerate(zip(records, lengths, sections)):
+        if length > max_len:
+            record, ids = fitted.get(i, (None, None))
+            if record is None:
+                drops["too_long"] += 1
+                continue
+            # the shortened record changed length: count the ids that proved it fits
             cut.append(len(kept))
-        kept.append(fitted)
+            counts = section_lengths(ids, tags)
+        kept.append(record)
         kept_sections.append(counts)
-    # the few shortened records changed length: measure them again
-    for i, counts in zip(cut, measure(tokenizer, [kept[i] for i in cut], desc="re-measure")):
-        kept_sections[i] = counts
     kept_lengths = [sum(s.values()) for s in kept_sections]
     report = {
         "input_records": len(raw_records),

@@ -423,6 +423,8 @@ def run(args, mode):
         accelerator.load_state(checkpoints[-1])
         global_step, epoch, step_in_epoch = state["global_step"], state["epoch"], state["step_in_epoch"]
         log(accelerator, f"resumed from {checkpoints[-1]}: step {global_step}, epoch {epoch}, step {step_in_epoch} of it")
+        if accelerator.is_main_process:
+            forget_steps_after(os.path.join(args.output_dir, "metrics.jsonl"), global_step)
 
     write_json_main(accelerator, os.path.join(args.output_dir, "train_config.json"),
                     {"mode": mode.name, "args": vars(args), "world_size": world, "total_steps": total_steps,
@@ -505,6 +507,18 @@ def run_eval(accelerator, wrapper, eval_set, args, pad_id, packed, tags, metrics
     record = {"step": global_step, "eval_loss": loss}
     record.update({f"eval_loss_{k}": v for k, v in sections.items() if v is not None})
     metrics.write(record)
+
+
+def forget_steps_after(metrics_path, step):
+    """Drop metrics of steps the resumed run will redo, so every step is logged once."""
+    if not os.path.exists(metrics_path):
+        return
+    with open(metrics_path, encoding="utf-8") as f:
+        kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+    tmp = metrics_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(kept)
+    os.replace(tmp, metrics_path)
 
 
 def write_json_main(accelerator, path, obj):

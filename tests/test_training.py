@@ -287,6 +287,7 @@ def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path, tiny_model
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
     resumed = [r for r in metrics(cut) if "loss" in r]
+    assert [r["step"] for r in resumed] == list(range(1, n_steps + 1))  # each step logged once
     reference = {r["step"]: r["loss"] for r in metrics(whole) if "loss" in r}
     for r in resumed:  # replayed steps after the checkpoint match too
         assert r["loss"] == pytest.approx(reference[r["step"]], rel=1e-5)
