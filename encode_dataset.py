@@ -67,9 +67,10 @@ def main(argv=None):
         import datasets
         datasets.disable_progress_bars()
     dataset = encode_records(records, tokenizer, args.num_proc)
-    longest = max(dataset["length"])
+    lengths = dataset.data.column("length").to_numpy()  # column-wise: iterating dataset["length"] formats each row
+    longest = int(lengths.max())
     if longest > args.max_len:
-        over = sum(n > args.max_len for n in dataset["length"])
+        over = int((lengths > args.max_len).sum())
         raise UserError(f"{over} examples are longer than --max_len {args.max_len} (longest {longest}); "
                         "run filter_data.py with the same --max_len and tokenizer")
     total, trained = token_totals(dataset)
