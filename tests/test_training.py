@@ -118,6 +118,19 @@ def test_resize_is_deterministic_under_a_seed(tiny_model_dir, prepared):
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
+def test_resize_runs_on_meta_weights(tiny_model_dir, prepared):
+    """Under FSDP's cpu_ram_efficient_loading, ranks other than 0 hold meta weights until rank 0's are
+    broadcast: resizing and initializing the new rows must not need real data there."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from reasoning_sft.modeling import resize_and_init_new_tokens
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(tiny_model_dir)))
+    new_ids = resize_and_init_new_tokens(model, prepared)
+    assert len(new_ids) == 6 and model.get_output_embeddings().weight.shape[0] == len(prepared)
+    assert model.get_input_embeddings().weight.is_meta
+
+
 @pytest.mark.parametrize("packed", [False, True])
 def test_no_sequence_attends_to_another(tiny_model_dir, prepared, small_encoded, packed):
     """Per-sequence losses of a batch equal those of the sequences run one at a time."""
@@ -207,6 +220,9 @@ def test_lora_trains_tag_rows_only_and_adapter_reloads(tmp_path, tiny_model_dir,
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "adapter_model.safetensors").exists() and (out / "tokenizer.json").exists()
     assert len(train_losses(out)) == 4 and all(r["tokens"] > 0 for r in metrics(out) if "loss" in r)
+    from safetensors import safe_open
+    with safe_open(str(out / "adapter_model.safetensors"), "pt") as saved:  # LoRA + tag rows, no copy of the base
+        assert all("lora_" in k or "trainable_tokens_delta" in k for k in saved.keys()), list(saved.keys())
 
     base = fresh_model(tiny_model_dir, prepared, seed=3)
     before = {n: p.clone() for n, p in base.state_dict().items()}
