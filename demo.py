@@ -46,7 +46,7 @@ def run(stage, cmd, results):
         print(proc.stdout[-4000:])
         sys.exit(f"demo: stage '{stage}' failed (exit {proc.returncode})")
     summary = [line for line in proc.stdout.splitlines() if line.startswith(("tokenizer ->", "filter:", "encode:",
-                                                                            "done:", "tiny Llama", "summary"))]
+                                                                            "done:", "tiny Llama", "format ok"))]
     results.append((stage, seconds))
     print(f"[{stage}] {seconds:.1f}s  " + (summary[-1] if summary else ""), flush=True)
     return proc.stdout

@@ -65,7 +65,7 @@ def resize_and_init_new_tokens(model, tokenizer):
     new_ids = new_token_ids(tokenizer, old)
     tables = [model.get_input_embeddings().weight]
     head = model.get_output_embeddings()
-    if head is not None and head.weight.data_ptr() != tables[0].data_ptr():
+    if head is not None and head.weight is not tables[0]:  # tied heads share one Parameter
         tables.append(head.weight)
     for tag in TAGS:
         tag_id = tokenizer.convert_tokens_to_ids(tag)

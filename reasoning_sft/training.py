@@ -265,6 +265,7 @@ class MetricsLog:
         self.path = os.path.join(output_dir, "metrics.jsonl")
         self.writer = None
         self.bar = None
+        self.last = {}  # the newest train and eval losses, for the closing line
         if self.main:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -276,6 +277,7 @@ class MetricsLog:
     def write(self, record):
         if not self.main:
             return
+        self.last.update({k: v for k, v in record.items() if k in ("loss", "eval_loss")})
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         if self.writer:
@@ -354,7 +356,10 @@ def run(args, mode):
     from transformers import get_scheduler
 
     check_args(args)
-    accelerator = Accelerator()
+    try:
+        accelerator = Accelerator()
+    except (RuntimeError, ValueError) as err:  # e.g. an FSDP config on a machine without GPUs
+        raise UserError(f"accelerate cannot start with this config: {err}") from None
     rank, world = accelerator.process_index, accelerator.num_processes
     if os.path.isdir(args.output_dir) and os.listdir(args.output_dir) and not (args.resume or args.overwrite):
         raise UserError(f"{args.output_dir} is not empty; pass --resume to continue or --overwrite to start over")
@@ -489,6 +494,8 @@ def run(args, mode):
         run_eval(accelerator, wrapper, eval_set, args, pad_id, packed, tags, metrics, global_step)
     save_checkpoint(accelerator, args.output_dir, checkpoint_state(), args.keep_checkpoints)
     metrics.close()
+    losses = "".join(f", {name.replace('_', ' ')} {metrics.last[name]:.4f}" for name in ("loss", "eval_loss")
+                     if name in metrics.last)
     # gathered on every rank (FSDP shards must all take part); only the main process writes
     state = {k.removeprefix("model."): v for k, v in accelerator.get_state_dict(wrapper).items()}
     mode.save_final(args, accelerator.unwrap_model(wrapper).model, state, accelerator)
@@ -497,7 +504,7 @@ def run(args, mode):
         from .plots import loss_curves
         loss_curves(os.path.join(args.output_dir, "metrics.jsonl"), os.path.join(args.output_dir, "loss.png"))
     accelerator.wait_for_everyone()
-    log(accelerator, f"done: {global_step} steps -> {args.output_dir}")
+    log(accelerator, f"done: {global_step} steps{losses} -> {args.output_dir}")
     accelerator.end_training()
     return args.output_dir
 
