@@ -386,7 +386,7 @@ def run(args, mode):
     new_ids = resize_and_init_new_tokens(model, tokenizer)
     model = mode.build_model(args, model, new_ids)
     if args.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in model.parameters())
     log(accelerator, f"[{mode.name}] {accelerator.distributed_type} x{world}, mixed precision "

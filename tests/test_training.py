@@ -207,6 +207,36 @@ def test_grad_accum_gives_the_global_token_mean(tiny_model_dir, prepared, small_
         torch.testing.assert_close(grads_a[name], grads_b[name], rtol=1e-4, atol=1e-6)
 
 
+def test_gradient_checkpointing_keeps_lora_gradients(tiny_model_dir, prepared, small_encoded):
+    """Recomputing activations must not cut the gradient to LoRA weights and tag rows (frozen inputs)."""
+    from reasoning_sft.batching import collate
+    from reasoning_sft.modeling import ChunkedLossLM, lora_model, new_token_ids
+    from reasoning_sft.template import tag_ids
+
+    batch = collate(rows(small_encoded, 3), prepared.pad_token_id, False, tag_ids(prepared))
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = fresh_model(tiny_model_dir, prepared)
+        new_ids = [i for i in new_token_ids(prepared, 1024) if i != prepared.pad_token_id]
+        model = lora_model(model, new_ids, 4, 8, 0.0, "all-linear")
+        for name, param in model.named_parameters():  # B starts at zero: give A a gradient to carry
+            if "lora_B" in name:
+                torch.nn.init.normal_(param, std=0.02)
+        if checkpointing:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            assert model.is_activation_checkpointing
+        wrapper = ChunkedLossLM(model).train()
+        loss_sum, _ = wrapper(**batch)
+        loss_sum.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+    plain, checkpointed = grads
+    assert plain.keys() == checkpointed.keys() and any("lora_A" in n for n in plain)
+    for name, grad in plain.items():
+        assert grad.abs().sum() > 0, name
+        torch.testing.assert_close(checkpointed[name], grad, rtol=1e-4, atol=1e-6)
+
+
 # ------------------------------------------------------------------ the trainers as users run them
 
 def test_lora_trains_tag_rows_only_and_adapter_reloads(tmp_path, tiny_model_dir, tokenizer_dir, prepared, small_encoded):
