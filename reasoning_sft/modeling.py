@@ -14,6 +14,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .errors import UserError
 from .template import TAGS
+from .tokenizer import PAD_TOKEN
 
 LOSS_CHUNK = 4096  # positions per output-head chunk: 4096 x 32k fp32 logits = 0.5 GB at most
 N_SECTIONS = 5     # prompt, reasoning, intention, code, eos (see template.section_ids)
@@ -46,39 +47,49 @@ def load_causal_lm(model_name, dtype=None, flash_attn=False, load_in_4bit=False)
         raise UserError(f"cannot load a model from {model_name!r}: {str(err).splitlines()[0]}") from None
 
 
-def new_token_ids(tokenizer, old_vocab_size):
-    """Ids the base model has no trained row for (the tags, and pad if it was added)."""
-    return list(range(old_vocab_size, len(tokenizer)))
+TAG_IDS_KEY = "reasoning_sft_tag_ids"  # in config.json of a model whose tag rows were trained here
+
+
+def tag_id_map(tokenizer):
+    return {tag: tokenizer.convert_tokens_to_ids(tag) for tag in TAGS}
+
+
+def mark_tag_rows_trained(model, tokenizer):
+    """Record in the model's config that its tag rows are trained, so that a later run on it keeps them."""
+    setattr(model.config, TAG_IDS_KEY, tag_id_map(tokenizer))
 
 
 @torch.no_grad()
 def resize_and_init_new_tokens(model, tokenizer):
-    """Resize to the tokenizer; tag rows = mean of their name's word pieces; pad row = 0.
+    """Resize to the tokenizer; tag rows = mean of their name's word pieces; our pad row = 0.
 
     Random rows (transformers' default samples them) would make the first steps learn to
     undo noise; "<code>" starting near the embedding of "code" gives the model a head start.
-    Returns the ids of the new rows that training must update (the tags, not pad).
+    A tag's row is untrained when the resize creates it, and also when the model already had
+    a row at that id: some models carry spare rows past their vocabulary (deepseek-coder:
+    32256 rows for 32022 tokens), and stage 1 gives the tags those ids. Only a model that
+    this project trained (its config carries TAG_IDS_KEY with the same ids) keeps its rows.
+    Returns the ids of the tag rows, which LoRA must train.
     """
-    old = model.get_input_embeddings().weight.shape[0]
-    if len(tokenizer) > old:
+    tags = tag_id_map(tokenizer)
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:  # never shrink: spare rows may be what the model's kernels expect
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    new_ids = new_token_ids(tokenizer, old)
+    trained = getattr(model.config, TAG_IDS_KEY, None) == tags
     tables = [model.get_input_embeddings().weight]
     head = model.get_output_embeddings()
     if head is not None and head.weight is not tables[0]:  # tied heads share one Parameter
         tables.append(head.weight)
-    for tag in TAGS:
-        tag_id = tokenizer.convert_tokens_to_ids(tag)
-        if tag_id not in new_ids:
-            continue
-        pieces = tokenizer(tag.strip("</>"), add_special_tokens=False)["input_ids"]
-        for table in tables:
-            table[tag_id] = table[pieces].float().mean(0).to(table.dtype)
+    for tag, tag_id in tags.items():
+        if tag_id >= rows or not trained:
+            pieces = tokenizer(tag.strip("</>"), add_special_tokens=False)["input_ids"]
+            for table in tables:
+                table[tag_id] = table[pieces].float().mean(0).to(table.dtype)
     pad = tokenizer.pad_token_id
-    if pad in new_ids:
+    if tokenizer.pad_token == PAD_TOKEN and (pad >= rows or not trained):
         for table in tables:
             table[pad] = 0
-    return [i for i in new_ids if i != pad]
+    return sorted(tags.values())
 
 
 def decoder_and_head(model):
@@ -127,11 +138,11 @@ class ChunkedLossLM(torch.nn.Module):
         return token_loss.sum(), per_section
 
 
-def lora_model(model, new_ids, r, alpha, dropout, target_modules):
+def lora_model(model, tag_rows, r, alpha, dropout, target_modules):
     """LoRA on the decoder's linear layers; the new tag rows of embedding and head trainable too."""
     from peft import LoraConfig, get_peft_model
 
-    trainable_rows = {"embed_tokens": new_ids, "lm_head": new_ids} if new_ids else None
+    trainable_rows = {"embed_tokens": tag_rows, "lm_head": tag_rows}
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, task_type="CAUSAL_LM",
                         target_modules=target_modules, trainable_token_indices=trainable_rows)
     return get_peft_model(model, config)

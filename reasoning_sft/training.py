@@ -27,7 +27,7 @@ import torch
 from .artifacts import check_dataset_matches, load_manifest, load_prepared_tokenizer, replace_dir, write_json
 from .batching import collate, empty_batch, step_schedule
 from .errors import UserError
-from .modeling import ChunkedLossLM, N_SECTIONS, load_causal_lm, resize_and_init_new_tokens
+from .modeling import ChunkedLossLM, N_SECTIONS, load_causal_lm, mark_tag_rows_trained, resize_and_init_new_tokens
 from .progress import progress
 from .template import SECTION_NAMES, tag_ids
 
@@ -40,7 +40,7 @@ TRAINABLE_STATE = "trainable_params.pt"
 class Mode:
     """What differs between LoRA and full fine-tuning."""
     name: str
-    build_model: Callable     # (args, model, new_token_ids) -> model to train
+    build_model: Callable     # (args, model, tag_row_ids) -> model to train
     build_optimizer: Callable  # (args, model) -> torch optimizer
     save_final: Callable      # (args, model, state_dict, accelerator) -> None; called on every rank
 
@@ -383,15 +383,15 @@ def run(args, mode):
     tags, pad_id = tag_ids(tokenizer), tokenizer.pad_token_id
 
     model = load_causal_lm(args.model_name, flash_attn=args.flash_attn, load_in_4bit=getattr(args, "load_in_4bit", False))
-    new_ids = resize_and_init_new_tokens(model, tokenizer)
-    model = mode.build_model(args, model, new_ids)
+    tag_rows = resize_and_init_new_tokens(model, tokenizer)
+    model = mode.build_model(args, model, tag_rows)
     if args.gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in model.parameters())
     log(accelerator, f"[{mode.name}] {accelerator.distributed_type} x{world}, mixed precision "
                      f"{accelerator.mixed_precision}; {n_trainable:,} of {n_total:,} parameters trainable; "
-                     f"{len(new_ids)} new token rows; layout {'packed' if packed else 'padded'}")
+                     f"{len(tag_rows)} tag rows trained; layout {'packed' if packed else 'padded'}")
 
     lengths = np.asarray(train_set["length"])
     epochs = math.ceil(args.epochs)
@@ -498,7 +498,9 @@ def run(args, mode):
                      if name in metrics.last)
     # gathered on every rank (FSDP shards must all take part); only the main process writes
     state = {k.removeprefix("model."): v for k, v in accelerator.get_state_dict(wrapper).items()}
-    mode.save_final(args, accelerator.unwrap_model(wrapper).model, state, accelerator)
+    trained_model = accelerator.unwrap_model(wrapper).model
+    mark_tag_rows_trained(trained_model, tokenizer)  # a later run on this model keeps its tag rows
+    mode.save_final(args, trained_model, state, accelerator)
     if accelerator.is_main_process:
         tokenizer.save_pretrained(args.output_dir)
         from .plots import loss_curves

@@ -118,6 +118,39 @@ def test_resize_is_deterministic_under_a_seed(tiny_model_dir, prepared):
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
+def test_spare_rows_past_the_vocabulary_are_initialized_not_trusted(tiny_model_dir, prepared):
+    """deepseek-coder-like: the model has more rows than its tokenizer has tokens, so stage 1 gives the
+    tags ids of existing, never-trained rows. They get the name-mean init; nothing shrinks."""
+    from reasoning_sft.modeling import load_causal_lm, resize_and_init_new_tokens
+    from reasoning_sft.template import TAGS
+
+    torch.manual_seed(0)
+    model = load_causal_lm(str(tiny_model_dir))
+    base_rows = model.get_input_embeddings().weight.shape[0]
+    model.resize_token_embeddings(len(prepared) + 57, mean_resizing=False)  # spare rows: random junk
+    tag_rows = resize_and_init_new_tokens(model, prepared)
+    emb, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+    assert emb.shape[0] == len(prepared) + 57 and min(tag_rows) == base_rows
+    for tag in TAGS:
+        pieces = prepared(tag.strip("</>"), add_special_tokens=False)["input_ids"]
+        tag_id = prepared.convert_tokens_to_ids(tag)
+        assert torch.allclose(emb[tag_id], emb[pieces].mean(0)) and torch.allclose(head[tag_id], head[pieces].mean(0))
+    assert emb[prepared.pad_token_id].abs().sum() == 0
+
+
+def test_a_model_trained_here_keeps_its_tag_rows(tiny_model_dir, prepared):
+    from reasoning_sft.modeling import TAG_IDS_KEY, mark_tag_rows_trained, resize_and_init_new_tokens
+
+    model = fresh_model(tiny_model_dir, prepared)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.add_(1.0)  # "training" moved every row
+    before = model.get_input_embeddings().weight.clone()
+    mark_tag_rows_trained(model, prepared)
+    assert getattr(model.config, TAG_IDS_KEY)["<code>"] == prepared.convert_tokens_to_ids("<code>")
+    resize_and_init_new_tokens(model, prepared)
+    assert torch.equal(model.get_input_embeddings().weight, before)
+
+
 def test_resize_runs_on_meta_weights(tiny_model_dir, prepared):
     """Under FSDP's cpu_ram_efficient_loading, ranks other than 0 hold meta weights until rank 0's are
     broadcast: resizing and initializing the new rows must not need real data there."""
@@ -210,7 +243,7 @@ def test_grad_accum_gives_the_global_token_mean(tiny_model_dir, prepared, small_
 def test_gradient_checkpointing_keeps_lora_gradients(tiny_model_dir, prepared, small_encoded):
     """Recomputing activations must not cut the gradient to LoRA weights and tag rows (frozen inputs)."""
     from reasoning_sft.batching import collate
-    from reasoning_sft.modeling import ChunkedLossLM, lora_model, new_token_ids
+    from reasoning_sft.modeling import ChunkedLossLM, lora_model, tag_id_map
     from reasoning_sft.template import tag_ids
 
     batch = collate(rows(small_encoded, 3), prepared.pad_token_id, False, tag_ids(prepared))
@@ -218,8 +251,7 @@ def test_gradient_checkpointing_keeps_lora_gradients(tiny_model_dir, prepared, s
     for checkpointing in (False, True):
         torch.manual_seed(0)
         model = fresh_model(tiny_model_dir, prepared)
-        new_ids = [i for i in new_token_ids(prepared, 1024) if i != prepared.pad_token_id]
-        model = lora_model(model, new_ids, 4, 8, 0.0, "all-linear")
+        model = lora_model(model, sorted(tag_id_map(prepared).values()), 4, 8, 0.0, "all-linear")
         for name, param in model.named_parameters():  # B starts at zero: give A a gradient to carry
             if "lora_B" in name:
                 torch.nn.init.normal_(param, std=0.02)
@@ -297,6 +329,11 @@ def test_full_adam8bit_overfits_and_saves_a_loadable_model(tmp_path, tiny_model_
     model = AutoModelForCausalLM.from_pretrained(str(out))
     assert model.get_input_embeddings().weight.shape[0] == len(prepared)
     assert (out / "loss.png").stat().st_size > 10_000
+    # a second run on this model keeps the tag rows it learned
+    from reasoning_sft.modeling import resize_and_init_new_tokens
+    learned = model.get_input_embeddings().weight.clone()
+    resize_and_init_new_tokens(model, prepared)
+    assert torch.equal(model.get_input_embeddings().weight, learned)
 
 
 def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded):

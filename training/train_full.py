@@ -21,7 +21,7 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def build_model(args, model, new_ids):
+def build_model(args, model, tag_rows):
     return model  # every weight trains, the new rows included
 
 

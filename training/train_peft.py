@@ -31,13 +31,13 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def build_model(args, model, new_ids):
+def build_model(args, model, tag_rows):
     if args.load_in_4bit:
         from peft import prepare_model_for_kbit_training
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.gradient_checkpointing)
     targets = args.lora_target_modules
     targets = targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
-    return lora_model(model, new_ids, args.lora_r, args.lora_alpha, args.lora_dropout, targets)
+    return lora_model(model, tag_rows, args.lora_r, args.lora_alpha, args.lora_dropout, targets)
 
 
 def build_optimizer(args, model):
