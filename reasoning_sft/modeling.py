@@ -66,8 +66,8 @@ def resize_and_init_new_tokens(model, tokenizer):
     Random rows (transformers' default samples them) would make the first steps learn to
     undo noise; "<code>" starting near the embedding of "code" gives the model a head start.
     A tag's row is untrained when the resize creates it, and also when the model already had
-    a row at that id: some models carry spare rows past their vocabulary (deepseek-coder:
-    32256 rows for 32022 tokens), and stage 1 gives the tags those ids. Only a model that
+    a row at that id: some models pad their embedding past the vocabulary to a round size
+    (deepseek-coder does), and stage 1 gives the tags those spare ids. Only a model that
     this project trained (its config carries TAG_IDS_KEY with the same ids) keeps its rows.
     Returns the ids of the tag rows, which LoRA must train.
     """

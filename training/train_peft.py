@@ -47,8 +47,8 @@ def build_optimizer(args, model):
 def save_final(args, model, state_dict, accelerator):
     if accelerator.is_main_process:
         # peft keeps the adapter part. It would also store whole copies of the resized embedding and
-        # head ("auto" does when the vocabulary grew: +0.5 GB for a 7B model); the trained tag rows are
-        # already in the adapter, and every other row is the base model's.
+        # head ("auto" does when the vocabulary grew: two 32023 x 4096 matrices for CodeLlama-7B); the
+        # trained tag rows are already in the adapter, and every other row is the base model's.
         model.save_pretrained(args.output_dir, state_dict=state_dict, save_embedding_layers=False)
         if args.merge_lora:
             merged = model.merge_and_unload()
