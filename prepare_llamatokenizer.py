@@ -10,7 +10,8 @@ that later stages check. Fails if a tag is not one id or a stray "▁" follows a
 import argparse
 import os
 
-from reasoning_sft.artifacts import TOKENIZER_META, atomic_output_dir, check_output_dir, vocab_fingerprint, write_json
+from reasoning_sft.artifacts import (TOKENIZER_META, atomic_output_dir, check_output_dir, load_tokenizer_files,
+                                    vocab_fingerprint, write_json)
 from reasoning_sft.errors import run_cli
 from reasoning_sft.tokenizer import add_tags_and_pad, load_base_tokenizer, tokenizer_meta, verify_tokenizer
 
@@ -33,8 +34,7 @@ def main(argv=None):
     with atomic_output_dir(args.out_dir, overwrite=args.overwrite) as tmp:
         tokenizer.save_pretrained(tmp)
         # verify what a later stage will load, not the object in memory
-        from transformers import AutoTokenizer
-        saved = AutoTokenizer.from_pretrained(tmp)
+        saved = load_tokenizer_files(tmp)
         verify_tokenizer(saved)
         meta = tokenizer_meta(saved, args.model, vocab_fingerprint(saved))
         write_json(os.path.join(tmp, TOKENIZER_META), meta)

@@ -108,13 +108,33 @@ def prepared_tokenizer_meta(tokenizer_dir):
     return meta
 
 
-def load_prepared_tokenizer(tokenizer_dir):
-    """Load a tokenizer written by prepare_llamatokenizer.py, refusing anything else."""
-    meta = prepared_tokenizer_meta(tokenizer_dir)
-    from transformers import AutoTokenizer  # slow (imports torch): only after the cheap checks
+def tokenizer_class(tokenizer_dir):
+    """The class that tokenizer_config.json names, imported on its own.
+
+    What AutoTokenizer resolves too, but AutoTokenizer imports torch through the model configs:
+    4 of the 6 seconds that the data stages spent starting up. Unknown names fall back to it.
+    """
+    import transformers
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        with open(os.path.join(tokenizer_dir, "tokenizer_config.json"), encoding="utf-8") as f:
+            name = json.load(f).get("tokenizer_class")
+        cls = getattr(transformers, name, None) if isinstance(name, str) else None
+    except Exception:  # missing/corrupt config, or a class whose backend is absent: let AutoTokenizer judge
+        cls = None
+    return cls if hasattr(cls, "from_pretrained") else transformers.AutoTokenizer
+
+
+def load_tokenizer_files(tokenizer_dir):
+    """Load a saved tokenizer the one way every stage does (stage 1 verifies exactly this)."""
+    return tokenizer_class(tokenizer_dir).from_pretrained(tokenizer_dir)
+
+
+def load_prepared_tokenizer(tokenizer_dir):
+    """Load a tokenizer written by prepare_llamatokenizer.py, refusing anything else."""
+    meta = prepared_tokenizer_meta(tokenizer_dir)  # cheap checks before the slow import
+    try:
+        tokenizer = load_tokenizer_files(tokenizer_dir)
     except Exception as err:  # a corrupt dir: say so in one line
         raise UserError(f"{tokenizer_dir}: cannot load the tokenizer ({type(err).__name__}: {err})") from None
     if vocab_fingerprint(tokenizer) != meta.get("fingerprint"):

@@ -230,3 +230,25 @@ def test_fingerprint_tracks_the_vocabulary(tokenizer_dir):
     assert vocab_fingerprint(_auto(tokenizer_dir)) == before
     tok.add_tokens(["<extra>"])
     assert vocab_fingerprint(tok) != before
+
+
+def test_stage_loader_matches_autotokenizer(tokenizer_dir, sample_records, tmp_path):
+    """The data stages load the class tokenizer_config.json names (no torch import); it must
+    tokenize exactly as AutoTokenizer does, and an unknown class name falls back to AutoTokenizer."""
+    import shutil
+    from transformers import AutoTokenizer
+    from reasoning_sft.artifacts import tokenizer_class
+
+    ours, _ = load_prepared_tokenizer(str(tokenizer_dir))
+    auto = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    assert type(ours) is type(auto)
+    texts = [full_text(r) for r in sample_records[:20]] + [tag + probe for tag in TAGS for probe in PROBES]
+    assert ours(texts)["input_ids"] == auto(texts)["input_ids"]
+    assert ours.pad_token_id == auto.pad_token_id and ours.all_special_ids == auto.all_special_ids
+
+    renamed = tmp_path / "renamed"
+    shutil.copytree(tokenizer_dir, renamed)
+    config = json.loads((renamed / "tokenizer_config.json").read_text())
+    config["tokenizer_class"] = "NoSuchTokenizer"
+    (renamed / "tokenizer_config.json").write_text(json.dumps(config))
+    assert tokenizer_class(str(renamed)) is AutoTokenizer
