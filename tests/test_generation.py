@@ -303,6 +303,8 @@ def test_bad_input_is_a_user_error(gen_main, tokenizer_dir, tiny_model_dir, samp
         "prompt 0 is empty": ["--prompt", "  "],
         "--adapter_dir": ["--prompt", "x", "--adapter_dir", str(tmp_path / "nope")],
         "--temperature": ["--prompt", "x", "--temperature", "-1"],
+        "not a LoRA adapter": ["--prompt", "x", "--adapter_dir", str(tiny_model_dir)],  # full weights
+        "not a full model": ["--prompt", "x", "--model_dir", str(tokenizer_dir)],
     }
     for message, extra in cases.items():
         with pytest.raises(UserError, match=message.strip()):
