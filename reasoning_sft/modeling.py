@@ -27,8 +27,15 @@ def require_flash_attn():
 
 
 def load_causal_lm(model_name, dtype=None, flash_attn=False, load_in_4bit=False):
+    import os
+
     from transformers import AutoModelForCausalLM
 
+    if os.path.isfile(os.path.join(model_name, "adapter_config.json")) and \
+            not os.path.isfile(os.path.join(model_name, "config.json")):
+        # transformers would quietly load base + adapter, without the resized tag rows
+        raise UserError(f"{model_name} is a LoRA adapter, not a model: give the base model here "
+                        "(to generate with the adapter: generate.py --adapter_dir)")
     kwargs = {}
     if flash_attn:
         require_flash_attn()

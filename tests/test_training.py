@@ -151,6 +151,15 @@ def test_a_model_trained_here_keeps_its_tag_rows(tiny_model_dir, prepared):
     assert torch.equal(model.get_input_embeddings().weight, before)
 
 
+def test_an_adapter_dir_is_not_a_model(tmp_path):
+    from reasoning_sft.errors import UserError
+    from reasoning_sft.modeling import load_causal_lm
+
+    (tmp_path / "adapter_config.json").write_text("{}")
+    with pytest.raises(UserError, match="is a LoRA adapter, not a model"):
+        load_causal_lm(str(tmp_path))
+
+
 def test_resize_runs_on_meta_weights(tiny_model_dir, prepared):
     """Under FSDP's cpu_ram_efficient_loading, ranks other than 0 hold meta weights until rank 0's are
     broadcast: resizing and initializing the new rows must not need real data there."""
