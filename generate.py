@@ -67,9 +67,6 @@ def parse_args(argv):
     if args.adapter_dir and not os.path.exists(os.path.join(args.adapter_dir, "adapter_config.json")):
         raise UserError(f"--adapter_dir {args.adapter_dir}: no adapter_config.json, not a LoRA adapter "
                         "(full fine-tuned weights go in --model_dir)")
-    if args.model_dir and not os.path.exists(os.path.join(args.model_dir, "config.json")):
-        raise UserError(f"--model_dir {args.model_dir}: no config.json, not a full model "
-                        "(a LoRA adapter goes in --adapter_dir, with the base as --model_name)")
     return args
 
 

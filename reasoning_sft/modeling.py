@@ -7,13 +7,14 @@ It is one module, so DDP and FSDP see the whole computation inside forward().
 """
 
 import importlib.util
+import os
 
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .errors import UserError
-from .template import TAGS
+from .template import tag_ids
 from .tokenizer import PAD_TOKEN
 
 LOSS_CHUNK = 4096  # positions per output-head chunk: 4096 x 32k fp32 logits = 0.5 GB at most
@@ -27,8 +28,6 @@ def require_flash_attn():
 
 
 def load_causal_lm(model_name, dtype=None, flash_attn=False, load_in_4bit=False):
-    import os
-
     from transformers import AutoModelForCausalLM
 
     if os.path.isfile(os.path.join(model_name, "adapter_config.json")) and \
@@ -50,20 +49,16 @@ def load_causal_lm(model_name, dtype=None, flash_attn=False, load_in_4bit=False)
             bnb_4bit_compute_dtype=torch.bfloat16)
     try:
         return AutoModelForCausalLM.from_pretrained(model_name, dtype=dtype or torch.float32, **kwargs)
-    except OSError as err:
+    except (OSError, ValueError) as err:  # not found / not a model directory transformers knows
         raise UserError(f"cannot load a model from {model_name!r}: {str(err).splitlines()[0]}") from None
 
 
 TAG_IDS_KEY = "reasoning_sft_tag_ids"  # in config.json of a model whose tag rows were trained here
 
 
-def tag_id_map(tokenizer):
-    return {tag: tokenizer.convert_tokens_to_ids(tag) for tag in TAGS}
-
-
 def mark_tag_rows_trained(model, tokenizer):
     """Record in the model's config that its tag rows are trained, so that a later run on it keeps them."""
-    setattr(model.config, TAG_IDS_KEY, tag_id_map(tokenizer))
+    setattr(model.config, TAG_IDS_KEY, tag_ids(tokenizer))
 
 
 @torch.no_grad()
@@ -78,7 +73,7 @@ def resize_and_init_new_tokens(model, tokenizer):
     this project trained (its config carries TAG_IDS_KEY with the same ids) keeps its rows.
     Returns the ids of the tag rows, which LoRA must train.
     """
-    tags = tag_id_map(tokenizer)
+    tags = tag_ids(tokenizer)
     rows = model.get_input_embeddings().weight.shape[0]
     if len(tokenizer) > rows:  # never shrink: spare rows may be what the model's kernels expect
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)

@@ -8,7 +8,7 @@ checks below prove that for the saved directory, not for the object in memory.
 """
 
 from .errors import UserError
-from .template import TAGS, TEMPLATE_VERSION
+from .template import TAGS, TEMPLATE_VERSION, tag_ids
 
 PAD_TOKEN = "<pad>"
 # Pieces of text that follow a tag in real data: code, prose, indentation, digits.
@@ -74,7 +74,7 @@ def tokenizer_meta(tokenizer, base_model, fingerprint):
     return {
         "base_model": base_model,
         "template_version": TEMPLATE_VERSION,
-        "added_tokens": {tag: tokenizer.convert_tokens_to_ids(tag) for tag in TAGS},
+        "added_tokens": tag_ids(tokenizer),
         "pad_token": tokenizer.pad_token,
         "pad_token_id": tokenizer.pad_token_id,
         "bos_token_id": tokenizer.bos_token_id,

@@ -293,6 +293,9 @@ def test_bad_input_is_a_user_error(gen_main, tokenizer_dir, tiny_model_dir, samp
     empty.write_text("\n")
     no_instruction = tmp_path / "bad.jsonl"
     no_instruction.write_text('{"instruction": "ok"}\n{"text": "no instruction"}\n')
+    adapter_only = tmp_path / "adapter"
+    adapter_only.mkdir()
+    (adapter_only / "adapter_config.json").write_text("{}")
     cases = {
         "not both": ["--prompt", "x", "--adapter_dir", str(tmp_path), "--model_dir", str(tmp_path)],
         "one of them": [],
@@ -304,7 +307,8 @@ def test_bad_input_is_a_user_error(gen_main, tokenizer_dir, tiny_model_dir, samp
         "--adapter_dir": ["--prompt", "x", "--adapter_dir", str(tmp_path / "nope")],
         "--temperature": ["--prompt", "x", "--temperature", "-1"],
         "not a LoRA adapter": ["--prompt", "x", "--adapter_dir", str(tiny_model_dir)],  # full weights
-        "not a full model": ["--prompt", "x", "--model_dir", str(tokenizer_dir)],
+        "cannot load a model": ["--prompt", "x", "--model_dir", str(tokenizer_dir)],
+        "is a LoRA adapter, not a model": ["--prompt", "x", "--model_dir", str(adapter_only)],
     }
     for message, extra in cases.items():
         with pytest.raises(UserError, match=message.strip()):

@@ -252,7 +252,7 @@ def test_grad_accum_gives_the_global_token_mean(tiny_model_dir, prepared, small_
 def test_gradient_checkpointing_keeps_lora_gradients(tiny_model_dir, prepared, small_encoded):
     """Recomputing activations must not cut the gradient to LoRA weights and tag rows (frozen inputs)."""
     from reasoning_sft.batching import collate
-    from reasoning_sft.modeling import ChunkedLossLM, lora_model, tag_id_map
+    from reasoning_sft.modeling import ChunkedLossLM, lora_model
     from reasoning_sft.template import tag_ids
 
     batch = collate(rows(small_encoded, 3), prepared.pad_token_id, False, tag_ids(prepared))
@@ -260,7 +260,7 @@ def test_gradient_checkpointing_keeps_lora_gradients(tiny_model_dir, prepared, s
     for checkpointing in (False, True):
         torch.manual_seed(0)
         model = fresh_model(tiny_model_dir, prepared)
-        model = lora_model(model, sorted(tag_id_map(prepared).values()), 4, 8, 0.0, "all-linear")
+        model = lora_model(model, sorted(tag_ids(prepared).values()), 4, 8, 0.0, "all-linear")
         for name, param in model.named_parameters():  # B starts at zero: give A a gradient to carry
             if "lora_B" in name:
                 torch.nn.init.normal_(param, std=0.02)
