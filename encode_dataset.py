@@ -17,7 +17,7 @@ import time
 from reasoning_sft.artifacts import (DATASET_DIRNAME, FILTER_REPORT, MANIFEST, atomic_output_dir, check_output_dir,
                                      load_prepared_tokenizer, prepared_tokenizer_meta, read_json, write_json)
 from reasoning_sft.encoding import encode_records, id_dtype, token_totals
-from reasoning_sft.errors import UserError, run_cli
+from reasoning_sft.errors import UserError, add_verbose_flag, run_cli
 from reasoning_sft.records import read_records, validate
 from reasoning_sft.template import TEMPLATE_VERSION
 
@@ -30,6 +30,7 @@ def parse_args(argv):
     p.add_argument("--max_len", type=int, required=True, help="the --max_len given to filter_data.py")
     p.add_argument("--num_proc", type=int, default=os.cpu_count(), help="tokenizer processes (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --encode_dir")
+    add_verbose_flag(p)
     return p.parse_args(argv)
 
 

@@ -15,7 +15,7 @@ import time
 
 from reasoning_sft.artifacts import (FILTER_REPORT, atomic_output_dir, check_output_dir, load_prepared_tokenizer,
                                      prepared_tokenizer_meta, write_json)
-from reasoning_sft.errors import UserError, run_cli
+from reasoning_sft.errors import UserError, add_verbose_flag, run_cli
 from reasoning_sft.filtering import filter_records
 from reasoning_sft.records import read_records
 from reasoning_sft.template import TEMPLATE_VERSION
@@ -30,6 +30,7 @@ def parse_args(argv):
     p.add_argument("--no_truncate", action="store_true", help="drop over-long records instead of shortening the reasoning")
     p.add_argument("--no_plot", action="store_true", help="skip length_histogram.png")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out_dir")
+    add_verbose_flag(p)
     args = p.parse_args(argv)
     if args.max_len < 16:
         p.error("--max_len must be at least 16")

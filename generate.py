@@ -20,7 +20,7 @@ import tempfile
 import time
 
 from reasoning_sft.artifacts import load_prepared_tokenizer, write_json
-from reasoning_sft.errors import UserError, run_cli
+from reasoning_sft.errors import UserError, add_verbose_flag, run_cli
 from reasoning_sft.generation import evaluate, generate, summarize, summary_lines
 from reasoning_sft.records import INSTRUCTION_ALIASES, read_records
 from reasoning_sft.template import TEMPLATE_VERSION
@@ -46,6 +46,7 @@ def parse_args(argv):
     p.add_argument("--dtype", choices=DTYPES, default="auto", help="auto: bfloat16 on a GPU that supports it, else float32")
     p.add_argument("--flash_attn", action="store_true", help="FlashAttention-2 (CUDA, needs flash-attn)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    add_verbose_flag(p)
     args = p.parse_args(argv)
     for name in ("max_new_tokens", "batch_size"):
         if getattr(args, name) < 1:

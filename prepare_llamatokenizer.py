@@ -12,7 +12,7 @@ import os
 
 from reasoning_sft.artifacts import (TOKENIZER_META, atomic_output_dir, check_output_dir, load_tokenizer_files,
                                     vocab_fingerprint, write_json)
-from reasoning_sft.errors import run_cli
+from reasoning_sft.errors import add_verbose_flag, run_cli
 from reasoning_sft.tokenizer import add_tags_and_pad, load_base_tokenizer, tokenizer_meta, verify_tokenizer
 
 
@@ -21,6 +21,7 @@ def parse_args(argv):
     p.add_argument("--model", required=True, help="hub id or local directory of the base model/tokenizer")
     p.add_argument("--out_dir", required=True, help="where to write the prepared tokenizer")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out_dir")
+    add_verbose_flag(p)
     return p.parse_args(argv)
 
 

@@ -52,6 +52,20 @@ def stderr_lines(proc):
     return [line for line in proc.stderr.splitlines() if line.strip() and not is_progress_line(line)]
 
 
+def our_error_line(proc, script):
+    """The one `SCRIPT: error: ...` line of a run that failed on bad input (exit 2, no traceback).
+
+    Other stderr lines (a third-party library's warning on some CPUs, a progress bar) do not
+    count against the run: only that exactly one line is ours and none of it is a traceback.
+    """
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    ours = [line for line in proc.stderr.splitlines() if line.startswith(f"{script}: ")]
+    assert len(ours) == 1, proc.stderr
+    assert ours[0].startswith(f"{script}: error: "), ours[0]
+    return ours[0]
+
+
 def leftovers(out_dir):
     """Entries beside out_dir that belong to it: the dir itself or a temp/old sibling."""
     out_dir = Path(out_dir)

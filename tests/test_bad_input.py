@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import REPO_ROOT, leftovers, run_script
+from conftest import REPO_ROOT, leftovers, our_error_line, run_script
 from reasoning_sft.errors import UserError, run_cli
 
 GOOD = {"instruction": "Write add(a, b).", "reasoning": "Addition is one operator.", "intention": "Return a + b.",
@@ -19,16 +19,12 @@ GOOD = {"instruction": "Write add(a, b).", "reasoning": "Addition is one operato
 
 
 def assert_user_error(proc, script, out_dir, *fragments):
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]  # strict: a progress bar would count
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith(f"{script}: error: "), lines[0]
+    line = our_error_line(proc, script)
     for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
+        assert fragment in line, (fragment, line)
     assert proc.stdout == ""
     assert leftovers(out_dir) == [], leftovers(out_dir)
-    return lines[0]
+    return line
 
 
 def filter_cli(src, tokenizer, cwd, *extra, out="filtered"):
