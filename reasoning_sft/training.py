@@ -27,6 +27,7 @@ import torch
 from .artifacts import check_dataset_matches, load_manifest, load_prepared_tokenizer, replace_dir, write_json
 from .batching import collate, empty_batch, step_schedule
 from .errors import UserError
+from .generation import write_generation_config
 from .modeling import ChunkedLossLM, N_SECTIONS, load_causal_lm, mark_tag_rows_trained, resize_and_init_new_tokens
 from .progress import progress
 from .template import SECTION_NAMES, tag_ids
@@ -503,6 +504,7 @@ def run(args, mode):
     mode.save_final(args, trained_model, state, accelerator)
     if accelerator.is_main_process:
         tokenizer.save_pretrained(args.output_dir)
+        write_generation_config(args.output_dir, tokenizer)  # stop at EOS and </code>, in generate() and servers
         from .plots import loss_curves
         loss_curves(os.path.join(args.output_dir, "metrics.jsonl"), os.path.join(args.output_dir, "loss.png"))
     accelerator.wait_for_everyone()
