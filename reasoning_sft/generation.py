@@ -227,10 +227,10 @@ def generate(model, tokenizer, instructions, max_new_tokens=512, temperature=0.0
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
-def add_model_args(parser):
+def add_model_args(parser, tokenizer_required=True):
     """The options that choose the model, the tokenizer and the device."""
     p = parser
-    p.add_argument("--tokenizer_dir", required=True, help="directory written by prepare_llamatokenizer.py")
+    p.add_argument("--tokenizer_dir", required=tokenizer_required, help="directory written by prepare_llamatokenizer.py")
     p.add_argument("--model_name", help="base model (hub id or directory); default: the one the tokenizer was prepared from")
     p.add_argument("--adapter_dir", help="LoRA adapter to apply to --model_name")
     p.add_argument("--model_dir", help="full fine-tuned model (instead of --model_name/--adapter_dir)")
