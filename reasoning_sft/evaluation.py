@@ -24,6 +24,7 @@ from .errors import UserError
 from .execution import FAILED, PASSED, TIMED_OUT, run_programs
 from .generation import parse_output, syntax_error
 from .records import read_records
+from .template import target_text
 
 FORMAT_ERROR, SYNTAX_ERROR = "format error", "syntax error"
 RESULTS = (PASSED, FAILED, TIMED_OUT, FORMAT_ERROR, SYNTAX_ERROR)
@@ -87,6 +88,20 @@ def load_samples(path, problems):
         _require_fields(path, index, row, SAMPLE_FIELDS, "sample")
         if row["task_id"] not in problems:
             raise UserError(f"{path}: sample {index}: unknown task_id {row['task_id']!r} (not in the problems file)")
+    return samples
+
+
+def canonical_samples(problems, source):
+    """One sample per problem: its prompt + canonical_solution, wrapped in the training format.
+
+    A check of the problem file and of the sandbox on this machine: every one should pass."""
+    samples = []
+    for task_id, problem in problems.items():
+        solution = problem.get("canonical_solution")
+        if not isinstance(solution, str):
+            raise UserError(f"{source}: problem {task_id!r} has no canonical_solution")
+        samples.append({"task_id": task_id, "output": target_text(
+            "The reference solution.", "Complete the function.", problem["prompt"] + solution)})
     return samples
 
 

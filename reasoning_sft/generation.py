@@ -338,6 +338,7 @@ def write_generation_config(output_dir, tokenizer):
     config.bos_token_id = tokenizer.bos_token_id
     config.eos_token_id = stop_ids(tokenizer)
     config.pad_token_id = tokenizer.pad_token_id
+    config._from_model_config = False  # else generate() may rebuild it from config.json (EOS only)
     write_file_atomic(path, lambda f: f.write(config.to_json_string(use_diff=True)))
     return path
 

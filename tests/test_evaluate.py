@@ -233,6 +233,19 @@ def test_scoring_mode_as_a_user_runs_it(run_script, problems_file, tmp_path):
     assert sorted(os.listdir(out)) == ["results.jsonl", "summary.json"]  # no temporary files left
 
 
+def test_check_canonical_scores_each_problems_own_solution(problems_file, tmp_path, capsys):
+    import evaluate as script
+
+    assert script.main(["--problems", str(problems_file), "--check_canonical", "--out_dir", str(tmp_path / "c"),
+                        "--workers", "2"]) == 0
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["pass@1"] == 1.0 and summary["result_counts"][PASSED] == 3
+    assert capsys.readouterr().out.startswith("pass@1 100.0%")
+    no_solution = write_jsonl(tmp_path / "p.jsonl", [{k: v for k, v in PROBLEMS[0].items() if k != "canonical_solution"}])
+    with pytest.raises(UserError, match="no canonical_solution"):
+        script.main(["--problems", str(no_solution), "--check_canonical", "--out_dir", str(tmp_path / "c")])
+
+
 def test_bad_input_is_one_line_and_exit_2(run_script, problems_file, tmp_path):
     unknown = write_jsonl(tmp_path / "unknown.jsonl", [{"task_id": "t/nope", "output": "x"}])
     proc = run_script("evaluate.py", "--problems", problems_file, "--samples", unknown, "--out_dir", tmp_path / "o")
