@@ -172,7 +172,7 @@ def test_hostile_samples_fail_without_harm(tmp_path):
     samples = [{"task_id": "t/add", "output": out} for out in cases.values()]
     samples.insert(3, {"task_id": "t/vowels", "output": canonical("t/vowels")})  # a good sample among them
     t0 = time.monotonic()
-    rows = score_samples(samples, BY_ID, timeout=1.5, memory_mb=256, workers=2)
+    rows = score_samples(samples, BY_ID, timeout=2.0, memory_mb=256, workers=2)
     elapsed = time.monotonic() - t0
     good = rows.pop(3)
     assert good["result"] == PASSED  # unharmed by its neighbours
@@ -186,7 +186,7 @@ def test_hostile_samples_fail_without_harm(tmp_path):
     for name in ("os.system", "subprocess", "kills its parent", "removes files", "unlinks a file"):
         assert "PermissionError" in by_case[name]["error"], by_case[name]
     assert not marker.exists() and (keep / "data.txt").read_text() == "precious"
-    # 13 programs on 2 workers, two of them killed at 1.5 s: far below 13 timeouts in a row
+    # 13 programs on 2 workers, two of them killed at 2 s: well below 13 timeouts in a row
     assert elapsed < 12, elapsed
 
 
