@@ -4,7 +4,10 @@
     python prepare_llamatokenizer.py --model demo_out/tiny-llama --out_dir demo_out/tokenizer
 
 Writes the tokenizer plus sft_tokenizer.json (base model, tag ids, vocabulary fingerprint)
-that later stages check. Fails if a tag is not one id or a stray "▁" follows a tag.
+that later stages check. Fails if a tag is not one id or a stray "▁" follows a tag. The saved
+tokenizer carries a chat template that renders one user message as the training prompt (BOS +
+instruction + "\n\n<reasoning>", the same ids), so a serving stack builds the prompt that
+the model was trained on.
 """
 
 import argparse
@@ -13,7 +16,8 @@ import os
 from reasoning_sft.artifacts import (TOKENIZER_META, atomic_output_dir, check_output_dir, load_tokenizer_files,
                                     vocab_fingerprint, write_json)
 from reasoning_sft.errors import add_verbose_flag, run_cli
-from reasoning_sft.tokenizer import add_tags_and_pad, load_base_tokenizer, tokenizer_meta, verify_tokenizer
+from reasoning_sft.tokenizer import (add_chat_template, add_tags_and_pad, load_base_tokenizer, tokenizer_meta,
+                                    verify_chat_template, verify_tokenizer)
 
 
 def parse_args(argv):
@@ -32,11 +36,13 @@ def main(argv=None):
     check_output_dir(args.out_dir, args.overwrite)
     tokenizer = load_base_tokenizer(args.model)
     added = add_tags_and_pad(tokenizer)
+    add_chat_template(tokenizer)  # replaces a base model's own template: this one is the training format
     with atomic_output_dir(args.out_dir, overwrite=args.overwrite) as tmp:
         tokenizer.save_pretrained(tmp)
         # verify what a later stage will load, not the object in memory
         saved = load_tokenizer_files(tmp)
         verify_tokenizer(saved)
+        verify_chat_template(saved)
         meta = tokenizer_meta(saved, args.model, vocab_fingerprint(saved))
         write_json(os.path.join(tmp, TOKENIZER_META), meta)
     load_prepared_tokenizer(args.out_dir)  # the round trip every later stage does

@@ -162,3 +162,38 @@ def check_dataset_matches(manifest, tokenizer_meta, dataset_dir, tokenizer_dir):
     if manifest.get("template_version") != TEMPLATE_VERSION:
         raise UserError(f"{dataset_dir} uses template v{manifest.get('template_version')}, "
                         f"this code uses v{TEMPLATE_VERSION}; re-encode it")
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_file_atomic(path, write):
+    """Call write(file) on a temporary sibling of `path`, then rename it into place (never half a file)."""
+    path = os.path.abspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            write(f)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; an artifact should not be
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_jsonl_atomic(path, rows):
+    def write(f):
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_file_atomic(path, write)
+
+
+def write_json_atomic(path, obj):
+    def write(f):
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    write_file_atomic(path, write)

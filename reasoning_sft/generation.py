@@ -15,10 +15,12 @@ that summarize() can count the kinds of failure over a whole run.
 """
 
 import ast
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from .template import CLOSE, OPEN, SECTIONS, TAGS, prompt_text
+from .errors import UserError
+from .template import CLOSE, OPEN, SECTIONS, TAGS, TEMPLATE_VERSION, prompt_text
 
 # The tags a continuation must contain, in order (the prompt already holds "<reasoning>").
 EXPECTED = (CLOSE["reasoning"], OPEN["intention"], CLOSE["intention"], OPEN["code"], CLOSE["code"])
@@ -216,6 +218,136 @@ def generate(model, tokenizer, instructions, max_new_tokens=512, temperature=0.0
             for k, row in zip(batch, new):
                 results[k] = decode_continuation(tokenizer, row)
     return results
+
+
+# ---------------------------------------------------------------------------------------
+# what generate.py and evaluate.py share: the model options, loading, settings
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def add_model_args(parser, tokenizer_required=True):
+    """The options that choose the model, the tokenizer and the device."""
+    p = parser
+    p.add_argument("--tokenizer_dir", required=tokenizer_required, help="directory written by prepare_llamatokenizer.py")
+    p.add_argument("--model_name", help="base model (hub id or directory); default: the one the tokenizer was prepared from")
+    p.add_argument("--adapter_dir", help="LoRA adapter to apply to --model_name")
+    p.add_argument("--model_dir", help="full fine-tuned model (instead of --model_name/--adapter_dir)")
+    p.add_argument("--dtype", choices=DTYPES, default="auto", help="auto: bfloat16 on a GPU that supports it, else float32")
+    p.add_argument("--flash_attn", action="store_true", help="FlashAttention-2 (CUDA, needs flash-attn)")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+
+
+def add_sampling_args(parser, max_new_tokens=512, temperature=0.0):
+    """The options of generate(): length, temperature, top_p, batch size, seed."""
+    p = parser
+    p.add_argument("--max_new_tokens", type=int, default=max_new_tokens)
+    p.add_argument("--temperature", type=float, default=temperature, help="0 = greedy decoding")
+    p.add_argument("--top_p", type=float, default=0.95, help="nucleus sampling (only with --temperature > 0)")
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def check_model_and_sampling_args(args):
+    """UserError for option values that add_model_args/add_sampling_args cannot check by type alone."""
+    for name in ("max_new_tokens", "batch_size"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be at least 1")
+    if args.temperature < 0:
+        raise UserError("--temperature must be >= 0 (0 = greedy)")
+    if not 0 < args.top_p <= 1:
+        raise UserError("--top_p must be in (0, 1]")
+    if args.adapter_dir and args.model_dir:
+        raise UserError("give --adapter_dir (LoRA on --model_name) or --model_dir (full weights), not both")
+    for name in ("adapter_dir", "model_dir"):
+        path = getattr(args, name)
+        if path and not os.path.isdir(path):
+            raise UserError(f"--{name} {path}: no such directory")
+    if args.adapter_dir and not os.path.exists(os.path.join(args.adapter_dir, "adapter_config.json")):
+        raise UserError(f"--adapter_dir {args.adapter_dir}: no adapter_config.json, not a LoRA adapter "
+                        "(full fine-tuned weights go in --model_dir)")
+
+
+def pick_device_and_dtype(device=None, dtype="auto"):
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype != "auto":
+        return device, getattr(torch, dtype)
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return device, torch.bfloat16
+    return device, torch.float32
+
+
+def load_model_for_generation(args, tokenizer, tok_meta):
+    """(model on its device, settings dict) for add_model_args' options; UserError for a bad model.
+
+    --model_name defaults to the base model that the tokenizer was prepared from.
+    """
+    from .modeling import load_for_inference
+
+    model_name = args.model_name or tok_meta.get("base_model")
+    if not args.model_dir and not model_name:
+        raise UserError("--model_name is required (the tokenizer metadata names no base model)")
+    device, dtype = pick_device_and_dtype(args.device, args.dtype)
+    model = load_for_inference(model_name, tokenizer, adapter_dir=args.adapter_dir, model_dir=args.model_dir,
+                               dtype=dtype, flash_attn=args.flash_attn)
+    rows = model.get_input_embeddings().weight.shape[0]
+    if rows < len(tokenizer):
+        raise UserError(f"the model has {rows} token rows but the tokenizer {args.tokenizer_dir} has {len(tokenizer)}; "
+                        "was the model trained with this tokenizer?")
+    model.to(device)
+    settings = {
+        "model_name": None if args.model_dir else model_name, "adapter_dir": args.adapter_dir,
+        "model_dir": args.model_dir, "tokenizer_dir": args.tokenizer_dir,
+        "tokenizer_fingerprint": tok_meta.get("fingerprint"), "template_version": TEMPLATE_VERSION,
+        "max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
+        "top_p": args.top_p if args.temperature > 0 else None, "batch_size": args.batch_size, "seed": args.seed,
+        "device": str(device), "dtype": str(dtype).replace("torch.", ""),
+    }
+    return model, settings
+
+
+def generate_with_args(model, tokenizer, instructions, args):
+    """generate() with add_sampling_args' options."""
+    return generate(model, tokenizer, instructions, max_new_tokens=args.max_new_tokens,
+                    temperature=args.temperature, top_p=args.top_p, batch_size=args.batch_size, seed=args.seed)
+
+
+# ---------------------------------------------------------------------------------------
+# generation_config.json: where a trained model stops
+
+
+GENERATION_CONFIG = "generation_config.json"
+
+
+def write_generation_config(output_dir, tokenizer):
+    """Write OUTPUT_DIR/generation_config.json whose stop tokens are EOS and </code> (stop_ids).
+
+    transformers' generate() and the serving stacks (vLLM, TGI) read their stop tokens from
+    this file; the base model's names EOS only, and the model was trained to end at </code>
+    + EOS. Other fields of an existing file (the base model's sampling defaults) are kept.
+    """
+    from transformers import GenerationConfig
+
+    from .artifacts import write_file_atomic
+
+    path = os.path.join(output_dir, GENERATION_CONFIG)
+    config = GenerationConfig.from_pretrained(output_dir) if os.path.exists(path) else GenerationConfig()
+    config.bos_token_id = tokenizer.bos_token_id
+    config.eos_token_id = stop_ids(tokenizer)
+    config.pad_token_id = tokenizer.pad_token_id
+    config._from_model_config = False  # else generate() may rebuild it from config.json (EOS only)
+    write_file_atomic(path, lambda f: f.write(config.to_json_string(use_diff=True)))
+    return path
+
+
+def save_tokenizer_and_generation_config(output_dir, tokenizer):
+    """What a model directory needs beside its weights to be served as trained: the tokenizer
+    (with its chat template) and generation_config.json."""
+    tokenizer.save_pretrained(output_dir)
+    return write_generation_config(output_dir, tokenizer)
 
 
 def evaluate(result):

@@ -7,8 +7,10 @@ with legacy=False (Metaspace prepend_scheme="first") and saving keeps it away; t
 checks below prove that for the saved directory, not for the object in memory.
 """
 
+import json
+
 from .errors import UserError
-from .template import TAGS, TEMPLATE_VERSION, tag_ids
+from .template import OPEN, SEPARATOR, TAGS, TEMPLATE_VERSION, full_text, prompt_text, tag_ids
 
 PAD_TOKEN = "<pad>"
 # Pieces of text that follow a tag in real data: code, prose, indentation, digits.
@@ -68,6 +70,101 @@ def verify_tokenizer(tokenizer):
         decoded = tokenizer.decode(_ids(tokenizer, text))
         if decoded != text:
             raise UserError(f"tokenizer does not round-trip {text!r} (got {decoded!r})")
+
+
+# ---------------------------------------------------------------------------------------
+# the chat template: how a serving stack (vLLM, TGI, llama.cpp) builds the training prompt
+#
+# Servers render a conversation with the tokenizer's Jinja chat template and tokenize the
+# text without adding special tokens, so the template writes BOS itself. One user message
+# (the instruction, stripped as the data stages strip it) renders as the training prompt:
+#     BOS + instruction + SEPARATOR + "<reasoning>"      (add_generation_prompt=True)
+# and a user + assistant pair as a whole training example (the reply is the target text
+# after "<reasoning>", EOS appended). Anything else is refused: the model never saw it.
+#
+# Between BOS and the instruction, some tokenizers need a space: a SentencePiece tokenizer
+# (Metaspace, prepend_scheme="first") gives text right after a special token no "▁"
+# prefix, while the training prompt's first word has one ("▁Write"). Which text reproduces
+# the training ids is decided by trying and checking, not by guessing the tokenizer family.
+
+CHAT_TEMPLATE_ERROR = ("this model was trained on a single user message (the instruction), "
+                       "optionally followed by the assistant reply; no system or multi-turn messages")
+# what comes before the instruction (a Jinja expression), candidates tried in order
+CHAT_PREFIXES = ("bos_token", "bos_token + ' '", "''", "' '")
+# instructions the rendered prompt must reproduce exactly (code, prose, digits, unicode, a long docstring)
+CHAT_PROBES = (
+    "Write a function that returns the sum of a list.",
+    "def add(a, b):\n    \"\"\"Return a + b.\n    >>> add(1, 2)\n    3\n    \"\"\"",
+    "from typing import List\n\n\ndef has_close_elements(numbers: List[float], threshold: float) -> bool:",
+    "42 items, sorted",
+    "Écris une fonction « tri » — naïve.",
+    "x",
+)
+
+
+def chat_template(prefix):
+    """The Jinja chat template; `prefix` is the Jinja expression before the instruction (see CHAT_PREFIXES)."""
+    def literal(text):  # a Jinja string literal (JSON escapes are valid Jinja escapes)
+        return json.dumps(text)
+
+    generation_prompt = literal(SEPARATOR + OPEN["reasoning"])
+    return (
+        "{%- if messages | length not in [1, 2] or messages[0]['role'] != 'user' "
+        "or (messages | length == 2 and messages[1]['role'] != 'assistant') -%}"
+        f"{{{{- raise_exception({literal(CHAT_TEMPLATE_ERROR)}) -}}}}"
+        "{%- endif -%}"
+        f"{{{{- {prefix} + (messages[0]['content'] | trim) -}}}}"
+        "{%- if messages | length == 2 -%}"
+        f"{{{{- {generation_prompt} + messages[1]['content'] + eos_token -}}}}"
+        "{%- elif add_generation_prompt -%}"
+        f"{{{{- {generation_prompt} -}}}}"
+        "{%- endif -%}"
+    )
+
+
+def _rendered_ids(tokenizer, messages, add_generation_prompt):
+    out = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True)
+    return list(out["input_ids"] if hasattr(out, "keys") else out)
+
+
+def chat_template_mismatch(tokenizer):
+    """None if the tokenizer's chat template reproduces the training ids on every probe, else what differs."""
+    example = {"reasoning": "Sum the list.", "intention": "Use sum().", "code": "def f(xs):\n    return sum(xs)"}
+    for instruction in CHAT_PROBES:
+        user = [{"role": "user", "content": instruction}]
+        expected = tokenizer(prompt_text(instruction), add_special_tokens=True)["input_ids"]
+        got = _rendered_ids(tokenizer, user, add_generation_prompt=True)
+        if got != expected:
+            return f"prompt {instruction[:30]!r}: {tokenizer.convert_ids_to_tokens(got[:4])} != " \
+                   f"{tokenizer.convert_ids_to_tokens(expected[:4])}"
+        reply = full_text(dict(example, instruction=instruction))[len(prompt_text(instruction)):]
+        expected = tokenizer(full_text(dict(example, instruction=instruction)))["input_ids"] + [tokenizer.eos_token_id]
+        got = _rendered_ids(tokenizer, user + [{"role": "assistant", "content": reply}], add_generation_prompt=False)
+        if got != expected:
+            return f"example {instruction[:30]!r}: ends {tokenizer.convert_ids_to_tokens(got[-3:])} != " \
+                   f"{tokenizer.convert_ids_to_tokens(expected[-3:])}"
+    return None
+
+
+def add_chat_template(tokenizer):
+    """Set the first candidate chat template that reproduces the training prompt; UserError if none does."""
+    problems = []
+    for prefix in CHAT_PREFIXES:
+        tokenizer.chat_template = chat_template(prefix)
+        problem = chat_template_mismatch(tokenizer)
+        if problem is None:
+            return tokenizer.chat_template
+        problems.append(problem)
+    raise UserError(f"no chat template reproduces the training prompt with this tokenizer ({problems[0]})")
+
+
+def verify_chat_template(tokenizer):
+    """Raise UserError unless the (saved) tokenizer's chat template renders the training ids."""
+    if not tokenizer.chat_template:
+        raise UserError("the tokenizer has no chat template")
+    problem = chat_template_mismatch(tokenizer)
+    if problem is not None:
+        raise UserError(f"the chat template does not reproduce the training prompt: {problem}")
 
 
 def tokenizer_meta(tokenizer, base_model, fingerprint):

@@ -27,6 +27,7 @@ from .checkpoints import (Preemption, list_checkpoints, load_newest_checkpoint, 
                           save_checkpoint)
 from .errors import UserError, add_verbose_flag
 from .metrics import MetricsLog, Throughput, forget_steps_after
+from .generation import write_generation_config
 from .modeling import ChunkedLossLM, N_SECTIONS, load_causal_lm, mark_tag_rows_trained, resize_and_init_new_tokens
 from .template import SECTION_NAMES, tag_ids
 
@@ -420,6 +421,7 @@ def finish(trainer, metrics, mode):
     mode.save_final(args, trained_model, state, accelerator)
     if accelerator.is_main_process:
         trainer.data.tokenizer.save_pretrained(args.output_dir)
+        write_generation_config(args.output_dir, trainer.data.tokenizer)  # stop at EOS and </code>, in generate() and servers
         from .plots import loss_curves
         loss_curves(os.path.join(args.output_dir, "metrics.jsonl"), os.path.join(args.output_dir, "loss.png"))
     accelerator.wait_for_everyone()

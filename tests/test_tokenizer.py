@@ -252,3 +252,56 @@ def test_stage_loader_matches_autotokenizer(tokenizer_dir, sample_records, tmp_p
     config["tokenizer_class"] = "NoSuchTokenizer"
     (renamed / "tokenizer_config.json").write_text(json.dumps(config))
     assert tokenizer_class(str(renamed)) is AutoTokenizer
+
+
+# ---------------------------------------------------------------- the chat template (serving)
+
+def _chat_ids(tok, messages, add_generation_prompt):
+    out = tok.apply_chat_template(messages, add_generation_prompt=add_generation_prompt)
+    return out["input_ids"]
+
+
+def test_chat_template_renders_the_training_prompt(tokenizer_dir, filtered_dir):
+    """What vLLM/TGI build from a chat request is, id for id, what the model was trained on."""
+    from transformers import AutoTokenizer
+
+    assert (tokenizer_dir / "chat_template.jinja").is_file()
+    records = json.loads((filtered_dir / "data.json").read_text(encoding="utf-8"))[:25]
+    for tok in (load_prepared_tokenizer(str(tokenizer_dir))[0], AutoTokenizer.from_pretrained(str(tokenizer_dir))):
+        examples = tokenize_examples(tok, records)
+        for record, example in zip(records, examples):
+            user = [{"role": "user", "content": record["instruction"]}]
+            prompt = tok(prompt_text(record["instruction"]))["input_ids"]  # BOS + instruction + "\n\n" + <reasoning>
+            assert _chat_ids(tok, user, True) == prompt
+            assert prompt[0] == tok.bos_token_id and prompt[-1] == tok.convert_tokens_to_ids("<reasoning>")
+            assert example[:len(prompt)] == prompt  # the training example starts with exactly these ids
+            # a user + assistant pair renders as the whole training example, EOS included
+            reply = full_text(record)[len(prompt_text(record["instruction"])):]
+            assert _chat_ids(tok, user + [{"role": "assistant", "content": reply}], False) == example
+        # the instruction is stripped as the data stages strip it
+        assert _chat_ids(tok, [{"role": "user", "content": "  Add two numbers.\n"}], True) == \
+            tok(prompt_text("Add two numbers."))["input_ids"]
+
+
+def test_chat_template_refuses_what_the_model_never_saw(prepared_tokenizer):
+    from jinja2.exceptions import TemplateError
+
+    tok, _ = prepared_tokenizer
+    user = {"role": "user", "content": "Add two numbers."}
+    for messages in ([{"role": "system", "content": "Be brief."}, user],
+                     [user, {"role": "assistant", "content": "x"}, user], [{"role": "assistant", "content": "x"}]):
+        with pytest.raises(TemplateError, match="single user message"):
+            tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def test_verify_chat_template_rejects_a_wrong_template(tokenizer_dir):
+    from reasoning_sft.tokenizer import verify_chat_template
+
+    tok = _auto(tokenizer_dir)
+    verify_chat_template(tok)  # the saved one passes
+    tok.chat_template = "{{ bos_token }}{{ messages[0]['content'] }}\n\n<reasoning>"  # the naive template
+    with pytest.raises(UserError, match="does not reproduce the training prompt"):
+        verify_chat_template(tok)
+    tok.chat_template = None
+    with pytest.raises(UserError, match="no chat template"):
+        verify_chat_template(tok)

@@ -6,14 +6,17 @@
         --batch_tokens 2048 --epochs 1 --lora_r 16 --lora_alpha 32 --lr 2e-4
 
 Ends with OUTPUT_DIR holding the adapter (PeftModel.from_pretrained) and the tokenizer;
---merge_lora also writes merged full weights to OUTPUT_DIR/merged.
+--merge_lora also writes merged full weights to OUTPUT_DIR/merged, with the tokenizer and
+generation_config.json: a plain transformers model directory that serving stacks load.
 """
 
 import os
 
 import torch
 
+from reasoning_sft.artifacts import load_tokenizer_files
 from reasoning_sft.errors import run_cli
+from reasoning_sft.generation import save_tokenizer_and_generation_config
 from reasoning_sft.modeling import lora_model
 from reasoning_sft.training import Mode, common_parser, param_groups, run
 
@@ -53,6 +56,9 @@ def save_final(args, model, state_dict, accelerator):
         if args.merge_lora:
             merged = model.merge_and_unload()
             merged.save_pretrained(os.path.join(args.output_dir, "merged"))
+            # a plain transformers model dir, servable as trained: tokenizer (chat template) + stop tokens
+            save_tokenizer_and_generation_config(os.path.join(args.output_dir, "merged"),
+                                                 load_tokenizer_files(args.tokenizer_dir))
     accelerator.wait_for_everyone()
 
 

@@ -1,0 +1,311 @@
+"""evaluate.py: problems, the sandboxed runner, pass@k, both modes, hostile samples and bad input.
+
+The problems are written for these tests (HumanEval's format, not HumanEval's problems).
+Hostile samples run with short timeouts and a small memory limit, so that they stay fast and
+cannot hurt the machine even where the guard would fail.
+"""
+
+import json
+import math
+import os
+import time
+
+import pytest
+
+from conftest import stderr_lines
+from reasoning_sft.errors import UserError
+from reasoning_sft.evaluation import (FORMAT_ERROR, SYNTAX_ERROR, instruction_for, load_problems, load_samples,
+                                      pass_at_k, program_for, score_samples, summarize)
+from reasoning_sft.execution import FAILED, PASSED, TIMED_OUT, run_program, run_programs
+from reasoning_sft.template import target_text
+
+PROBLEMS = [
+    {"task_id": "t/add",
+     "prompt": 'def add(a: int, b: int) -> int:\n    """Return the sum of a and b.\n    >>> add(2, 3)\n    5\n    """\n',
+     "canonical_solution": "    return a + b\n",
+     "entry_point": "add",
+     "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"},
+    {"task_id": "t/dedupe",
+     "prompt": "from typing import List\n\n\ndef dedupe(xs: List[int]) -> List[int]:\n"
+               '    """Drop repeated values, keeping the first occurrence of each, in order.\n'
+               '    >>> dedupe([3, 1, 3, 2, 1])\n    [3, 1, 2]\n    """\n',
+     "canonical_solution": "    seen = set()\n    return [x for x in xs if not (x in seen or seen.add(x))]\n",
+     "entry_point": "dedupe",
+     "test": "def check(candidate):\n    assert candidate([3, 1, 3, 2, 1]) == [3, 1, 2]\n    assert candidate([]) == []\n"},
+    {"task_id": "t/vowels",
+     "prompt": 'def count_vowels(s: str) -> int:\n    """Number of vowels (aeiou, any case) in s."""\n',
+     "canonical_solution": "    return sum(c in 'aeiou' for c in s.lower())\n",
+     "entry_point": "count_vowels",
+     "test": "def check(candidate):\n    assert candidate('Hello') == 2\n    assert candidate('xyz') == 0\n"},
+]
+BY_ID = {p["task_id"]: p for p in PROBLEMS}
+WRONG_BODY = {"t/add": "    return a - b\n", "t/dedupe": "    return sorted(set(xs))\n",
+              "t/vowels": "    return len(s)\n"}
+
+
+def answer(code):
+    """A model output in the training format (the continuation after <reasoning>)."""
+    return target_text("Think it through.", "Write the function.", code)
+
+
+def canonical(task_id):
+    return answer(BY_ID[task_id]["prompt"] + BY_ID[task_id]["canonical_solution"])
+
+
+def wrong(task_id):
+    return answer(BY_ID[task_id]["prompt"] + WRONG_BODY[task_id])
+
+
+def hostile(task_id, body):
+    """The right function, preceded by module-level code that misbehaves."""
+    return answer(body + "\n" + BY_ID[task_id]["prompt"] + BY_ID[task_id]["canonical_solution"])
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def problems_file(tmp_path):
+    return write_jsonl(tmp_path / "problems.jsonl", PROBLEMS)
+
+
+# ------------------------------------------------------------------ problems and the estimator
+
+def test_problems_load_in_order_and_plain_gzip_both_work(problems_file, tmp_path):
+    import gzip
+
+    problems = load_problems(str(problems_file))
+    assert list(problems) == ["t/add", "t/dedupe", "t/vowels"]
+    gz = tmp_path / "problems.jsonl.gz"
+    gz.write_bytes(gzip.compress(problems_file.read_bytes()))
+    assert load_problems(str(gz)) == problems
+    assert instruction_for(problems["t/add"]).startswith("def add(") and instruction_for(problems["t/add"]).endswith('"""')
+
+
+def test_pass_at_k_matches_the_binomial_formula():
+    for n, c, k in [(10, 3, 1), (10, 3, 5), (10, 0, 10), (20, 19, 10), (200, 7, 100), (5, 5, 1), (1, 0, 1)]:
+        expected = 1 - math.comb(n - c, k) / math.comb(n, k)
+        assert pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12), (n, c, k)
+    assert pass_at_k(10, 3, 1) == pytest.approx(0.3)
+
+
+def test_summary_on_a_known_mix():
+    """10 samples per task: 3, 0 and 10 passing; pass@1 is the mean pass rate, pass@10 the binomial formula."""
+    results = []
+    for task_id, n_pass in (("t/add", 3), ("t/dedupe", 0), ("t/vowels", 10)):
+        for j in range(10):
+            ok = j < n_pass
+            kind = PASSED if ok else (FORMAT_ERROR if j == 9 else FAILED)
+            results.append({"task_id": task_id, "passed": ok, "result": kind})
+    summary = summarize(results, BY_ID)
+    expected = {k: sum(1 - math.comb(10 - c, k) / math.comb(10, k) for c in (3, 0, 10)) / 3 for k in (1, 10)}
+    assert summary["pass@1"] == pytest.approx(expected[1]) == pytest.approx(13 / 30)
+    assert summary["pass@10"] == pytest.approx(expected[10]) == pytest.approx(2 / 3)
+    assert "pass@100" not in summary  # k above the samples per task is not reported
+    assert summary["result_counts"] == {PASSED: 13, FAILED: 15, TIMED_OUT: 0, FORMAT_ERROR: 2, SYNTAX_ERROR: 0}
+    assert summary["format_ok_rate"] == pytest.approx(28 / 30)
+    assert summary["pass_rate_when_format_ok"] == pytest.approx(13 / 28)
+    assert summary["tasks"] == 3 and summary["samples"] == 30
+
+
+# ------------------------------------------------------------------ scoring
+
+def test_canonical_solutions_pass_and_wrong_ones_fail():
+    samples = [{"task_id": t, "output": canonical(t)} for t in BY_ID] + [{"task_id": t, "output": wrong(t)} for t in BY_ID]
+    rows = score_samples(samples, BY_ID, timeout=5, memory_mb=512, workers=2)
+    assert [r["result"] for r in rows] == [PASSED] * 3 + [FAILED] * 3
+    assert [r["passed"] for r in rows] == [True] * 3 + [False] * 3
+    assert "AssertionError" in rows[3]["error"] and "assert candidate(2, 3) == 5" in rows[3]["error"]
+
+
+def test_format_and_syntax_errors_are_counted_apart_and_not_run():
+    code = BY_ID["t/add"]["prompt"] + BY_ID["t/add"]["canonical_solution"]
+    samples = [
+        {"task_id": "t/add", "output": code},                                            # no tags at all
+        {"task_id": "t/add", "output": answer(code) + "\nprint('more')"},                # text after </code>
+        {"task_id": "t/add", "output": answer("def add(a, b:\n    return a + b")},       # broken Python
+        {"task_id": "t/add", "output": answer(BY_ID["t/add"]["canonical_solution"])},    # body only: no function
+    ]
+    rows = score_samples(samples, BY_ID, timeout=5, memory_mb=512, workers=2)
+    assert [r["result"] for r in rows] == [FORMAT_ERROR, FORMAT_ERROR, SYNTAX_ERROR, SYNTAX_ERROR]
+    assert "missing </reasoning>" in rows[0]["error"] and rows[1]["error"] == "text after </code>"
+    assert [r["sample"] for r in rows] == [0, 1, 2, 3]
+
+
+def test_imports_must_be_in_the_code_section():
+    """The <code> section is the whole program: an answer that drops the prompt's import fails."""
+    prompt = BY_ID["t/dedupe"]["prompt"].replace("from typing import List\n\n\n", "")
+    rows = score_samples([{"task_id": "t/dedupe", "output": answer(prompt + BY_ID["t/dedupe"]["canonical_solution"])}],
+                         BY_ID, timeout=5, memory_mb=512, workers=1)
+    assert rows[0]["result"] == FAILED and "NameError" in rows[0]["error"]
+
+
+def test_the_program_is_code_then_tests_then_check():
+    program = program_for(BY_ID["t/add"], "def add(a, b):\n    return a + b")
+    assert program.index("def add") < program.index("def check") < program.index("check(add)")
+    assert run_program(program, timeout=5, memory_mb=512) == (PASSED, None)
+
+
+# ------------------------------------------------------------------ hostile samples
+
+def test_hostile_samples_fail_without_harm(tmp_path):
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "data.txt").write_text("precious")
+    marker = tmp_path / "spawned"
+    cases = {
+        "exit0 at import": hostile("t/add", "import sys\nsys.exit(0)"),
+        "os._exit(0) at import": hostile("t/add", "import os\nos._exit(0)"),
+        "exit0 before the asserts": answer("import sys\n" + BY_ID["t/add"]["prompt"] + "    sys.exit(0)\n"),
+        "infinite loop": hostile("t/add", "while True:\n    pass"),
+        "sleeps": hostile("t/add", "import time\ntime.sleep(60)"),
+        "memory hog": hostile("t/add", "hog = []\nwhile True:\n    hog.append(bytearray(1 << 24))"),
+        "os.system": hostile("t/add", f"import os\nos.system('touch {marker}')"),
+        "subprocess": hostile("t/add", f"import subprocess\nsubprocess.run(['touch', '{marker}'])"),
+        "kills its parent": hostile("t/add", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"),
+        "removes files": hostile("t/add", f"import shutil\nshutil.rmtree('{keep}')"),
+        "unlinks a file": hostile("t/add", f"import os\nos.remove('{keep / 'data.txt'}')"),
+        "reads stdin": hostile("t/add", "input()"),
+    }
+    samples = [{"task_id": "t/add", "output": out} for out in cases.values()]
+    samples.insert(3, {"task_id": "t/vowels", "output": canonical("t/vowels")})  # a good sample among them
+    t0 = time.monotonic()
+    rows = score_samples(samples, BY_ID, timeout=2.0, memory_mb=256, workers=2)
+    elapsed = time.monotonic() - t0
+    good = rows.pop(3)
+    assert good["result"] == PASSED  # unharmed by its neighbours
+    by_case = dict(zip(cases, rows))
+    for name, row in by_case.items():
+        assert row["passed"] is False, (name, row)
+    assert by_case["infinite loop"]["result"] == TIMED_OUT and by_case["sleeps"]["result"] == TIMED_OUT
+    assert "exited early" in by_case["exit0 at import"]["error"]
+    assert "exited early" in by_case["exit0 before the asserts"]["error"]
+    assert "MemoryError" in by_case["memory hog"]["error"]
+    for name in ("os.system", "subprocess", "kills its parent", "removes files", "unlinks a file"):
+        assert "PermissionError" in by_case[name]["error"], by_case[name]
+    assert not marker.exists() and (keep / "data.txt").read_text() == "precious"
+    # 13 programs on 2 workers, two of them killed at 2 s: well below 13 timeouts in a row
+    assert elapsed < 12, elapsed
+
+
+def test_environment_is_scrubbed_and_work_dir_is_private(monkeypatch):
+    monkeypatch.setenv("SECRET_TOKEN_FOR_TEST", "s3cr3t")
+    program = ("import os, sys\n"
+               "assert 'SECRET_TOKEN_FOR_TEST' not in os.environ, 'leaked'\n"
+               "assert not any(k.startswith('RSFT_SANDBOX') for k in os.environ), 'token visible'\n"
+               "assert os.getcwd() == os.environ['HOME'] == os.environ['TMPDIR']\n"
+               "assert os.path.basename(os.getcwd()).startswith('rsft-exec-') and os.listdir() == ['program.py']\n"
+               "assert sys.stdin.read() == ''\n"
+               "open('scratch.txt', 'w').write('x')\n")
+    assert run_program(program, timeout=5, memory_mb=512) == (PASSED, None)
+    status, error = run_program("import os\nraise RuntimeError(os.getcwd())", timeout=5, memory_mb=512)
+    workdir = error.rsplit("RuntimeError: ", 1)[1]
+    assert status == FAILED and "rsft-exec-" in workdir and not os.path.exists(workdir)  # removed afterwards
+
+
+def test_run_programs_keeps_order_under_parallelism():
+    programs = [f"import time\ntime.sleep({0.3 if i % 2 else 0})\nassert {i} % 3 != 0" for i in range(6)]
+    results = run_programs(programs, timeout=5, memory_mb=256, workers=3)
+    assert [status for status, _ in results] == [FAILED if i % 3 == 0 else PASSED for i in range(6)]
+
+
+# ------------------------------------------------------------------ the script: scoring mode
+
+def test_scoring_mode_as_a_user_runs_it(run_script, problems_file, tmp_path):
+    samples = [{"task_id": t, "output": canonical(t)} for t in BY_ID]
+    samples += [{"task_id": "t/add", "output": wrong("t/add")}, {"task_id": "t/dedupe", "output": "no format"},
+                {"task_id": "t/vowels", "output": wrong("t/vowels")}]
+    samples_file = write_jsonl(tmp_path / "samples.jsonl", samples)
+    out = tmp_path / "eval"
+    proc = run_script("evaluate.py", "--problems", problems_file, "--samples", samples_file, "--out_dir", out,
+                      "--workers", 2, "--timeout", 5, "--memory_mb", 512)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("pass@1 50.0%") and "format ok 83.3%" in lines[0]
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 6 and all(set(r) == {"task_id", "sample", "passed", "result", "error"} for r in rows)
+    assert [r["result"] for r in rows] == [PASSED] * 3 + [FAILED, FORMAT_ERROR, FAILED]
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["pass@1"] == pytest.approx(0.5) and "pass@10" not in summary
+    assert summary["result_counts"][FORMAT_ERROR] == 1 and summary["format_ok_rate"] == pytest.approx(5 / 6)
+    assert sorted(os.listdir(out)) == ["results.jsonl", "summary.json"]  # no temporary files left
+
+
+def test_check_canonical_scores_each_problems_own_solution(problems_file, tmp_path, capsys):
+    import evaluate as script
+
+    assert script.main(["--problems", str(problems_file), "--check_canonical", "--out_dir", str(tmp_path / "c"),
+                        "--workers", "2"]) == 0
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["pass@1"] == 1.0 and summary["result_counts"][PASSED] == 3
+    assert capsys.readouterr().out.startswith("pass@1 100.0%")
+    no_solution = write_jsonl(tmp_path / "p.jsonl", [{k: v for k, v in PROBLEMS[0].items() if k != "canonical_solution"}])
+    with pytest.raises(UserError, match="no canonical_solution"):
+        script.main(["--problems", str(no_solution), "--check_canonical", "--out_dir", str(tmp_path / "c")])
+
+
+def test_bad_input_is_one_line_and_exit_2(run_script, problems_file, tmp_path):
+    unknown = write_jsonl(tmp_path / "unknown.jsonl", [{"task_id": "t/nope", "output": "x"}])
+    proc = run_script("evaluate.py", "--problems", problems_file, "--samples", unknown, "--out_dir", tmp_path / "o")
+    assert proc.returncode == 2 and len(stderr_lines(proc)) == 1 and "unknown task_id 't/nope'" in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_input_is_a_user_error(problems_file, tmp_path):
+    import evaluate as script
+
+    def run(*args):
+        return script.main([str(a) for a in args])
+
+    good = write_jsonl(tmp_path / "good.jsonl", [{"task_id": "t/add", "output": canonical("t/add")}])
+    malformed = tmp_path / "malformed.jsonl"
+    malformed.write_text('{"task_id": "t/add", "output": "x"}\n{"task_id": \n')
+    no_output = write_jsonl(tmp_path / "no_output.jsonl", [{"task_id": "t/add", "completion": "x"}])
+    no_test = write_jsonl(tmp_path / "no_test.jsonl", [{k: v for k, v in PROBLEMS[0].items() if k != "test"}])
+    twice = write_jsonl(tmp_path / "twice.jsonl", [PROBLEMS[0], PROBLEMS[0]])
+    out = ["--out_dir", tmp_path / "o"]
+    cases = {
+        "malformed JSON Lines": ["--problems", problems_file, "--samples", malformed],
+        "sample 0 has no 'output' field": ["--problems", problems_file, "--samples", no_output],
+        "problem 0 has no 'test' field": ["--problems", no_test, "--samples", good],
+        "appears twice": ["--problems", twice, "--samples", good],
+        "no such file": ["--problems", tmp_path / "missing.jsonl", "--samples", good],
+        "would not be used": ["--problems", problems_file, "--samples", good, "--model_dir", tmp_path],
+        "give --samples FILE": ["--problems", problems_file],
+        "--n_samples > 1 needs --temperature": ["--problems", problems_file, "--tokenizer_dir", tmp_path,
+                                                "--n_samples", 2],
+        "--timeout": ["--problems", problems_file, "--samples", good, "--timeout", 0],
+    }
+    for message, args in cases.items():
+        with pytest.raises(UserError, match=message.replace("(", r"\(").replace("+", r"\+")):
+            run(*args, *out)
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(UserError, match="unknown task_id"):
+        load_samples(str(write_jsonl(tmp_path / "u.jsonl", [{"task_id": "t/x", "output": ""}])), BY_ID)
+
+
+# ------------------------------------------------------------------ the script: generation mode
+
+def test_generation_mode_writes_samples_then_scores_them(tiny_model_dir, tokenizer_dir, problems_file, tmp_path, capsys):
+    """The tiny model does not know the format: every sample is a format error, and every number says so."""
+    import evaluate as script
+
+    out = tmp_path / "gen_eval"
+    assert script.main(["--problems", str(problems_file), "--limit", "2", "--model_name", str(tiny_model_dir),
+                        "--tokenizer_dir", str(tokenizer_dir), "--n_samples", "2", "--temperature", "1.0",
+                        "--max_new_tokens", "6", "--batch_size", "4", "--out_dir", str(out)]) == 0
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [s["task_id"] for s in samples] == ["t/add", "t/add", "t/dedupe", "t/dedupe"]
+    assert all(1 <= s["n_tokens"] <= 6 and isinstance(s["output"], str) for s in samples)
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["samples"] == 4 and summary["tasks"] == 2 and summary["pass@1"] == 0.0
+    assert summary["result_counts"][FORMAT_ERROR] == 4 and summary["format_ok_rate"] == 0.0
+    assert summary["settings"]["generation"]["n_samples"] == 2
+    assert "pass@1 0.0%" in capsys.readouterr().out
+    # the written samples score the same in scoring mode
+    assert script.main(["--problems", str(problems_file), "--samples", str(out / "samples.jsonl"),
+                        "--out_dir", str(tmp_path / "rescored")]) == 0
+    rescored = json.loads((tmp_path / "rescored" / "summary.json").read_text(encoding="utf-8"))
+    assert rescored["result_counts"] == summary["result_counts"]
