@@ -44,7 +44,7 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, help="only the first N prompts of --prompts")
     p.add_argument("--dtype", choices=DTYPES, default="auto", help="auto: bfloat16 on a GPU that supports it, else float32")
-    p.add_argument("--flash_attn", action="store_true", help="FlashAttention-2 (CUDA, needs flash-attn)")
+    p.add_argument("--flash_attn", action="store_true", help="bf16 on CUDA: flash_attention_2 where flash-attn is installed, else sdpa (README)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     add_verbose_flag(p)
     args = p.parse_args(argv)
