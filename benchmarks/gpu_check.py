@@ -1,6 +1,7 @@
 """The GPU check: --flash_attn's varlen kernel is right in bf16, and how fast the trainers run on one GPU.
 
-One command on a GPU node (one H100: about 5 minutes; nothing is downloaded):
+One command on a GPU node (sized for at most 6 minutes on one H100, installs included; not timed
+there yet; nothing is downloaded):
 
     python benchmarks/gpu_check.py --out gpu_check_out
 
