@@ -211,6 +211,8 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout=
                          "flash_attention_2 (modeling.load_for_inference)")
     if dropout:
         raise ValueError(f"{ATTN_IMPLEMENTATION}: attention dropout is not supported (the config has {dropout})")
+    if not getattr(module, "is_causal", True):
+        raise ValueError(f"{ATTN_IMPLEMENTATION} is causal only; {type(module).__name__} is not causal")
     in_dtype, dtype = query.dtype, _compute_dtype(query, kernel)
     q, k, v = (x.transpose(1, 2).reshape(batch * length, x.shape[1], dim).to(dtype) for x in (query, key, value))
     if attention_mask is not None:  # padded rows, one sequence each: keep the real tokens only
@@ -220,7 +222,10 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout=
         real = kernel.run(q[keep], k[keep], v[keep], cu_seqlens, int(lengths.max()), scaling)
         out = real.new_zeros(batch * length, heads, dim).index_copy_(0, keep, real)
     else:
-        cu_seqlens, longest = seqlens_from_positions(position_ids, batch, length, query.device)
+        if kwargs.get("cu_seq_lens_q") is not None:  # given by the caller (transformers' FlashAttentionKwargs)
+            cu_seqlens, longest = kwargs["cu_seq_lens_q"].to(torch.int32), int(kwargs["max_length_q"])
+        else:
+            cu_seqlens, longest = seqlens_from_positions(position_ids, batch, length, query.device)
         out = kernel.run(q, k, v, cu_seqlens, longest, scaling)
     return out.reshape(batch, length, heads, dim).to(in_dtype), None
 

@@ -109,6 +109,23 @@ def test_no_sequence_attends_to_another_in_a_packed_row(tmp_path):
     assert not torch.equal(before[1], after[1])
 
 
+def test_boundaries_given_by_the_caller_are_used(tmp_path):
+    """transformers' FlashAttentionKwargs (cu_seq_lens_q, max_length_q) passed to forward override the positions."""
+    _, varlen, _ = load_pair(tiny_model_dir(tmp_path, 4, 2))
+    ids = torch.cat(sequences())[None]
+    positions = torch.cat([torch.arange(n) for n in LENGTHS])[None]
+    cu = torch.tensor([0] + torch.tensor(LENGTHS).cumsum(0).tolist(), dtype=torch.int32)
+    with torch.no_grad():
+        from_positions = varlen(input_ids=ids, position_ids=positions, use_cache=False).logits
+        given = varlen(input_ids=ids, position_ids=positions, cu_seq_lens_q=cu, cu_seq_lens_k=cu,
+                       max_length_q=max(LENGTHS), max_length_k=max(LENGTHS), use_cache=False).logits
+        one_sequence = varlen(input_ids=ids, position_ids=positions, use_cache=False,
+                              cu_seq_lens_q=torch.tensor([0, sum(LENGTHS)], dtype=torch.int32),
+                              max_length_q=sum(LENGTHS)).logits
+    torch.testing.assert_close(given, from_positions)
+    assert not torch.allclose(one_sequence, from_positions)  # the given boundaries, not the positions, ruled
+
+
 def test_padded_rows_through_the_varlen_function_keep_their_mask(tmp_path):
     """--flash_attn --packing off: the 2-D padding mask reaches the function (not dropped for a custom name)."""
     sdpa, varlen, counter = load_pair(tiny_model_dir(tmp_path, 4, 2))
