@@ -27,3 +27,25 @@ def test_gpu_check_smoke_runs_every_step(tmp_path, run_script):
     table = (out / "results.md").read_text()
     assert "| full_packed |" in table and "| hf_trainer |" in table
     assert sorted(p.name for p in out.iterdir()) == ["results.json", "results.md"]  # the work dir is gone
+
+
+def test_without_bitsandbytes_or_peft_the_runs_say_so():
+    """No bitsandbytes: plain AdamW everywhere, labelled; no peft: no LoRA run."""
+    import argparse
+    import importlib.util
+
+    from conftest import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO_ROOT / "benchmarks" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    args = argparse.Namespace(steps=4, warmup=2)
+    runs = gpu_check.speed_runs(args, gpu_check.SMOKE, ("m", "t", "d"), adam8bit=False, have_peft=False,
+                                trainer_batch=3)
+    assert [r.name for r in runs] == ["full_packed", "full_padded", "hf_trainer"]
+    for run in runs:
+        assert "--adam8bit" not in run.argv and "bitsandbytes missing" in run.label
+    with8bit = gpu_check.speed_runs(args, gpu_check.SMOKE, ("m", "t", "d"), adam8bit=True, have_peft=True,
+                                    trainer_batch=3)
+    assert [r.name for r in with8bit] == ["full_packed", "full_padded", "lora_packed", "hf_trainer"]
+    assert all("--adam8bit" in r.argv for r in with8bit if r.kind != "train_peft")
