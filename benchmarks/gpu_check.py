@@ -335,8 +335,8 @@ def run_worker(run, work, smoke):
     argv = run.argv + ["--output_dir", out_dir]
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", run.kind, "--worker_result", result_path]
     cmd += (["--reference_kernel"] if smoke else []) + ["--"] + argv
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               PYTHONPATH=os.pathsep.join([REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    paths = [REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=os.pathsep.join(paths))
     if not smoke:
         env["ACCELERATE_MIXED_PRECISION"] = "bf16"  # as configs/single_gpu.yaml
     t0 = time.time()
@@ -576,7 +576,8 @@ def main(argv=None):
         import datasets
         lengths = list(datasets.load_from_disk(paths[2])["length"])
         results["model"] = {"parameters": n_total, "parameters_without_input_embedding": n_matmul}
-        results["data"] = {"sequences": len(lengths), "tokens": sum(lengths), "mean_length": sum(lengths) / len(lengths),
+        results["data"] = {"sequences": len(lengths), "tokens": sum(lengths),
+                           "mean_length": sum(lengths) / len(lengths),
                            "max_length": max(lengths)}
         log(f"   {n_total / 1e9:.3f}B parameters; {len(lengths)} sequences, mean length "
             f"{results['data']['mean_length']:.0f}, longest {max(lengths)}")
@@ -594,7 +595,8 @@ def main(argv=None):
             f"(rel {checks['loss_rel_diff']:.2e}, worst sequence {checks['max_sequence_loss_rel_diff']:.2e}); "
             f"gradient cosine {checks['grad_cosine']:.5f}")
         log(f"   isolation: others moved {checks['isolation_max_abs_change_other_sequences']:.2e}, the changed one "
-            f"{checks['changed_sequence_max_abs_change']:.2e}; loss head vs full logits rel {checks['head_rel_diff']:.2e}")
+            f"{checks['changed_sequence_max_abs_change']:.2e}; "
+            f"loss head vs full logits rel {checks['head_rel_diff']:.2e}")
         log(f"   ok: {checks['ok']}")
 
         log("3. matmul rate")

@@ -145,7 +145,8 @@ def select_kernel():
 # ---------------------------------------------------------------- the transformers side
 
 _installed = None     # the kernel behind ATTN_IMPLEMENTATION
-_seqlens_cache = []   # [(position_ids tensor, (batch, length), cu_seqlens, max_seqlen)]: one per forward, shared by all layers
+# [(position_ids tensor, (batch, length), cu_seqlens, max_seqlen)]: one per forward, shared by all layers
+_seqlens_cache = []
 
 
 def installed_kernel():
