@@ -47,6 +47,7 @@ and on the node:
 """
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -328,7 +329,7 @@ def speed_runs(args, size, paths, adam8bit, have_peft, trainer_batch):
     return runs
 
 
-def run_worker(run, work, smoke):
+def run_worker(run, work, smoke, timeout):
     """One speed run in a fresh process (clean peak-memory counters); returns its result dict."""
     out_dir = os.path.join(work, run.name)
     result_path = os.path.join(work, f"{run.name}.json")
@@ -340,7 +341,12 @@ def run_worker(run, work, smoke):
     if not smoke:
         env["ACCELERATE_MIXED_PRECISION"] = "bf16"  # as configs/single_gpu.yaml
     t0 = time.time()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO, timeout=timeout)
+    except subprocess.TimeoutExpired as err:
+        tail = "\n".join(((err.stdout or b"").decode(errors="replace")).strip().splitlines()[-15:])
+        log(f"  FAILED: still running after {timeout} s (--run_timeout):\n{tail}")
+        return {"error": f"timeout after {timeout} s", "log_tail": tail}
     log_path = os.path.join(work, f"{run.name}.log")
     with open(log_path, "w", encoding="utf-8") as f:
         f.write(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
@@ -395,8 +401,6 @@ def worker_main(argv):
 
 
 def worker(kind, result_path, reference_kernel, argv):
-    import contextlib
-
     import torch
     from reasoning_sft import attention
     from reasoning_sft.errors import quiet_third_party_logs
@@ -536,6 +540,7 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, help="steps left out of tokens/s (default 5; --smoke 2)")
     p.add_argument("--work_dir", help="data, model and run outputs (default: a temporary dir, removed at the end)")
     p.add_argument("--skip_speed", action="store_true", help="correctness and the matmul rate only")
+    p.add_argument("--run_timeout", type=int, help="seconds one speed run may take (default 150; --smoke 600)")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--worker"]:
         return worker_main(argv)
@@ -546,6 +551,7 @@ def main(argv=None):
     size = SMOKE if args.smoke else GPU
     args.steps = args.steps or (4 if args.smoke else 20)
     args.warmup = args.warmup or (2 if args.smoke else 5)
+    args.run_timeout = args.run_timeout or (600 if args.smoke else 150)
     if args.steps < 2 * args.warmup:
         sys.exit("gpu_check: --steps must be at least twice --warmup (tokens/s come from the windows after it)")
     device = "cpu" if args.smoke else "cuda"
@@ -566,69 +572,93 @@ def main(argv=None):
     if not versions["peft"]:
         log("peft is missing: no LoRA run")
 
-    from reasoning_sft import attention
     dtype = torch.float32 if args.smoke else torch.bfloat16
+    failed = []
+
+    def save():  # after every phase: a run cut short by a time limit still leaves what it measured
+        results["seconds"] = round(time.time() - t_start, 1)
+        results["failed"] = failed
+        write_atomic(os.path.join(args.out, "results.json"), json.dumps(results, indent=2, default=str) + "\n")
+
     try:
         log("1. data (stages 1-3 on the sample) and the model")
         paths = build_data(size, work)
-        model_dir = paths[0]
-        n_total, n_matmul = build_model(size, model_dir, device, dtype)
+        n_total, n_matmul = build_model(size, paths[0], device, dtype)
         import datasets
         lengths = list(datasets.load_from_disk(paths[2])["length"])
         results["model"] = {"parameters": n_total, "parameters_without_input_embedding": n_matmul}
         results["data"] = {"sequences": len(lengths), "tokens": sum(lengths),
-                           "mean_length": sum(lengths) / len(lengths),
-                           "max_length": max(lengths)}
+                           "mean_length": sum(lengths) / len(lengths), "max_length": max(lengths)}
         log(f"   {n_total / 1e9:.3f}B parameters; {len(lengths)} sequences, mean length "
             f"{results['data']['mean_length']:.0f}, longest {max(lengths)}")
+        save()
 
         log("2. correctness (bf16)" if not args.smoke else "2. correctness (fp32, reference kernel)")
-        override = attention.kernel_override(attention.reference_kernel()) if args.smoke else None
-        if override:
-            with override:
-                checks = correctness(*paths, device, dtype)
-        else:
-            checks = correctness(*paths, device, dtype)
-        results["correctness"] = checks
-        log(f"   kernel: {checks['kernel']}")
-        log(f"   loss packed varlen {checks['loss_packed_varlen']:.5f} vs padded sdpa {checks['loss_padded_sdpa']:.5f} "
-            f"(rel {checks['loss_rel_diff']:.2e}, worst sequence {checks['max_sequence_loss_rel_diff']:.2e}); "
-            f"gradient cosine {checks['grad_cosine']:.5f}")
-        log(f"   isolation: others moved {checks['isolation_max_abs_change_other_sequences']:.2e}, the changed one "
-            f"{checks['changed_sequence_max_abs_change']:.2e}; "
-            f"loss head vs full logits rel {checks['head_rel_diff']:.2e}")
-        log(f"   ok: {checks['ok']}")
+        checks = phase(failed, "correctness", run_correctness, args.smoke, paths, device, dtype)
+        if checks:
+            results["correctness"] = checks
+            failed += [f"correctness:{name}" for name, ok in checks["ok"].items() if not ok]
+        save()
 
         log("3. matmul rate")
         rate = matmul_rate(device)
         results["matmul"] = rate
         log(f"   {rate['flops_per_s'] / 1e12:.1f} TFLOP/s ({rate['dtype']}, {rate['n']}^3)")
+        save()
 
         if not args.skip_speed:
             log(f"4. speed: {args.steps} steps per run, tokens/s after step {args.warmup}")
             trainer_batch = max(1, size.batch_tokens // max(lengths))
-            runs = speed_runs(args, size, paths, adam8bit, bool(versions["peft"]), trainer_batch)
-            speed = {}
-            for run in runs:
+            results["speed"] = speed = {}
+            for run in speed_runs(args, size, paths, adam8bit, bool(versions["peft"]), trainer_batch):
                 log(f"   {run.name}: {run.label}")
                 if device == "cuda":
                     torch.cuda.empty_cache()
-                speed[run.name] = dict(run_worker(run, work, args.smoke), label=run.label, lora=run.lora)
+                speed[run.name] = dict(run_worker(run, work, args.smoke, args.run_timeout), label=run.label,
+                                       lora=run.lora)
+                if "error" in speed[run.name]:
+                    failed.append(run.name)
+                save()
             table = report(speed, size, n_matmul, lengths, rate)
-            results["speed"] = speed
             results["table"] = table
             log(table)
             write_atomic(os.path.join(args.out, "results.md"),
                          f"gpu_check on {results['device']} ({'smoke' if args.smoke else 'full'})\n\n{table}\n")
     finally:
-        results["seconds"] = round(time.time() - t_start, 1)
-        write_atomic(os.path.join(args.out, "results.json"), json.dumps(results, indent=2, default=str) + "\n")
+        save()
         if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)
-    failed = [k for k, ok in results.get("correctness", {}).get("ok", {}).items() if not ok]
-    failed += [name for name, r in results.get("speed", {}).items() if "error" in r]
     log(f"done in {results['seconds']} s -> {args.out}/results.json" + (f"; FAILED: {failed}" if failed else ""))
     return 1 if failed else 0
+
+
+def phase(failed, name, fn, *args):
+    """Run one check; an exception is reported and recorded, and the later phases still run."""
+    try:
+        return fn(*args)
+    except Exception as err:  # noqa: BLE001 (one GPU run should say as much as it can)
+        import traceback
+        log(f"   {name} FAILED: {type(err).__name__}: {err}")
+        log("".join(traceback.format_exc().splitlines(keepends=True)[-12:]))
+        failed.append(f"{name}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        return None
+
+
+def run_correctness(smoke, paths, device, dtype):
+    from reasoning_sft import attention
+
+    override = attention.kernel_override(attention.reference_kernel()) if smoke else contextlib.nullcontext()
+    with override:
+        checks = correctness(*paths, device, dtype)
+    log(f"   kernel: {checks['kernel']}")
+    log(f"   loss packed varlen {checks['loss_packed_varlen']:.5f} vs padded sdpa {checks['loss_padded_sdpa']:.5f} "
+        f"(rel {checks['loss_rel_diff']:.2e}, worst sequence {checks['max_sequence_loss_rel_diff']:.2e}); "
+        f"gradient cosine {checks['grad_cosine']:.5f}")
+    log(f"   isolation: others moved {checks['isolation_max_abs_change_other_sequences']:.2e}, the changed one "
+        f"{checks['changed_sequence_max_abs_change']:.2e}; "
+        f"loss head vs full logits rel {checks['head_rel_diff']:.2e}")
+    log(f"   ok: {checks['ok']}")
+    return checks
 
 
 if __name__ == "__main__":
