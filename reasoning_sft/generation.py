@@ -235,7 +235,7 @@ def add_model_args(parser, tokenizer_required=True):
     p.add_argument("--adapter_dir", help="LoRA adapter to apply to --model_name")
     p.add_argument("--model_dir", help="full fine-tuned model (instead of --model_name/--adapter_dir)")
     p.add_argument("--dtype", choices=DTYPES, default="auto", help="auto: bfloat16 on a GPU that supports it, else float32")
-    p.add_argument("--flash_attn", action="store_true", help="FlashAttention-2 (CUDA, needs flash-attn)")
+    p.add_argument("--flash_attn", action="store_true", help="bf16 on CUDA: flash_attention_2 where flash-attn is installed, else sdpa (README)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
 
 

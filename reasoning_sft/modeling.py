@@ -6,7 +6,6 @@ stored: a 16k-token micro-batch with a 32k vocabulary never holds 2 GB of fp32 l
 It is one module, so DDP and FSDP see the whole computation inside forward().
 """
 
-import importlib.util
 import os
 
 import torch
@@ -22,12 +21,14 @@ N_SECTIONS = 5     # prompt, reasoning, intention, code, eos (see template.secti
 
 
 def require_flash_attn():
-    if importlib.util.find_spec("flash_attn") is None:
-        raise UserError("--flash_attn needs the flash-attn package (CUDA only): "
-                        "pip install -r requirements-gpu.txt --no-build-isolation")
+    """The varlen kernel --flash_attn runs (attention.select_kernel), or one line with the install hint."""
+    from .attention import select_kernel
+    return select_kernel()
 
 
-def load_causal_lm(model_name, dtype=None, flash_attn=False, load_in_4bit=False):
+def load_causal_lm(model_name, dtype=None, flash_attn=False, load_in_4bit=False, for_generation=False):
+    """flash_attn: packed-row training through the varlen kernel (reasoning_sft.attention); with
+    for_generation (padded, cached decoding), flash_attention_2 where flash-attn runs, else sdpa."""
     from transformers import AutoModelForCausalLM
 
     if os.path.isfile(os.path.join(model_name, "adapter_config.json")) and \
@@ -37,9 +38,11 @@ def load_causal_lm(model_name, dtype=None, flash_attn=False, load_in_4bit=False)
                         "(to generate with the adapter: generate.py --adapter_dir)")
     kwargs = {}
     if flash_attn:
-        require_flash_attn()
-        kwargs["attn_implementation"] = "flash_attention_2"
-        dtype = torch.bfloat16
+        from . import attention
+        kernel = require_flash_attn()
+        kwargs["attn_implementation"] = (attention.generation_attention(kernel) if for_generation
+                                         else attention.install(kernel))
+        dtype = kernel.dtype or dtype
     else:
         kwargs["attn_implementation"] = "sdpa"
     if load_in_4bit:
@@ -153,8 +156,8 @@ def lora_model(model, tag_rows, r, alpha, dropout, target_modules):
 def load_for_inference(model_name, tokenizer, adapter_dir=None, model_dir=None, dtype=None, flash_attn=False):
     """A model ready to generate: fine-tuned full weights, or base + LoRA adapter."""
     if model_dir:
-        return load_causal_lm(model_dir, dtype=dtype, flash_attn=flash_attn).eval()
-    model = load_causal_lm(model_name, dtype=dtype, flash_attn=flash_attn)
+        return load_causal_lm(model_dir, dtype=dtype, flash_attn=flash_attn, for_generation=True).eval()
+    model = load_causal_lm(model_name, dtype=dtype, flash_attn=flash_attn, for_generation=True)
     resize_and_init_new_tokens(model, tokenizer)
     if adapter_dir:
         from peft import PeftModel

@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import attention
 from .artifacts import check_dataset_matches, load_manifest, load_prepared_tokenizer, write_json
 from .batching import collate, empty_batch, step_schedule
 from .checkpoints import (Preemption, list_checkpoints, load_newest_checkpoint, register_trainable_only_checkpointing,
@@ -60,7 +61,8 @@ def common_parser(description):
     a("--seed", type=int, default=42)
     a("--packing", choices=["auto", "on", "off"], default="auto",
       help="auto: packed rows with a varlen kernel (--flash_attn), padded rows otherwise")
-    a("--flash_attn", action="store_true", help="flash-attention 2 in bf16 (pip install -r requirements-gpu.txt)")
+    a("--flash_attn", action="store_true",
+      help="varlen attention in bf16: flash-attn when installed, else PyTorch's varlen_attn (CUDA); see README")
     a("--gradient_checkpointing", action="store_true")
     a("--eval_dir", help="a second encoded dataset for evaluation")
     a("--eval_fraction", type=float, default=0.0, help="hold out this fraction of --train_dir for evaluation")
@@ -435,6 +437,7 @@ def describe(trainer, mode, model, tag_rows):
     log(accelerator, f"[{mode.name}] {accelerator.distributed_type} x{world}, mixed precision "
                      f"{accelerator.mixed_precision}; {n_trainable:,} of {n_total:,} parameters trainable; "
                      f"{len(tag_rows)} tag rows trained; layout {'packed' if trainer.data.packed else 'padded'}")
+    log(accelerator, f"attention: {attention.describe(model)}")
     if accelerator.is_main_process:
         write_json(os.path.join(trainer.args.output_dir, "train_config.json"),
                    {"mode": mode.name, "args": vars(trainer.args), "world_size": world,

@@ -1,0 +1,665 @@
+"""The GPU check: --flash_attn's varlen kernel is right in bf16, and how fast the trainers run on one GPU.
+
+One command on a GPU node (sized for at most 6 minutes on one H100, installs included; not timed
+there yet; nothing is downloaded):
+
+    python benchmarks/gpu_check.py --out gpu_check_out
+
+The same code at tiny size on CPU, in seconds (tests/test_gpu_check.py runs it, so it cannot rot;
+the varlen kernel is then the reference one, per-sequence sdpa, and the numbers mean nothing):
+
+    python benchmarks/gpu_check.py --smoke --out /tmp/gpu_check_smoke
+
+What it does, in order (sizes for the GPU run; --smoke shrinks every one):
+
+1. Data and model, built here: a Llama-style tokenizer trained on examples/sample.jsonl, then stages 1-3
+   (prepare_llamatokenizer, filter_data, encode_dataset --max_len 2048), so the lengths are the sample's;
+   a ~1.1B Llama from a config with TinyLlama's shape (22 layers, hidden 2048, 32 heads / 4 KV heads,
+   intermediate 5632, vocabulary 32016), random weights, saved in bf16.
+2. Correctness in bf16 on 8 sequences of the data: (a) packed through the varlen kernel vs padded rows
+   through sdpa, same weights: mean token loss within 1e-2 relative, per-sequence losses too, gradients
+   (cosine >= 0.99); (b) no sequence attends to another: new tokens in one sequence of a packed row leave the
+   others' losses as they were; (c) the trainers' loss head (modeling.ChunkedLossLM) vs full logits.
+3. The card's bf16 matmul rate (8192^3 products, timed here), the denominator of MFU.
+4. Speed, each run a fresh process calling the trainer's own main(argv) (training/train_full.py,
+   training/train_peft.py) with --batch_tokens 16384 for --steps steps; tokens/s are the trainers' own
+   metrics.jsonl windows after --warmup steps, peak GPU memory is torch.cuda.max_memory_allocated:
+   full fine-tuning with 8-bit AdamW (bitsandbytes; plain AdamW, labelled, where it is missing) packed and
+   padded (--packing off, the same kernel), LoRA r=16 packed, and the baseline: transformers.Trainer
+   (bf16 autocast on bf16 weights, sdpa, group_by_length, the same data, steps and optimizer) whose batch
+   size is the most sequences that fit the same 16384-slot budget when padded to the longest sequence.
+   MFU = (6 N + attention) FLOPs per token x tokens/s / the measured matmul rate; N counts every weight
+   but the input embedding; attention = 6 x layers x hidden x E[s(s+1)] / E[s] per token (causal, forward
+   and backward) over the data's lengths; LoRA counts 4 N (frozen weights get no weight gradient).
+5. --out gets results.json and results.md (the table, also printed).
+
+On a node without network (e.g. torch 2.11 with transformers, accelerate and peft preinstalled but not
+datasets or bitsandbytes), carry the pinned wheels, made where pip works (about 58 MB):
+
+    python -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
+      --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \\
+      -d .whl transformers==5.23.0 peft==0.21.2 datasets==5.2.0 bitsandbytes==0.50.2 dill==0.4.1 multiprocess==0.70.19
+
+and on the node:
+
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && \\
+      PYTHONPATH=/tmp/site:$PWD python3 benchmarks/gpu_check.py --out gpu_check_out
+"""
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)  # the stage scripts at the repository root
+
+
+@dataclass(frozen=True)
+class Size:
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    intermediate: int
+    vocab: int
+    tokenizer_vocab: int  # asked of the BPE trainer (the 300-record sample runs out of merges near 9.3k)
+    max_len: int
+    batch_tokens: int
+    records: int          # first N records of the sample (0: all)
+
+
+GPU = Size(22, 2048, 32, 4, 5632, 32016, 32000, 2048, 16384, 0)
+SMOKE = Size(2, 64, 4, 2, 192, 1040, 1024, 512, 2048, 60)
+CHECK_SEQUENCES = 8
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+# ---------------------------------------------------------------- environment
+
+def package_versions():
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("torch", "transformers", "accelerate", "peft", "datasets", "bitsandbytes", "flash-attn"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def device_name():
+    import torch
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+def require_packages(versions):
+    missing = [name for name in ("transformers", "accelerate", "datasets") if not versions[name]]
+    if missing:
+        sys.exit(f"gpu_check: missing {', '.join(missing)}: install requirements.txt, or carry the wheels "
+                 "(see this script's docstring)")
+
+
+# ---------------------------------------------------------------- 1. data and model
+
+def build_data(size, work):
+    """Tokenizer trained on the sample, stages 1-3 at --max_len; returns (model dir, tokenizer dir, train dir)."""
+    import encode_dataset
+    import filter_data
+    import prepare_llamatokenizer
+    from reasoning_sft.records import read_records
+    from reasoning_sft.tiny_llama import build_tokenizer, corpus_texts
+
+    sample = os.path.join(REPO, "examples", "sample.jsonl")
+    records = read_records(sample)
+    if size.records:
+        records = records[:size.records]
+        sample = os.path.join(work, "records.json")
+        with open(sample, "w", encoding="utf-8") as f:
+            json.dump(records, f)
+    base, tok, filtered, encoded = (os.path.join(work, d) for d in ("base", "tokenizer", "filtered", "encoded"))
+    os.makedirs(base)
+    build_tokenizer(list(corpus_texts(records)), base, size.tokenizer_vocab)
+    assert prepare_llamatokenizer.main(["--model", base, "--out_dir", tok]) == 0
+    assert filter_data.main(["--json", sample, "--tokenizer", tok, "--out_dir", filtered,
+                             "--max_len", str(size.max_len), "--no_plot"]) == 0
+    assert encode_dataset.main(["--json", os.path.join(filtered, "data.json"), "--tokenizer", tok,
+                                "--encode_dir", encoded, "--max_len", str(size.max_len), "--num_proc", "1"]) == 0
+    return base, tok, os.path.join(encoded, "arrow_dataset")
+
+
+def llama_config(size):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=size.vocab, hidden_size=size.hidden, intermediate_size=size.intermediate,
+                       num_hidden_layers=size.layers, num_attention_heads=size.heads,
+                       num_key_value_heads=size.kv_heads, max_position_embeddings=2 * size.max_len,
+                       rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+
+
+def build_model(size, model_dir, device, dtype):
+    """Random weights from the config, initialized on the device (a 1.1B init on CPU takes a while)."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = LlamaForCausalLM(llama_config(size))
+    model.to(dtype).save_pretrained(model_dir)
+    n_total = sum(p.numel() for p in model.parameters())
+    n_matmul = n_total - model.get_input_embeddings().weight.numel()
+    del model
+    return n_total, n_matmul
+
+
+# ---------------------------------------------------------------- 2. correctness
+
+def pick_rows(dataset, n):
+    """n rows spread over the length distribution (quantiles), shortest to longest."""
+    import numpy as np
+    from reasoning_sft.training import fetch_rows
+
+    lengths = np.asarray(dataset["length"])
+    order = np.argsort(lengths, kind="stable")
+    picks = order[np.linspace(0, len(order) - 1, n).round().astype(int)]
+    return fetch_rows(dataset, sorted(set(picks.tolist()), key=lambda i: lengths[i]))
+
+
+def per_sequence_losses(model, batch, packed, device):
+    """Per-token losses from full logits, split per sequence (the model's plain forward, no loss head)."""
+    import torch.nn.functional as F
+
+    kwargs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    logits = model(**kwargs, use_cache=False).logits.float()
+    targets = batch["targets"].to(device)
+    losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none", ignore_index=-100)
+    losses = losses.view(targets.shape)
+    keep = targets != -100
+    if packed:
+        starts = (batch["position_ids"][0] == 0).nonzero().squeeze(1).tolist() + [targets.shape[1]]
+        return [losses[0, a:b][keep[0, a:b]] for a, b in zip(starts[:-1], starts[1:])]
+    return [losses[r][keep[r]] for r in range(targets.shape[0])]
+
+
+def flat_grads(model):
+    import torch
+    return torch.cat([p.grad.float().flatten() for p in model.parameters() if p.grad is not None])
+
+
+def correctness(model_dir, tokenizer_dir, train_dir, device, dtype):
+    """(a) packed varlen vs padded sdpa, (b) isolation in a packed row, (c) loss head vs full logits."""
+    import datasets
+    import torch
+    import torch.nn.functional as F
+
+    from reasoning_sft import attention
+    from reasoning_sft.artifacts import load_prepared_tokenizer
+    from reasoning_sft.batching import collate
+    from reasoning_sft.modeling import ChunkedLossLM, load_causal_lm, resize_and_init_new_tokens
+    from reasoning_sft.template import tag_ids
+
+    tokenizer = load_prepared_tokenizer(tokenizer_dir)[0]
+    tags, pad = tag_ids(tokenizer), tokenizer.pad_token_id
+    models = {}
+    for name, flash in (("varlen", True), ("sdpa", False)):
+        model = load_causal_lm(model_dir, dtype=dtype, flash_attn=flash)
+        resize_and_init_new_tokens(model, tokenizer)
+        models[name] = model.to(device=device, dtype=dtype).train()
+    kernel = attention.describe(models["varlen"])
+    rows = pick_rows(datasets.load_from_disk(train_dir), CHECK_SEQUENCES)
+    packed, padded = collate(rows, pad, True, tags), collate(rows, pad, False, tags)
+
+    got = per_sequence_losses(models["varlen"], packed, True, device)
+    want = per_sequence_losses(models["sdpa"], padded, False, device)
+    mean_got, mean_want = torch.cat(got).mean(), torch.cat(want).mean()
+    mean_got.backward()
+    mean_want.backward()
+    g_got, g_want = flat_grads(models["varlen"]), flat_grads(models["sdpa"])
+    cosine = F.cosine_similarity(g_got, g_want, dim=0).item()
+    loss_rel = abs(mean_got.item() - mean_want.item()) / abs(mean_want.item())
+    seq_rel = max(abs(a.mean().item() - b.mean().item()) / abs(b.mean().item()) for a, b in zip(got, want))
+
+    with torch.no_grad():
+        varlen = models["varlen"]
+        changed = dict(packed)
+        starts = (packed["position_ids"][0] == 0).nonzero().squeeze(1).tolist() + [packed["input_ids"].shape[1]]
+        ids = packed["input_ids"].clone()
+        ids[0, starts[1]:starts[2]] = torch.randint(3, len(tokenizer) - 10, (starts[2] - starts[1],),
+                                                     generator=torch.Generator().manual_seed(1))
+        changed["input_ids"] = ids
+        before = per_sequence_losses(varlen, packed, True, device)
+        after = per_sequence_losses(varlen, changed, True, device)
+        others = [i for i in range(len(before)) if i != 1]
+        leak = max((before[i] - after[i]).abs().max().item() for i in others)
+        moved = (before[1] - after[1]).abs().max().item()
+
+        batch = {k: v.to(device) for k, v in packed.items()}
+        head_out = ChunkedLossLM(varlen)(**batch)
+        head_sum = (head_out[0] if isinstance(head_out, tuple) else head_out).float().item()
+        full_sum = torch.cat(per_sequence_losses(varlen, packed, True, device)).sum().item()
+        head_rel = abs(head_sum - full_sum) / abs(full_sum)
+
+    del models, varlen, g_got, g_want
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    checks = {
+        "kernel": kernel,
+        "sequences": len(rows), "tokens": int(packed["input_ids"].numel()),
+        "lengths": [len(r["input_ids"]) for r in rows],
+        "loss_packed_varlen": mean_got.item(), "loss_padded_sdpa": mean_want.item(),
+        "loss_rel_diff": loss_rel, "max_sequence_loss_rel_diff": seq_rel, "grad_cosine": cosine,
+        "isolation_max_abs_change_other_sequences": leak, "changed_sequence_max_abs_change": moved,
+        "head_loss_sum": head_sum, "full_logits_loss_sum": full_sum, "head_rel_diff": head_rel,
+    }
+    checks["ok"] = {"loss": loss_rel <= 1e-2 and seq_rel <= 1e-2, "gradients": cosine >= 0.99,
+                    "isolation": leak <= 1e-3 and moved > 0, "head": head_rel <= 1e-2}
+    return checks
+
+
+# ---------------------------------------------------------------- 3. matmul rate
+
+def matmul_rate(device):
+    """FLOP/s of a large matrix product on this device (bf16 on GPU; fp32 on CPU in --smoke)."""
+    import torch
+
+    cuda = device == "cuda"
+    n, dtype, reps = (8192, torch.bfloat16, 20) if cuda else (256, torch.float32, 10)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    if cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    return {"flops_per_s": 2 * n ** 3 * reps / seconds, "n": n, "dtype": str(dtype).removeprefix("torch."),
+            "reps": reps}
+
+
+# ---------------------------------------------------------------- 4. speed runs
+
+@dataclass
+class Run:
+    name: str
+    label: str
+    kind: str        # train_full, train_peft, hf_trainer
+    argv: list
+    lora: bool = False
+
+
+def speed_runs(args, size, paths, adam8bit, have_peft, trainer_batch):
+    model_dir, tok, train = paths
+    steps, log_every = args.steps, args.warmup
+    common = ["--model_name", model_dir, "--tokenizer_dir", tok, "--train_dir", train, "--batch_tokens",
+              str(size.batch_tokens), "--max_steps", str(steps), "--epochs", "100", "--log_every", str(log_every),
+              "--warmup_ratio", "0", "--overwrite"]
+    optim = ["--adam8bit"] if adam8bit else []
+    opt_label = "8-bit AdamW" if adam8bit else "AdamW (bitsandbytes missing)"
+    runs = [
+        Run("full_packed", f"full FT, {opt_label}, packed, --flash_attn", "train_full",
+            common + optim + ["--flash_attn", "--packing", "on"]),
+        Run("full_padded", f"full FT, {opt_label}, padded (--packing off), --flash_attn", "train_full",
+            common + optim + ["--flash_attn", "--packing", "off"]),
+    ]
+    if have_peft:
+        runs.append(Run("lora_packed", "LoRA r=16, packed, --flash_attn", "train_peft",
+                        common + ["--flash_attn", "--packing", "on", "--lora_r", "16", "--lora_alpha", "32"],
+                        lora=True))
+    runs.append(Run("hf_trainer", f"transformers.Trainer, {opt_label}, sdpa, group_by_length, batch {trainer_batch}",
+                    "hf_trainer", ["--model_name", model_dir, "--tokenizer_dir", tok, "--train_dir", train,
+                                   "--batch_size", str(trainer_batch), "--max_steps", str(steps),
+                                   "--warmup", str(log_every)] + (["--adam8bit"] if adam8bit else [])))
+    return runs
+
+
+def run_worker(run, work, smoke, timeout):
+    """One speed run in a fresh process (clean peak-memory counters); returns its result dict."""
+    out_dir = os.path.join(work, run.name)
+    result_path = os.path.join(work, f"{run.name}.json")
+    argv = run.argv + ["--output_dir", out_dir]
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", run.kind, "--worker_result", result_path]
+    cmd += (["--reference_kernel"] if smoke else []) + ["--"] + argv
+    paths = [REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=os.pathsep.join(paths))
+    if not smoke:
+        env["ACCELERATE_MIXED_PRECISION"] = "bf16"  # as configs/single_gpu.yaml
+    t0 = time.time()
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO, timeout=timeout)
+    except subprocess.TimeoutExpired as err:
+        tail = "\n".join(((err.stdout or b"").decode(errors="replace")).strip().splitlines()[-15:])
+        log(f"  FAILED: still running after {timeout} s (--run_timeout):\n{tail}")
+        return {"error": f"timeout after {timeout} s", "log_tail": tail}
+    log_path = os.path.join(work, f"{run.name}.log")
+    with open(log_path, "w", encoding="utf-8") as f:
+        f.write(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
+    for line in proc.stdout.splitlines():
+        if line.startswith(("attention:", "optimizer state:", "[full]", "[lora]", "trainer:")):
+            log(f"  {line}")
+    if proc.returncode != 0 or not os.path.exists(result_path):
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        log(f"  FAILED (exit {proc.returncode}):\n{tail}")
+        return {"error": f"exit {proc.returncode}", "log_tail": tail}
+    with open(result_path, encoding="utf-8") as f:
+        result = json.load(f)
+    if run.kind != "hf_trainer":
+        result.update(trainer_throughput(os.path.join(out_dir, "metrics.jsonl"), warmup_steps=int(
+            run.argv[run.argv.index("--log_every") + 1])))
+    result["process_s"] = round(time.time() - t0, 1)
+    return result
+
+
+def trainer_throughput(metrics_path, warmup_steps):
+    """Mean tokens/s of the trainer's logged windows after the warm-up steps (its own metrics.jsonl)."""
+    with open(metrics_path, encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    windows = [r for r in records if "tokens_per_s" in r and r["step"] > warmup_steps]
+    if not windows:
+        raise SystemExit(f"gpu_check: {metrics_path} has no tokens_per_s after step {warmup_steps}")
+    return {"tokens_per_s": sum(r["tokens_per_s"] for r in windows) / len(windows),
+            "windows": [[r["step"], round(r["tokens_per_s"], 1)] for r in windows],
+            "batch_efficiency": sum(r.get("batch_efficiency", 1.0) for r in windows) / len(windows),
+            "final_loss": records[-1].get("loss")}
+
+
+# ---------------------------------------------------------------- the worker side (a fresh process per run)
+
+def load_script(relpath):
+    spec = importlib.util.spec_from_file_location(os.path.basename(relpath)[:-3], os.path.join(REPO, relpath))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def worker_main(argv):
+    """--worker KIND --worker_result PATH [--reference_kernel] -- TRAINER ARGS (run_worker's command line)."""
+    split = argv.index("--")
+    p = argparse.ArgumentParser(prog="gpu_check.py --worker")
+    p.add_argument("--worker", choices=["train_full", "train_peft", "hf_trainer"], required=True)
+    p.add_argument("--worker_result", required=True)
+    p.add_argument("--reference_kernel", action="store_true")
+    a = p.parse_args(argv[:split])
+    worker(a.worker, a.worker_result, a.reference_kernel, argv[split + 1:])
+    return 0
+
+
+def worker(kind, result_path, reference_kernel, argv):
+    import torch
+    from reasoning_sft import attention
+    from reasoning_sft.errors import quiet_third_party_logs
+
+    quiet_third_party_logs()
+    cuda = torch.cuda.is_available()
+    context = attention.kernel_override(attention.reference_kernel()) if reference_kernel else contextlib.nullcontext()
+    t0 = time.time()
+    with context:
+        if kind == "hf_trainer":
+            result = hf_trainer_baseline(argv)
+        else:
+            load_script(f"training/{kind}.py").main(argv)
+            result = {}
+    result["wall_s"] = round(time.time() - t0, 1)
+    result["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else None
+    with open(result_path, "w", encoding="utf-8") as f:
+        json.dump(result, f)
+
+
+def hf_trainer_baseline(argv):
+    """transformers.Trainer on the same encoded data: bf16, sdpa, group_by_length, fixed batch size."""
+    import dataclasses
+
+    import datasets
+    import torch
+    from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
+
+    from reasoning_sft.artifacts import load_prepared_tokenizer
+    from reasoning_sft.modeling import resize_and_init_new_tokens
+
+    p = argparse.ArgumentParser()
+    for name in ("--model_name", "--tokenizer_dir", "--train_dir", "--output_dir"):
+        p.add_argument(name, required=True)
+    p.add_argument("--batch_size", type=int, required=True)
+    p.add_argument("--max_steps", type=int, required=True)
+    p.add_argument("--warmup", type=int, required=True)
+    p.add_argument("--adam8bit", action="store_true")
+    a = p.parse_args(argv)
+
+    cuda = torch.cuda.is_available()
+    tokenizer = load_prepared_tokenizer(a.tokenizer_dir)[0]
+    model = AutoModelForCausalLM.from_pretrained(a.model_name, dtype=torch.bfloat16 if cuda else torch.float32,
+                                                 attn_implementation="sdpa")
+    resize_and_init_new_tokens(model, tokenizer)  # the same tag rows as our trainers
+    model.config.use_cache = False
+    dataset = datasets.load_from_disk(a.train_dir)
+    pad_id = tokenizer.pad_token_id
+    real_tokens = []  # per collated batch, in order
+
+    def collate(rows):
+        longest = max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), longest), -100, dtype=torch.long)
+        mask = torch.zeros((len(rows), longest), dtype=torch.long)
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["labels"]), 1
+        real_tokens.append(int(mask.sum()))
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+    class Clock(TrainerCallback):
+        """Wall time of the steps after the warm-up, synchronized with the GPU."""
+        start = end = None
+
+        def on_step_end(self, args, state, control, **kw):
+            if cuda:
+                torch.cuda.synchronize()
+            if state.global_step == a.warmup:
+                self.start = time.perf_counter()
+            if state.global_step == a.max_steps:
+                self.end = time.perf_counter()
+
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    grouping = ({"train_sampling_strategy": "group_by_length"} if "train_sampling_strategy" in fields
+                else {"group_by_length": True})
+    training_args = TrainingArguments(
+        output_dir=a.output_dir, per_device_train_batch_size=a.batch_size, max_steps=a.max_steps,
+        learning_rate=2e-5, lr_scheduler_type="cosine", bf16=cuda, use_cpu=not cuda,
+        optim="adamw_bnb_8bit" if a.adam8bit else "adamw_torch", max_grad_norm=1.0, logging_steps=a.warmup,
+        save_strategy="no", report_to="none", remove_unused_columns=False, dataloader_num_workers=0,
+        length_column_name="length", seed=42, disable_tqdm=True, **grouping)
+    clock = Clock()
+    trainer = Trainer(model=model, args=training_args, train_dataset=dataset, data_collator=collate, callbacks=[clock])
+    trainer.train()
+    # accelerate's loader collates one batch ahead; batch i is step i's all the same
+    timed_tokens = sum(real_tokens[a.warmup:a.max_steps])
+    seconds = clock.end - clock.start
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    print(f"trainer: {a.max_steps} steps, batch {a.batch_size}, {timed_tokens} real tokens in the timed steps "
+          f"{a.warmup + 1}-{a.max_steps}, {seconds:.2f} s", flush=True)
+    return {"tokens_per_s": timed_tokens / seconds, "final_loss": losses[-1] if losses else None,
+            "batch_size": a.batch_size}
+
+
+# ---------------------------------------------------------------- 5. FLOPs and the report
+
+def attention_flops_per_token(size, lengths):
+    """Causal attention, forward + backward: 3 x (2 matmuls x 2 FLOPs x hidden x s(s+1)/2) per layer, per token."""
+    total = sum(n * (n + 1) for n in lengths)
+    return 6 * size.layers * size.hidden * total / sum(lengths)
+
+
+def report(results, size, n_matmul, lengths, rate):
+    attn = attention_flops_per_token(size, lengths)
+    rows = []
+    base = results.get("hf_trainer", {}).get("tokens_per_s")
+    for name, r in results.items():
+        if "tokens_per_s" not in r:
+            rows.append((name, r.get("label", ""), None, None, None, None))
+            continue
+        per_token = (4 if r.get("lora") else 6) * n_matmul + attn
+        r["flops_per_token"] = per_token
+        r["mfu"] = per_token * r["tokens_per_s"] / rate["flops_per_s"]
+        r["vs_trainer"] = r["tokens_per_s"] / base if base else None
+        rows.append((name, r["label"], r["tokens_per_s"], r["mfu"], r.get("peak_gpu_memory_gib"), r["vs_trainer"]))
+    lines = ["| run | what | tokens/s | MFU | peak GPU memory (GiB) | x Trainer |", "|---|---|---:|---:|---:|---:|"]
+    for name, label, tps, mfu, mem, ratio in rows:
+        cells = [f"{tps:,.0f}" if tps else "failed", f"{100 * mfu:.1f}%" if mfu is not None else "",
+                 f"{mem:.1f}" if mem is not None else "", f"{ratio:.2f}" if ratio else ""]
+        lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_atomic(path, text):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="results.json and results.md go here")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes on CPU with the reference kernel (seconds)")
+    p.add_argument("--steps", type=int, help="optimizer steps per speed run (default 20; --smoke 4)")
+    p.add_argument("--warmup", type=int, help="steps left out of tokens/s (default 5; --smoke 2)")
+    p.add_argument("--work_dir", help="data, model and run outputs (default: a temporary dir, removed at the end)")
+    p.add_argument("--skip_speed", action="store_true", help="correctness and the matmul rate only")
+    p.add_argument("--run_timeout", type=int, help="seconds one speed run may take (default 150; --smoke 600)")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        return worker_main(argv)
+    args = p.parse_args(argv)
+
+    import torch
+
+    size = SMOKE if args.smoke else GPU
+    args.steps = args.steps or (4 if args.smoke else 20)
+    args.warmup = args.warmup or (2 if args.smoke else 5)
+    args.run_timeout = args.run_timeout or (600 if args.smoke else 150)
+    if args.steps < 2 * args.warmup:
+        sys.exit("gpu_check: --steps must be at least twice --warmup (tokens/s come from the windows after it)")
+    device = "cpu" if args.smoke else "cuda"
+    if not args.smoke and not torch.cuda.is_available():
+        sys.exit("gpu_check: no CUDA device here; run with --smoke for the CPU check of the code")
+    versions = package_versions()
+    require_packages(versions)
+    adam8bit = bool(versions["bitsandbytes"])
+    os.makedirs(args.out, exist_ok=True)
+    work = args.work_dir or tempfile.mkdtemp(prefix="gpu_check_")
+    os.makedirs(work, exist_ok=True)
+    t_start = time.time()
+    results = {"device": device_name(), "packages": versions, "python": sys.version.split()[0],
+               "smoke": args.smoke, "size": size.__dict__, "steps": args.steps, "warmup_steps": args.warmup}
+    log(f"gpu_check on {results['device']}: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    if not adam8bit:
+        log("bitsandbytes is missing: the full fine-tuning runs and the Trainer use plain AdamW (labelled)")
+    if not versions["peft"]:
+        log("peft is missing: no LoRA run")
+
+    dtype = torch.float32 if args.smoke else torch.bfloat16
+    failed = []
+
+    def save():  # after every phase: a run cut short by a time limit still leaves what it measured
+        results["seconds"] = round(time.time() - t_start, 1)
+        results["failed"] = failed
+        write_atomic(os.path.join(args.out, "results.json"), json.dumps(results, indent=2, default=str) + "\n")
+
+    try:
+        log("1. data (stages 1-3 on the sample) and the model")
+        paths = build_data(size, work)
+        n_total, n_matmul = build_model(size, paths[0], device, dtype)
+        import datasets
+        lengths = list(datasets.load_from_disk(paths[2])["length"])
+        results["model"] = {"parameters": n_total, "parameters_without_input_embedding": n_matmul}
+        results["data"] = {"sequences": len(lengths), "tokens": sum(lengths),
+                           "mean_length": sum(lengths) / len(lengths), "max_length": max(lengths)}
+        log(f"   {n_total / 1e9:.3f}B parameters; {len(lengths)} sequences, mean length "
+            f"{results['data']['mean_length']:.0f}, longest {max(lengths)}")
+        save()
+
+        log("2. correctness (bf16)" if not args.smoke else "2. correctness (fp32, reference kernel)")
+        checks = phase(failed, "correctness", run_correctness, args.smoke, paths, device, dtype)
+        if checks:
+            results["correctness"] = checks
+            failed += [f"correctness:{name}" for name, ok in checks["ok"].items() if not ok]
+        save()
+
+        log("3. matmul rate")
+        rate = matmul_rate(device)
+        results["matmul"] = rate
+        log(f"   {rate['flops_per_s'] / 1e12:.1f} TFLOP/s ({rate['dtype']}, {rate['n']}^3)")
+        save()
+
+        if not args.skip_speed:
+            log(f"4. speed: {args.steps} steps per run, tokens/s after step {args.warmup}")
+            trainer_batch = max(1, size.batch_tokens // max(lengths))
+            results["speed"] = speed = {}
+            for run in speed_runs(args, size, paths, adam8bit, bool(versions["peft"]), trainer_batch):
+                log(f"   {run.name}: {run.label}")
+                if device == "cuda":
+                    torch.cuda.empty_cache()
+                speed[run.name] = dict(run_worker(run, work, args.smoke, args.run_timeout), label=run.label,
+                                       lora=run.lora)
+                if "error" in speed[run.name]:
+                    failed.append(run.name)
+                save()
+            table = report(speed, size, n_matmul, lengths, rate)
+            results["table"] = table
+            log(table)
+            write_atomic(os.path.join(args.out, "results.md"),
+                         f"gpu_check on {results['device']} ({'smoke' if args.smoke else 'full'})\n\n{table}\n")
+    finally:
+        save()
+        if not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    log(f"done in {results['seconds']} s -> {args.out}/results.json" + (f"; FAILED: {failed}" if failed else ""))
+    return 1 if failed else 0
+
+
+def phase(failed, name, fn, *args):
+    """Run one check; an exception is reported and recorded, and the later phases still run."""
+    try:
+        return fn(*args)
+    except Exception as err:  # noqa: BLE001 (one GPU run should say as much as it can)
+        import traceback
+        log(f"   {name} FAILED: {type(err).__name__}: {err}")
+        log("".join(traceback.format_exc().splitlines(keepends=True)[-12:]))
+        failed.append(f"{name}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        return None
+
+
+def run_correctness(smoke, paths, device, dtype):
+    from reasoning_sft import attention
+
+    override = attention.kernel_override(attention.reference_kernel()) if smoke else contextlib.nullcontext()
+    with override:
+        checks = correctness(*paths, device, dtype)
+    log(f"   kernel: {checks['kernel']}")
+    log(f"   loss packed varlen {checks['loss_packed_varlen']:.5f} vs padded sdpa {checks['loss_padded_sdpa']:.5f} "
+        f"(rel {checks['loss_rel_diff']:.2e}, worst sequence {checks['max_sequence_loss_rel_diff']:.2e}); "
+        f"gradient cosine {checks['grad_cosine']:.5f}")
+    log(f"   isolation: others moved {checks['isolation_max_abs_change_other_sequences']:.2e}, the changed one "
+        f"{checks['changed_sequence_max_abs_change']:.2e}; "
+        f"loss head vs full logits rel {checks['head_rel_diff']:.2e}")
+    log(f"   ok: {checks['ok']}")
+    return checks
+
+
+if __name__ == "__main__":
+    sys.exit(main())
