@@ -26,6 +26,7 @@ from .batching import collate, empty_batch, step_schedule
 from .checkpoints import (Preemption, list_checkpoints, load_newest_checkpoint, register_trainable_only_checkpointing,
                           save_checkpoint)
 from .errors import UserError, add_verbose_flag
+from .locking import LOCK_NAME, lock_output_dir
 from .metrics import MetricsLog, Throughput, forget_steps_after
 from .modeling import ChunkedLossLM, N_SECTIONS, load_causal_lm, mark_tag_rows_trained, resize_and_init_new_tokens
 from .template import SECTION_NAMES, tag_ids
@@ -197,7 +198,14 @@ def start_accelerator():
 
 
 def prepare_output_dir(args, accelerator):
-    if os.path.isdir(args.output_dir) and os.listdir(args.output_dir) and not (args.resume or args.overwrite):
+    """Lock --output_dir for this run (before --overwrite deletes anything), then check or clear it.
+
+    Returns the lock; it is held until the process ends or run() releases it.
+    """
+    lock = lock_output_dir(accelerator, args.output_dir)
+    contents = ([name for name in os.listdir(args.output_dir) if name != LOCK_NAME]
+                if os.path.isdir(args.output_dir) else [])
+    if contents and not (args.resume or args.overwrite):
         raise UserError(f"{args.output_dir} is not empty; pass --resume to continue or --overwrite to start over")
     if args.overwrite and not args.resume and accelerator.is_main_process:
         metrics_path = os.path.join(args.output_dir, "metrics.jsonl")
@@ -207,6 +215,7 @@ def prepare_output_dir(args, accelerator):
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
     os.makedirs(args.output_dir, exist_ok=True)
+    return lock
 
 
 @dataclass
@@ -446,7 +455,7 @@ def run(args, mode):
 
     check_args(args)
     accelerator = start_accelerator()
-    prepare_output_dir(args, accelerator)
+    lock = prepare_output_dir(args, accelerator)
     set_seed(args.seed)  # before anything random: resize_token_embeddings, LoRA init, dropout
     data = load_data(args)
     model, tag_rows = build_model(args, mode, data.tokenizer)
@@ -462,4 +471,6 @@ def run(args, mode):
         raise SystemExit(143)  # preempted: checkpointed, continue with --resume
     finish(trainer, metrics, mode)
     accelerator.end_training()
+    if lock:
+        lock.release()
     return args.output_dir
