@@ -456,21 +456,23 @@ def run(args, mode):
     check_args(args)
     accelerator = start_accelerator()
     lock = prepare_output_dir(args, accelerator)
-    set_seed(args.seed)  # before anything random: resize_token_embeddings, LoRA init, dropout
-    data = load_data(args)
-    model, tag_rows = build_model(args, mode, data.tokenizer)
-    trainer = prepare_training(args, accelerator, data, model, mode)
-    if args.resume:
-        resume(trainer)
-    describe(trainer, mode, model, tag_rows)
+    try:
+        set_seed(args.seed)  # before anything random: resize_token_embeddings, LoRA init, dropout
+        data = load_data(args)
+        model, tag_rows = build_model(args, mode, data.tokenizer)
+        trainer = prepare_training(args, accelerator, data, model, mode)
+        if args.resume:
+            resume(trainer)
+        describe(trainer, mode, model, tag_rows)
 
-    metrics = MetricsLog(accelerator, args.output_dir, trainer.total_steps, trainer.position.global_step)
-    if not train_loop(trainer, metrics):
-        metrics.close()
+        metrics = MetricsLog(accelerator, args.output_dir, trainer.total_steps, trainer.position.global_step)
+        if not train_loop(trainer, metrics):
+            metrics.close()
+            accelerator.end_training()
+            raise SystemExit(143)  # preempted: checkpointed, continue with --resume
+        finish(trainer, metrics, mode)
         accelerator.end_training()
-        raise SystemExit(143)  # preempted: checkpointed, continue with --resume
-    finish(trainer, metrics, mode)
-    accelerator.end_training()
-    if lock:
-        lock.release()
+    finally:
+        if lock:
+            lock.release()  # also when a run in this process fails, so the next one may start
     return args.output_dir
