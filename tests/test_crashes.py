@@ -293,3 +293,110 @@ def test_the_lock_names_its_holder_and_dies_with_it(tmp_path):
         holder.stdout.close()
     lock = OutputDirLock(str(tmp_path / "out")).acquire()  # no stale lock after a kill
     lock.release()
+
+
+# ------------------------------------------------------------------ the data stages, SIGKILLed
+
+def artifact_files(path):
+    """{relative path: bytes} of a stage's output, without what legitimately differs between runs."""
+    out = {}
+    for p in sorted(Path(path).rglob("*")):
+        if not p.is_file() or p.name in ("state.json", "dataset_info.json"):  # datasets' random fingerprints
+            continue
+        data = p.read_bytes()
+        if p.name == "filter_report.json":
+            data = json.dumps({k: v for k, v in json.loads(data).items() if k != "seconds"}).encode()
+        out[str(p.relative_to(path))] = data
+    return out
+
+
+def stage_runs(tiny_model_dir, tokenizer_dir, sample_path, filtered_dir):
+    """(script, argv without the output flag, output flag, reference fixture name) for each data stage."""
+    return [("prepare_llamatokenizer.py", ["--model", tiny_model_dir], "--out_dir"),
+            ("filter_data.py", ["--json", sample_path, "--tokenizer", tokenizer_dir, "--max_len", 256], "--out_dir"),
+            ("encode_dataset.py", ["--json", filtered_dir / "data.json", "--tokenizer", tokenizer_dir,
+                                   "--max_len", 256, "--num_proc", 1], "--encode_dir")]
+
+
+@pytest.mark.slow
+def test_data_stages_killed_at_random_leave_nothing_that_looks_complete(
+        tmp_path, tiny_model_dir, tokenizer_dir, sample_path, filtered_dir, encoded_dir):
+    """Each stage SIGKILLed twice: at a seeded-random time after start, and at a seeded-random moment after
+    its temporary output appeared (while it writes). Afterwards the output's name is absent (only a hidden
+    temporary sibling may remain) or holds the whole artifact; a rerun gives byte-identical output."""
+    import importlib
+
+    references = {"prepare_llamatokenizer.py": tokenizer_dir, "filter_data.py": filtered_dir,
+                  "encode_dataset.py": encoded_dir}
+    rng, mid_write = random.Random(11), 0
+    for script, argv, out_flag in stage_runs(tiny_model_dir, tokenizer_dir, sample_path, filtered_dir):
+        reference = artifact_files(references[script])
+        for attempt, when in enumerate(("after start", "while writing")):
+            out = tmp_path / f"{script[:-3]}-{attempt}" / "artifact"
+            out.parent.mkdir()
+            child = subprocess.Popen([sys.executable, str(REPO_ROOT / script), *map(str, argv), out_flag, str(out)],
+                                     env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if when == "after start":
+                time.sleep(rng.uniform(0.5, 4.0))
+            else:
+                deadline = time.time() + 240
+                while not any(p.name.startswith(".artifact.tmp-") for p in out.parent.iterdir()):
+                    if child.poll() is not None or time.time() > deadline:
+                        break
+                    time.sleep(0.005)
+                time.sleep(rng.uniform(0, 0.3))
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=60)
+            left = sorted(p.name for p in out.parent.iterdir())
+            mid_write += any(name.startswith(".artifact.tmp-") for name in left)
+            assert all(name == "artifact" or name.startswith(".artifact.tmp-") for name in left), left
+            if out.exists():  # it had finished: the whole artifact
+                assert artifact_files(out) == reference, (script, when)
+            module = importlib.import_module(script[:-3])
+            assert module.main([*map(str, argv), out_flag, str(out), "--overwrite"]) == 0
+            assert artifact_files(out) == reference, (script, when)
+    assert mid_write >= 1, "no kill landed while a stage was writing: the test tested nothing"
+
+
+# ------------------------------------------------------------------ accounting, end to end
+
+def test_every_record_and_token_is_accounted_for_from_raw_data_to_the_train_log(
+        tmp_path, sample_records, tokenizer_dir, tiny_model_dir):
+    """raw = kept + dropped by reason (filter report); kept = rows encoded (manifest); one epoch trains
+    exactly the encoded target tokens (metrics.jsonl)."""
+    import datasets
+    import encode_dataset
+    import filter_data
+
+    sys.path.insert(0, str(REPO_ROOT / "training"))
+    import train_full
+
+    good = list(sample_records[:12])
+    raw = good + [good[0], {"instruction": "x"}, dict(good[1], code="def f(:"), "text",
+                  dict(good[2], reasoning="see </s> here"), dict(good[3], reasoning="x " * 3000)]
+    (tmp_path / "raw.json").write_text(json.dumps(raw))
+    assert filter_data.main(["--json", str(tmp_path / "raw.json"), "--tokenizer", str(tokenizer_dir), "--out_dir",
+                             str(tmp_path / "f"), "--max_len", "512", "--no_truncate", "--no_plot"]) == 0
+    report = json.loads((tmp_path / "f" / "filter_report.json").read_text())
+    kept = json.loads((tmp_path / "f" / "data.json").read_text())
+    assert report["input_records"] == len(raw) == report["kept"] + sum(report["drop_reasons"].values())
+    assert report["kept"] == len(kept)
+    assert {"duplicate", "missing_reasoning", "python_syntax_error", "not_an_object", "special_token_in_reasoning",
+            "too_long"} <= report["drop_reasons"].keys()
+
+    assert encode_dataset.main(["--json", str(tmp_path / "f" / "data.json"), "--tokenizer", str(tokenizer_dir),
+                                "--encode_dir", str(tmp_path / "e"), "--max_len", "512", "--num_proc", "1"]) == 0
+    manifest = json.loads((tmp_path / "e" / "manifest.json").read_text())
+    encoded = datasets.load_from_disk(str(tmp_path / "e" / "arrow_dataset"))
+    assert manifest["rows"] == len(encoded) == report["kept"]
+    assert manifest["total_tokens"] == report["tokens_after"]["total"] == sum(encoded["length"])
+    assert manifest["trained_tokens"] == sum(sum(1 for x in row if x != -100) for row in encoded["labels"])
+
+    out = tmp_path / "train"
+    assert train_full.main(["--model_name", str(tiny_model_dir), "--tokenizer_dir", str(tokenizer_dir),
+                            "--train_dir", str(tmp_path / "e" / "arrow_dataset"), "--output_dir", str(out),
+                            "--batch_tokens", "2048", "--epochs", "2", "--log_every", "1"]) == 0
+    steps = [r for r in metrics(out) if "loss" in r]
+    for epoch in (1, 2):
+        in_epoch = [r["tokens"] for r in steps if epoch - 1 < r["epoch"] <= epoch]
+        assert sum(in_epoch) == manifest["trained_tokens"], epoch
