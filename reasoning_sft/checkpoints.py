@@ -193,20 +193,20 @@ def verify(path):
         return f"no {INTEGRITY} (never finished)"
     try:
         with open(record_path, encoding="utf-8") as f:
-            expected = json.load(f)["files"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
+            expected = {name: (int(meta["size"]), str(meta["sha256"])) for name, meta in json.load(f)["files"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         return f"unreadable {INTEGRITY} ({type(err).__name__})"
     present = _checkpoint_files(path)
     missing = sorted(set(expected) - set(present))
     if missing:
         return f"{missing[0]} is missing"
-    for name, meta in expected.items():
-        size = os.path.getsize(os.path.join(path, name))
-        if size != meta["size"]:
-            return f"{name} has {size} bytes, {meta['size']} expected (truncated)"
+    for name, (size, _) in expected.items():
+        found = os.path.getsize(os.path.join(path, name))
+        if found != size:
+            return f"{name} has {found} bytes, {size} expected (truncated)"
     hashes = _hash_files(path, sorted(expected), f"verify {os.path.basename(path)}")
-    for name, meta in expected.items():
-        if hashes[name]["sha256"] != meta["sha256"]:
+    for name, (_, sha256) in expected.items():
+        if hashes[name]["sha256"] != sha256:
             return f"{name} does not match its sha256 (corrupt)"
     return None
 

@@ -255,6 +255,9 @@ def test_integrity_record_catches_every_kind_of_damage(tmp_path):
     assert verify(str(bad)) == "sub/weights.bin has 10 bytes, 1000 expected (truncated)"
     weights.unlink()
     assert verify(str(bad)) == "sub/weights.bin is missing"
+    for broken in ('{"files": ["sub/weights.bin"]}', '{"files": {"x": 3}}', "[]"):  # valid JSON, wrong shape
+        (bad / INTEGRITY).write_text(broken)
+        assert verify(str(bad)).startswith("unreadable integrity.json"), broken
     (bad / INTEGRITY).write_text('{"files": ')
     assert verify(str(bad)).startswith("unreadable integrity.json")
 
