@@ -22,7 +22,7 @@ from reasoning_sft.errors import UserError
 from reasoning_sft.records import read_records, validate, writable
 from reasoning_sft.template import TAGS, tokenize_examples
 
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 SPECIALS = list(TAGS) + ["</s>", "<s>", "<pad>", "<unk>"]
