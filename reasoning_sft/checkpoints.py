@@ -77,13 +77,15 @@ def save_checkpoint(accelerator, output_dir, state, keep):
     def write_parts():  # every rank writes its part (RNG states; FSDP shards)
         accelerator.save_state(tmp)
 
-    def write_records():  # once every part is on disk: where the run is, then the integrity record
+    def write_state():  # once every part is on disk: where the run is
         if accelerator.is_main_process:
             write_json(os.path.join(tmp, TRAINER_STATE), state)
-            seal(tmp)
 
-    for write in (write_parts, write_records):
-        failure = _first_failure(accelerator, _write_failure(write))  # also the barrier between the two
+    def write_record():  # last: the integrity record; every rank hashes a share of the bytes
+        seal(tmp, shared_hasher(accelerator), write=accelerator.is_main_process)
+
+    for write in (write_parts, write_state, write_record):
+        failure = _first_failure(accelerator, _write_failure(write))  # also the barrier between them
         if failure is not None:
             if accelerator.is_main_process:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -178,15 +180,46 @@ def _hash_files(path, files, desc, fsync=False):
                     "sha256": _sha256(os.path.join(path, f), bar, fsync)} for f in files}
 
 
-def seal(path):
-    """Write INTEGRITY (size and sha256 of every file), last: a checkpoint without it was never finished."""
-    record = {"files": _hash_files(path, _checkpoint_files(path), "seal checkpoint", fsync=True)}
-    write_json(os.path.join(path, INTEGRITY), record)
-    with open(os.path.join(path, INTEGRITY), "rb") as f:
-        os.fsync(f.fileno())
+def shared_hasher(accelerator):
+    """_hash_files with the work split across processes: each reads about 1/world of the bytes, all get
+    every hash. Hashing a multi-GB checkpoint on one rank alone would keep the others waiting at a
+    collective long enough to hit its timeout."""
+    if accelerator.num_processes == 1:
+        return _hash_files
+    from accelerate.utils import gather_object
+
+    rank, world = accelerator.process_index, accelerator.num_processes
+
+    def hash_files(path, files, desc, fsync=False):
+        largest_first = sorted(files, key=lambda f: -os.path.getsize(os.path.join(path, f)))
+        try:
+            mine, error = _hash_files(path, largest_first[rank::world], desc, fsync), None
+        except OSError as err:  # reported by every rank below, so none is left waiting
+            mine, error = {}, f"{err.strerror or err} ({err.filename})"
+        merged, errors = {}, []
+        for part, err in gather_object([(mine, error)]):
+            merged.update(part)
+            errors.append(err)
+        if any(errors):
+            raise OSError(next(e for e in errors if e))
+        return merged
+
+    return hash_files
 
 
-def verify(path):
+def seal(path, hasher=_hash_files, write=True):
+    """Write INTEGRITY (size and sha256 of every file), last: a checkpoint without it was never finished.
+
+    Under several processes every rank calls this (they share the hashing); only one writes.
+    """
+    record = {"files": hasher(path, _checkpoint_files(path), "seal checkpoint", fsync=True)}
+    if write:
+        write_json(os.path.join(path, INTEGRITY), record)
+        with open(os.path.join(path, INTEGRITY), "rb") as f:
+            os.fsync(f.fileno())
+
+
+def verify(path, hasher=_hash_files):
     """None when the checkpoint is whole, else why not (one phrase). Sizes first (cheap), then hashes."""
     record_path = os.path.join(path, INTEGRITY)
     if not os.path.exists(record_path):
@@ -204,16 +237,23 @@ def verify(path):
         found = os.path.getsize(os.path.join(path, name))
         if found != size:
             return f"{name} has {found} bytes, {size} expected (truncated)"
-    hashes = _hash_files(path, sorted(expected), f"verify {os.path.basename(path)}")
+    try:
+        hashes = hasher(path, sorted(expected), f"verify {os.path.basename(path)}")
+    except OSError as err:
+        return f"cannot be read ({err})"
     for name, (_, sha256) in expected.items():
         if hashes[name]["sha256"] != sha256:
             return f"{name} does not match its sha256 (corrupt)"
     return None
 
 
-def newest_intact_checkpoint(output_dir, say=print):
-    """The newest checkpoint that verifies; a broken newer one is moved aside (CHECKPOINT.corrupt), named in one line."""
-    checkpoints = list_checkpoints(output_dir)
+def newest_intact_checkpoint(output_dir, say=print, checkpoints=None, hasher=_hash_files, sync=None, main=True):
+    """The newest checkpoint that verifies; a broken newer one is moved aside (CHECKPOINT.corrupt), named in one line.
+
+    Under several processes every rank calls this with the main process's `checkpoints`, a shared
+    `hasher` and `sync` (a barrier, so no rank still reads a checkpoint that the main one moves aside).
+    """
+    checkpoints = list_checkpoints(output_dir) if checkpoints is None else checkpoints
     if not checkpoints:
         raise UserError(f"--resume: no checkpoint in {output_dir}")
     broken = []
@@ -223,16 +263,19 @@ def newest_intact_checkpoint(output_dir, say=print):
                 "resuming from it unverified")
             problem = None
         else:
-            problem = verify(path)
+            problem = verify(path, hasher)
+            if sync is not None:
+                sync()
         if problem is None:
             for bad, why in broken:
                 say(f"--resume: {os.path.basename(bad)} is incomplete or corrupt ({why}); "
                     f"moved to {os.path.basename(bad)}.corrupt, using {os.path.basename(path)}")
             return path
         broken.append((path, problem))
-        aside = path + ".corrupt"
-        shutil.rmtree(aside, ignore_errors=True)
-        os.rename(path, aside)  # kept for inspection; no longer listed, pruned or resumed from
+        if main:
+            aside = path + ".corrupt"
+            shutil.rmtree(aside, ignore_errors=True)
+            os.rename(path, aside)  # kept for inspection; no longer listed, pruned or resumed from
     details = "; ".join(f"{os.path.basename(p)}: {why}" for p, why in broken)
     raise UserError(f"--resume: no intact checkpoint in {output_dir} ({details}); start over with --overwrite")
 
@@ -240,19 +283,22 @@ def newest_intact_checkpoint(output_dir, say=print):
 def load_newest_checkpoint(accelerator, output_dir, signature):
     """Restore the newest intact checkpoint made with the same `signature`; returns its trainer state.
 
-    The main process verifies (hashing is I/O) and tells the others which one to load.
+    Every rank takes part in the verification (each hashes a share) and so reaches the same verdict;
+    the main process lists the checkpoints, says what it finds and moves broken ones aside.
     """
-    newest, failure = None, None
-    if accelerator.is_main_process:
-        try:
-            newest = newest_intact_checkpoint(output_dir, say=lambda line: print(line, file=sys.stderr, flush=True))
-        except UserError as err:
-            failure = str(err)
+    checkpoints = list_checkpoints(output_dir) if accelerator.is_main_process else None
+    sync = None
     if accelerator.num_processes > 1:
         from accelerate.utils import broadcast_object_list
-        newest, failure = broadcast_object_list([newest, failure])
-    if failure is not None:
-        raise UserError(failure)
+        checkpoints = broadcast_object_list([checkpoints])[0]
+        sync = accelerator.wait_for_everyone
+
+    def say(line):
+        if accelerator.is_main_process:
+            print(line, file=sys.stderr, flush=True)
+
+    newest = newest_intact_checkpoint(output_dir, say, checkpoints, shared_hasher(accelerator), sync,
+                                      accelerator.is_main_process)
     with open(os.path.join(newest, TRAINER_STATE)) as f:
         state = json.load(f)
     if state["signature"] != signature:
