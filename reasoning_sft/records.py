@@ -128,6 +128,8 @@ def validate(record, special_tokens=()):
         return None, "python_syntax_error"
     out = {}
     if "id" in record and record["id"] is not None:
+        if not isinstance(record["id"], (str, int, float)):  # a list or object is no id (and str() of a
+            return None, "bad_id"                           # deeply nested one overflows the stack)
         out["id"] = str(record["id"])
         if not writable(out["id"]):
             return None, "bad_unicode_id"

@@ -26,14 +26,24 @@ FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 SPECIALS = list(TAGS) + ["</s>", "<s>", "<pad>", "<unk>"]
-DROP_REASON = re.compile(r"^(not_an_object|duplicate|too_long|bad_language|python_syntax_error|bad_unicode_id|"
+DROP_REASON = re.compile(r"^(not_an_object|duplicate|too_long|bad_language|python_syntax_error|bad_id|bad_unicode_id|"
                          r"(missing|empty|non_string|tag_in|special_token_in|bad_unicode)_"
                          r"(instruction|reasoning|intention|code))$")
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
                     st.text(max_size=8))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
-                           | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
+def nested(depth):
+    value = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+json_values = st.one_of(
+    st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
+                 | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8),
+    st.sampled_from([700, 990]).map(nested),  # as deep as json.loads goes: str() of it overflows the stack
+)
 nasty_text = st.one_of(
     st.text(max_size=40),                                                   # any code point but surrogates
     st.text(alphabet=st.characters(codec=None, categories=["Cs", "Cc", "Zl", "Zp", "Cf"]), max_size=8),
@@ -158,7 +168,7 @@ def test_cli_pathological_file_is_one_line_and_exit_2(tmp_path, tokenizer_dir):
 
 
 def test_a_messy_file_keeps_the_good_records_and_names_every_drop(tmp_path, tokenizer_dir):
-    """BOM, CRLF, blank lines, U+2028 inside strings, NaN, lone surrogates, special-token literals."""
+    """BOM, CRLF, blank lines, U+2028 inside strings, NaN, lone surrogates, special-token literals, a list as id."""
     import filter_data
 
     good = {"instruction": "Add\u2028two numbers.", "reasoning": "One operator.", "intention": "Return a + b.",
@@ -170,14 +180,22 @@ def test_a_messy_file_keeps_the_good_records_and_names_every_drop(tmp_path, toke
              json.dumps(dict(good, intention=["not", "text"])),
              json.dumps(dict(good, instruction="Other task <code> inline")),
              json.dumps(dict(good, instruction="Subtract.", code="def sub(a, b):\n    return a - b")),
-             "  ", json.dumps(7)]
+             "  ", json.dumps(7), json.dumps(dict(good, instruction="Listed id.", id=[1, 2]))]
     (tmp_path / "messy.jsonl").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode("utf-8") + b"\r\n")
     out = tmp_path / "out"
     assert filter_data.main(["--json", str(tmp_path / "messy.jsonl"), "--tokenizer", str(tokenizer_dir),
                              "--out_dir", str(out), "--max_len", "256", "--no_plot"]) == 0
     report = json.loads((out / "filter_report.json").read_text())
     assert report["drop_reasons"] == {"special_token_in_code": 1, "bad_unicode_reasoning": 1,
-                                      "non_string_intention": 1, "tag_in_instruction": 1, "not_an_object": 1}
+                                      "non_string_intention": 1, "tag_in_instruction": 1, "not_an_object": 1,
+                                      "bad_id": 1}
     kept = json.loads((out / "data.json").read_text(encoding="utf-8"))
     assert [r["instruction"] for r in kept] == ["Add\u2028two numbers.", "Subtract."]
     assert kept[0]["id"] == "nan" and kept[0]["code"] == "def add(a, b):\r\n    return a + b"
+
+
+def test_an_id_nested_as_deep_as_json_reads_is_dropped_not_a_crash():
+    """Python's JSON reader accepts ~990 levels from a shallow stack; str() of such an id overflowed the stack."""
+    deep_id = dict(instruction="a", reasoning="b", intention="c", code="x = 1", id=nested(990))
+    assert validate(deep_id) == (None, "bad_id")
+    assert validate(dict(deep_id, id=7))[0]["id"] == "7"
