@@ -1,15 +1,19 @@
 """Checkpoints of the training loop: list, save (atomically), resume, and preemption.
 
 A checkpoint is OUTPUT_DIR/checkpoint-STEP/ holding accelerate's state (optimizer, scheduler,
-RNGs), the trainable parameters only (a LoRA checkpoint is MBs, not a base-model copy) and
-trainer_state.json, which says where in the data the run was and what it was run with.
+RNGs), the trainable parameters only (a LoRA checkpoint is MBs, not a base-model copy),
+trainer_state.json, which says where in the data the run was and what it was run with, and
+integrity.json, written last: the size and sha256 of every other file. --resume verifies the
+newest checkpoint against it and falls back to the one before when it is truncated or corrupt.
 """
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import signal
+import sys
 
 import torch
 
@@ -19,6 +23,8 @@ from .errors import UserError
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"
 TRAINABLE_STATE = "trainable_params.pt"
+INTEGRITY = "integrity.json"  # {"files": {relative path: {"size", "sha256"}}}, written last
+HASH_CHUNK = 16 * 2**20
 
 
 def list_checkpoints(output_dir):
@@ -56,29 +62,243 @@ def register_trainable_only_checkpointing(accelerator):
 
 
 def save_checkpoint(accelerator, output_dir, state, keep):
-    """Atomic: written under a temporary name, renamed when every rank has finished."""
-    final = os.path.join(output_dir, f"checkpoint-{state['global_step']}")
-    tmp = os.path.join(output_dir, f".checkpoint-{state['global_step']}.tmp")
+    """Atomic: written under a temporary name, sealed with its integrity record, renamed when every rank is done.
+
+    A write that fails (a full disk) removes the temporary directory and stops every rank with one
+    line; the checkpoints already there are not touched.
+    """
+    name = f"checkpoint-{state['global_step']}"
+    final = os.path.join(output_dir, name)
+    tmp = os.path.join(output_dir, f".{name}.tmp")
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(tmp)
-    accelerator.wait_for_everyone()
+
+    def write_parts():  # every rank writes its part (RNG states; FSDP shards)
+        accelerator.save_state(tmp)
+
+    def write_state():  # once every part is on disk: where the run is
+        if accelerator.is_main_process:
+            write_json(os.path.join(tmp, TRAINER_STATE), state)
+
+    def write_record():  # last: the integrity record; every rank hashes a share of the bytes
+        seal(tmp, shared_hasher(accelerator), write=accelerator.is_main_process)
+
+    for write in (write_parts, write_state, write_record):
+        failure = _first_failure(accelerator, _write_failure(write))  # also the barrier between them
+        if failure is not None:
+            if accelerator.is_main_process:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise UserError(_save_failed_message(output_dir, name, failure))
     if accelerator.is_main_process:
-        write_json(os.path.join(tmp, TRAINER_STATE), state)
         replace_dir(tmp, final)
+        _fsync_dir(output_dir)
         for old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
 
 
-def load_newest_checkpoint(accelerator, output_dir, signature):
-    """Restore the newest checkpoint made with the same `signature`; returns its trainer state."""
-    checkpoints = list_checkpoints(output_dir)
+def _write_failure(write):
+    """None, or what went wrong writing: an OSError (ENOSPC, EDQUOT, EIO ...) or torch's own writer failing."""
+    try:
+        write()
+    except OSError as err:
+        return f"{err.strerror or err}" + (f" ({err.filename})" if err.filename else "")
+    except RuntimeError as err:
+        # torch.save reports a short write (a full disk) as "[enforce fail at inline_container.cc] ..."
+        if "inline_container" not in str(err) and "PytorchStreamWriter" not in str(err):
+            raise
+        return f"torch.save could not write ({str(err).splitlines()[0]})"
+    return None
+
+
+def _first_failure(accelerator, failure):
+    """Every rank learns whether any rank failed, so they all stop together."""
+    if accelerator.num_processes == 1:
+        return failure
+    from accelerate.utils import gather_object
+    return next((f for f in gather_object([failure]) if f is not None), None)
+
+
+def _save_failed_message(output_dir, name, failure):
+    try:
+        free = f"; {shutil.disk_usage(output_dir).free / 2**30:.2f} GiB free there"
+    except OSError:
+        free = ""
+    intact = list_checkpoints(output_dir)
+    keeps = (f"{os.path.basename(intact[-1])} is intact; free space and run again with --resume" if intact
+             else "no earlier checkpoint; free space and run again")
+    return f"cannot write {name} in {output_dir}: {failure}{free}. {keeps}"
+
+
+def _fsync_dir(path):
+    """The rename reaches the disk: after a node crash the checkpoint is there, or the previous one is newest."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- integrity record
+
+def _checkpoint_files(path):
+    """Relative paths of every file of a checkpoint except the record itself, sorted."""
+    out = []
+    for root, _, files in os.walk(path):
+        for f in files:
+            rel = os.path.relpath(os.path.join(root, f), path)
+            if rel != INTEGRITY:
+                out.append(rel)
+    return sorted(out)
+
+
+def _sha256(path, bar=None, fsync=False):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        if fsync:  # data of a file just written reaches the disk before the checkpoint is renamed into place
+            os.fsync(f.fileno())
+        while chunk := f.read(HASH_CHUNK):
+            h.update(chunk)
+            if bar is not None:
+                bar.update(len(chunk))
+    return h.hexdigest()
+
+
+def _hash_files(path, files, desc, fsync=False):
+    from .progress import progress
+
+    total = sum(os.path.getsize(os.path.join(path, f)) for f in files)
+    with progress(total=total, desc=desc, unit="B", unit_scale=True) as bar:
+        return {f: {"size": os.path.getsize(os.path.join(path, f)),
+                    "sha256": _sha256(os.path.join(path, f), bar, fsync)} for f in files}
+
+
+def shared_hasher(accelerator):
+    """_hash_files with the work split across processes: each reads about 1/world of the bytes, all get
+    every hash. Hashing a multi-GB checkpoint on one rank alone would keep the others waiting at a
+    collective long enough to hit its timeout."""
+    if accelerator.num_processes == 1:
+        return _hash_files
+    from accelerate.utils import gather_object
+
+    rank, world = accelerator.process_index, accelerator.num_processes
+
+    def hash_files(path, files, desc, fsync=False):
+        largest_first = sorted(files, key=lambda f: -os.path.getsize(os.path.join(path, f)))
+        try:
+            mine, error = _hash_files(path, largest_first[rank::world], desc, fsync), None
+        except OSError as err:  # reported by every rank below, so none is left waiting
+            mine, error = {}, f"{err.strerror or err} ({err.filename})"
+        merged, errors = {}, []
+        for part, err in gather_object([(mine, error)]):
+            merged.update(part)
+            errors.append(err)
+        if any(errors):
+            raise OSError(next(e for e in errors if e))
+        return merged
+
+    return hash_files
+
+
+def seal(path, hasher=_hash_files, write=True):
+    """Write INTEGRITY (size and sha256 of every file), last: a checkpoint without it was never finished.
+
+    Under several processes every rank calls this (they share the hashing); only one writes.
+    """
+    record = {"files": hasher(path, _checkpoint_files(path), "seal checkpoint", fsync=True)}
+    if write:
+        write_json(os.path.join(path, INTEGRITY), record)
+        with open(os.path.join(path, INTEGRITY), "rb") as f:
+            os.fsync(f.fileno())
+
+
+def verify(path, hasher=_hash_files):
+    """None when the checkpoint is whole, else why not (one phrase). Sizes first (cheap), then hashes."""
+    record_path = os.path.join(path, INTEGRITY)
+    if not os.path.exists(record_path):
+        return f"no {INTEGRITY} (never finished)"
+    try:
+        with open(record_path, encoding="utf-8") as f:
+            expected = {name: (int(meta["size"]), str(meta["sha256"])) for name, meta in json.load(f)["files"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        return f"unreadable {INTEGRITY} ({type(err).__name__})"
+    present = _checkpoint_files(path)
+    missing = sorted(set(expected) - set(present))
+    if missing:
+        return f"{missing[0]} is missing"
+    for name, (size, _) in expected.items():
+        found = os.path.getsize(os.path.join(path, name))
+        if found != size:
+            return f"{name} has {found} bytes, {size} expected (truncated)"
+    try:
+        hashes = hasher(path, sorted(expected), f"verify {os.path.basename(path)}")
+    except OSError as err:
+        return f"cannot be read ({err})"
+    for name, (_, sha256) in expected.items():
+        if hashes[name]["sha256"] != sha256:
+            return f"{name} does not match its sha256 (corrupt)"
+    return None
+
+
+def newest_intact_checkpoint(output_dir, say=print, checkpoints=None, hasher=_hash_files, sync=None, main=True):
+    """The newest checkpoint that verifies; a broken newer one is moved aside (CHECKPOINT.corrupt), named in one line.
+
+    Under several processes every rank calls this with the main process's `checkpoints`, a shared
+    `hasher` and `sync` (a barrier, so no rank still reads a checkpoint that the main one moves aside).
+    """
+    checkpoints = list_checkpoints(output_dir) if checkpoints is None else checkpoints
     if not checkpoints:
         raise UserError(f"--resume: no checkpoint in {output_dir}")
-    newest = checkpoints[-1]
+    broken = []
+    for path in reversed(checkpoints):
+        if not os.path.exists(os.path.join(path, INTEGRITY)):
+            say(f"--resume: {os.path.basename(path)} has no {INTEGRITY} (written by an older version); "
+                "resuming from it unverified")
+            problem = None
+        else:
+            problem = verify(path, hasher)
+            if sync is not None:
+                sync()
+        if problem is None:
+            for bad, why in broken:
+                say(f"--resume: {os.path.basename(bad)} is incomplete or corrupt ({why}); "
+                    f"moved to {os.path.basename(bad)}.corrupt, using {os.path.basename(path)}")
+            return path
+        broken.append((path, problem))
+        if main:
+            aside = path + ".corrupt"
+            shutil.rmtree(aside, ignore_errors=True)
+            os.rename(path, aside)  # kept for inspection; no longer listed, pruned or resumed from
+    details = "; ".join(f"{os.path.basename(p)}: {why}" for p, why in broken)
+    raise UserError(f"--resume: no intact checkpoint in {output_dir} ({details}); start over with --overwrite")
+
+
+def load_newest_checkpoint(accelerator, output_dir, signature):
+    """Restore the newest intact checkpoint made with the same `signature`; returns its trainer state.
+
+    Every rank takes part in the verification (each hashes a share) and so reaches the same verdict;
+    the main process lists the checkpoints, says what it finds and moves broken ones aside.
+    """
+    checkpoints = list_checkpoints(output_dir) if accelerator.is_main_process else None
+    sync = None
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+        checkpoints = broadcast_object_list([checkpoints])[0]
+        sync = accelerator.wait_for_everyone
+
+    def say(line):
+        if accelerator.is_main_process:
+            print(line, file=sys.stderr, flush=True)
+
+    newest = newest_intact_checkpoint(output_dir, say, checkpoints, shared_hasher(accelerator), sync,
+                                      accelerator.is_main_process)
     with open(os.path.join(newest, TRAINER_STATE)) as f:
         state = json.load(f)
     if state["signature"] != signature:

@@ -13,7 +13,7 @@ import numpy as np
 
 from .progress import progress
 from .records import content_key, validate
-from .template import full_text, prompt_text, section_lengths, tag_ids, tokenize_examples
+from .template import TAGS, full_text, prompt_text, section_lengths, tag_ids, tokenize_examples
 
 BATCH = 1000
 # A boundary this close to the token cut (in characters) is preferred over a mid-sentence cut.
@@ -21,11 +21,20 @@ BOUNDARY_WINDOW = 300
 _BOUNDARY = re.compile(r"\n|(?<=[.!?;:])\s")
 
 
-def validate_all(raw_records):
+def special_literals(tokenizer):
+    """Text the tokenizer turns into a special or added id ("</s>", "<pad>" ...), except the tags (reported as tag_in_*)."""
+    if tokenizer is None:
+        return ()
+    literals = set(tokenizer.all_special_tokens) | set(tokenizer.get_added_vocab())
+    return tuple(sorted(literals - set(TAGS)))
+
+
+def validate_all(raw_records, tokenizer=None):
     """Valid, de-duplicated records (with their input index) and a Counter of drop reasons."""
     kept, drops, seen = [], collections.Counter(), set()
+    specials = special_literals(tokenizer)
     for index, raw in enumerate(progress(raw_records, desc="validate", unit="rec")):
-        record, reason = validate(raw)
+        record, reason = validate(raw, specials)
         if record is None:
             drops[reason] += 1
             continue
@@ -131,7 +140,7 @@ def length_stats(lengths):
 
 def filter_records(raw_records, tokenizer, max_len, truncate=True):
     """(kept records, their section token counts, report dict)."""
-    valid, drops = validate_all(raw_records)
+    valid, drops = validate_all(raw_records, tokenizer)
     records = [r for _, r in valid]
     sections = measure(tokenizer, records)
     lengths = [sum(s.values()) for s in sections]

@@ -79,9 +79,18 @@ def forget_steps_after(metrics_path, step):
     """Drop metrics of steps the resumed run will redo, so every step is logged once."""
     if not os.path.exists(metrics_path):
         return
-    with open(metrics_path, encoding="utf-8") as f:
-        kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+    with open(metrics_path, encoding="utf-8", errors="replace") as f:
+        kept = [line for line in f if _step_of(line) is not None and _step_of(line) <= step]
     tmp = metrics_path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.writelines(kept)
     os.replace(tmp, metrics_path)
+
+
+def _step_of(line):
+    """The step of a metrics line; None for a line a kill cut short (the process died mid-write)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record.get("step") if isinstance(record, dict) and line.endswith("\n") else None

@@ -8,6 +8,7 @@ import ast
 import gzip
 import json
 import os
+import zlib
 
 from .errors import UserError
 from .template import TAGS
@@ -27,7 +28,7 @@ def _read_text(path):
     if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the file is called
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
+        except (OSError, EOFError, zlib.error) as err:
             raise UserError(f"{path}: corrupt gzip data ({err})") from None
     try:
         return raw.decode("utf-8-sig")
@@ -43,23 +44,30 @@ def read_records(path):
     if not stripped:
         raise UserError(f"{path}: the file is empty; expected a JSON array or JSON Lines of records")
     if stripped[0] == "[":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}:{err.lineno}:{err.colno}: malformed JSON ({err.msg})") from None
-        records = data
+        records = _loads(text, path, "malformed JSON")
     else:
         records = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise UserError(f"{path}:{lineno}:{err.colno}: malformed JSON Lines record ({err.msg})") from None
+        # lines end at "\n" only: str.splitlines() would also cut at U+2028, U+0085 ... which JSON
+        # allows unescaped inside strings (json.dumps(ensure_ascii=False) writes them so)
+        for lineno, line in enumerate(text.split("\n"), start=1):
+            if line.strip():
+                records.append(_loads(line, f"{path}:{lineno}", "malformed JSON Lines record", lineno))
     if not records:
         raise UserError(f"{path}: no records in the file")
     return records
+
+
+def _loads(text, where, what, lineno=None):
+    """json.loads, every failure one UserError naming the place (line:column where json knows it)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        place = f"{where}:{err.colno}" if lineno else f"{where}:{err.lineno}:{err.colno}"
+        raise UserError(f"{place}: {what} ({err.msg})") from None
+    except RecursionError:
+        raise UserError(f"{where}: {what} (nested too deeply for Python's JSON reader)") from None
+    except ValueError as err:  # e.g. an integer of more than 4300 digits
+        raise UserError(f"{where}: {what} ({err})") from None
 
 
 def _instruction_key(record):
@@ -76,10 +84,21 @@ def _normalize(field, value):
     return value.strip()
 
 
-def validate(record):
+def writable(text):
+    """False for a str holding lone surrogates (JSON escapes like "\\ud800"): not UTF-8, no tokenizer takes it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def validate(record, special_tokens=()):
     """(clean record, None) for a valid record, or (None, drop reason).
 
     The clean record has exactly: id (if given), language, instruction, reasoning, intention, code.
+    `special_tokens`: literals a tokenizer would turn into a special id (its "</s>", "<pad>" ...);
+    a field holding one would put an EOS or pad in the middle of the example.
     """
     if not isinstance(record, dict):
         return None, "not_an_object"
@@ -91,21 +110,29 @@ def validate(record):
         value = record[key]
         if not isinstance(value, str):
             return None, f"non_string_{field}"
+        if not writable(value):
+            return None, f"bad_unicode_{field}"
         value = _normalize(field, value)
         if not value:
             return None, f"empty_{field}"
         if any(tag in value for tag in TAGS):
             return None, f"tag_in_{field}"
+        if any(token in value for token in special_tokens):
+            return None, f"special_token_in_{field}"
         clean[field] = value
     language = record.get("language", DEFAULT_LANGUAGE)
-    if not isinstance(language, str) or not language.strip():
+    if not isinstance(language, str) or not language.strip() or not writable(language):
         return None, "bad_language"
     language = language.strip().lower()
     if language == "python" and not python_parses(clean["code"]):
         return None, "python_syntax_error"
     out = {}
     if "id" in record and record["id"] is not None:
+        if not isinstance(record["id"], (str, int, float)):  # a list or object is no id (and str() of a
+            return None, "bad_id"                           # deeply nested one overflows the stack)
         out["id"] = str(record["id"])
+        if not writable(out["id"]):
+            return None, "bad_unicode_id"
     out["language"] = language
     out.update(clean)
     return out, None
@@ -114,7 +141,7 @@ def validate(record):
 def python_parses(code):
     try:
         ast.parse(code)
-    except (SyntaxError, ValueError):  # ValueError: source with NUL bytes
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # NUL bytes; nesting too deep to parse
         return False
     return True
 

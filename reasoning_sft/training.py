@@ -27,6 +27,7 @@ from .batching import collate, empty_batch, step_schedule
 from .checkpoints import (Preemption, list_checkpoints, load_newest_checkpoint, register_trainable_only_checkpointing,
                           save_checkpoint)
 from .errors import UserError, add_verbose_flag
+from .locking import LOCK_NAME, lock_output_dir
 from .metrics import MetricsLog, Throughput, forget_steps_after
 from .generation import write_generation_config
 from .modeling import ChunkedLossLM, N_SECTIONS, load_causal_lm, mark_tag_rows_trained, resize_and_init_new_tokens
@@ -200,7 +201,14 @@ def start_accelerator():
 
 
 def prepare_output_dir(args, accelerator):
-    if os.path.isdir(args.output_dir) and os.listdir(args.output_dir) and not (args.resume or args.overwrite):
+    """Lock --output_dir for this run (before --overwrite deletes anything), then check or clear it.
+
+    Returns the lock; it is held until the process ends or run() releases it.
+    """
+    lock = lock_output_dir(accelerator, args.output_dir)
+    contents = ([name for name in os.listdir(args.output_dir) if name != LOCK_NAME]
+                if os.path.isdir(args.output_dir) else [])
+    if contents and not (args.resume or args.overwrite):
         raise UserError(f"{args.output_dir} is not empty; pass --resume to continue or --overwrite to start over")
     if args.overwrite and not args.resume and accelerator.is_main_process:
         metrics_path = os.path.join(args.output_dir, "metrics.jsonl")
@@ -210,6 +218,7 @@ def prepare_output_dir(args, accelerator):
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
     os.makedirs(args.output_dir, exist_ok=True)
+    return lock
 
 
 @dataclass
@@ -451,20 +460,24 @@ def run(args, mode):
 
     check_args(args)
     accelerator = start_accelerator()
-    prepare_output_dir(args, accelerator)
-    set_seed(args.seed)  # before anything random: resize_token_embeddings, LoRA init, dropout
-    data = load_data(args)
-    model, tag_rows = build_model(args, mode, data.tokenizer)
-    trainer = prepare_training(args, accelerator, data, model, mode)
-    if args.resume:
-        resume(trainer)
-    describe(trainer, mode, model, tag_rows)
+    lock = prepare_output_dir(args, accelerator)
+    try:
+        set_seed(args.seed)  # before anything random: resize_token_embeddings, LoRA init, dropout
+        data = load_data(args)
+        model, tag_rows = build_model(args, mode, data.tokenizer)
+        trainer = prepare_training(args, accelerator, data, model, mode)
+        if args.resume:
+            resume(trainer)
+        describe(trainer, mode, model, tag_rows)
 
-    metrics = MetricsLog(accelerator, args.output_dir, trainer.total_steps, trainer.position.global_step)
-    if not train_loop(trainer, metrics):
-        metrics.close()
+        metrics = MetricsLog(accelerator, args.output_dir, trainer.total_steps, trainer.position.global_step)
+        if not train_loop(trainer, metrics):
+            metrics.close()
+            accelerator.end_training()
+            raise SystemExit(143)  # preempted: checkpointed, continue with --resume
+        finish(trainer, metrics, mode)
         accelerator.end_training()
-        raise SystemExit(143)  # preempted: checkpointed, continue with --resume
-    finish(trainer, metrics, mode)
-    accelerator.end_training()
+    finally:
+        if lock:
+            lock.release()  # also when a run in this process fails, so the next one may start
     return args.output_dir
