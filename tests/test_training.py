@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT, stderr_lines
+from conftest import REPO_ROOT, our_error_line, stderr_lines
 
 N_TRAIN = 16
 MAX_LEN = 768
@@ -545,6 +545,27 @@ def test_flash_attn_missing_is_one_line_with_the_install_hint(tmp_path, tiny_mod
     assert len(lines) == 1 and "pip install -r requirements-gpu.txt" in lines[0], proc.stderr
 
 
+def test_report_to_a_missing_tracker_is_one_line(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded, run_script):
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    proc = run_script("training/train_full.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, tmp_path / "o"),
+                      "--report_to", "wandb")
+    assert "pip install wandb" in our_error_line(proc, "train_full.py")
+    assert not (tmp_path / "o").exists()
+
+
+def test_report_to_tensorboard_writes_events_beside_metrics(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded):
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "tb"
+    proc = run_train("train_full.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, out), "--max_steps", 2,
+                     "--batch_tokens", 1024, "--report_to", "tensorboard", launcher="python")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(train_losses(out)) == 2 and (out / "loss.png").exists()
+    assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
+
+
 def test_every_accelerate_config_loads():
     from accelerate.commands.config.config_args import load_config_from_file
 
@@ -555,6 +576,24 @@ def test_every_accelerate_config_loads():
         assert config.num_processes >= 1, path
         if "fsdp" in path.name:
             assert config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"] == "LlamaDecoderLayer"
+
+
+def test_prefetch_hands_out_the_planned_steps_in_order():
+    """The background thread only fetches earlier: each step gets its own batches, a skipped key is loaded directly."""
+    from reasoning_sft.training import Prefetcher
+
+    loaded = []
+
+    def load(epoch, step):
+        loaded.append((epoch, step))
+        return [f"batches of {epoch}.{step}"]
+
+    keys = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    with Prefetcher(load) as prefetch:
+        got = [prefetch.get(key, nxt) for key, nxt in zip(keys, keys[1:] + [None])]
+        assert prefetch.get((5, 5), None) == ["batches of 5.5"]  # not the prefetched key: loaded now
+    assert got == [[f"batches of {e}.{s}"] for e, s in keys]
+    assert loaded == keys + [(5, 5)]
 
 
 def test_filler_batch_adds_zero_loss_but_reaches_every_parameter(tiny_model_dir, prepared):
