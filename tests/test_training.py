@@ -273,6 +273,31 @@ def test_fused_head_loss_and_every_gradient_equal_full_logits(tiny_model_dir, pr
         assert_rel_close(got[name], grad)
 
 
+def test_a_head_that_is_not_one_linear_map_falls_back_to_recompute(tiny_model_dir, prepared, small_encoded):
+    """LoRA on lm_head (three linear calls): no fused path, yet the same loss and gradients as full logits."""
+    from peft import LoraConfig, get_peft_model
+    from reasoning_sft.batching import collate
+    from reasoning_sft.fused_head import head_weight_and_bias
+    from reasoning_sft.modeling import ChunkedLossLM, decoder_and_head
+    from reasoning_sft.template import tag_ids
+
+    model = get_peft_model(fresh_model(tiny_model_dir, prepared),
+                           LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["lm_head", "q_proj"]))
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.02)
+    assert head_weight_and_bias(decoder_and_head(model)[1], torch.zeros(1, model.config.hidden_size)) is None
+    batch = collate(rows(small_encoded, 2), prepared.pad_token_id, False, tag_ids(prepared))
+    want_loss, want = full_logits_loss_and_grads(model, batch)
+    model.zero_grad()
+    loss_sum, _ = ChunkedLossLM(model, chunk=97).train()(**batch)
+    loss_sum.backward()
+    assert_rel_close(loss_sum.detach(), want_loss)
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            assert_rel_close(param.grad, want[name])
+
+
 def test_fused_head_handles_a_bias_and_a_tied_head():
     """A head with a bias, and one that shares its Parameter with the embedding: same loss and gradients."""
     from transformers import LlamaConfig, LlamaForCausalLM
