@@ -7,7 +7,8 @@ of --tokens target tokens (one row, every position labelled) both ways, each in 
 
 - full:    model(input_ids, labels=labels).loss — transformers computes the logits of every
            position, [tokens, vocab] in fp32, then the loss;
-- chunked: ChunkedLossLM — the head runs on chunks of LOSS_CHUNK positions, recomputed in backward.
+- chunked: ChunkedLossLM — the head runs once on chunks of LOSS_CHUNK positions, computing the loss
+           and its gradients in forward (fused_head.py); no logits of the whole batch are kept.
 
 Peak memory = the process's peak resident set (ru_maxrss) after the step minus before it (model,
 inputs and the rest already allocated), so it is the memory the step itself adds. The logits of

@@ -1,5 +1,6 @@
-"""What the training loop reports: metrics.jsonl, TensorBoard when installed, a progress bar, throughput."""
+"""What the training loop reports: metrics.jsonl, accelerate's trackers (--report_to), a progress bar, throughput."""
 
+import importlib.util
 import json
 import os
 import time
@@ -7,21 +8,44 @@ import time
 from .progress import progress
 
 
-class MetricsLog:
-    """metrics.jsonl (one object per logged step), TensorBoard when installed, a progress bar."""
+REPORT_TO = ("tensorboard", "wandb", "none")
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
+# accelerate's run name; TensorBoard writes to OUTPUT_DIR/<it>, where the loop always wrote its events
+TRACKER_PROJECT = {"tensorboard": "tensorboard", "wandb": "reasoning_sft"}
 
-    def __init__(self, accelerator, output_dir, total_steps, start_step):
+
+def default_report_to():
+    """TensorBoard where it is installed (what the loop always did), else none: nothing to install for a default."""
+    return "tensorboard" if importlib.util.find_spec("tensorboard") is not None else "none"
+
+
+def check_report_to(report_to):
+    """A tracker whose package is missing: one clear line, before anything starts."""
+    from .errors import UserError
+
+    package = TRACKER_PACKAGES.get(report_to)
+    if package and importlib.util.find_spec(package) is None:
+        raise UserError(f"--report_to {report_to} needs the {package} package: pip install {package}")
+
+
+def tracker_config(args):
+    """The run's arguments as trackers store hyperparameters: scalars and strings only."""
+    return {k: v for k, v in vars(args).items() if isinstance(v, (bool, int, float, str))}
+
+
+class MetricsLog:
+    """metrics.jsonl (one object per logged step), accelerate's trackers (--report_to), a progress bar."""
+
+    def __init__(self, accelerator, output_dir, total_steps, start_step, report_to="none", config=None):
+        self.accelerator = accelerator
         self.main = accelerator.is_main_process
         self.path = os.path.join(output_dir, "metrics.jsonl")
-        self.writer = None
+        self.tracking = report_to != "none"
         self.bar = None
         self.last = {}  # the newest train and eval losses, for the closing line
+        if self.tracking:  # every rank calls it; accelerate starts the tracker on the main process only
+            accelerator.init_trackers(TRACKER_PROJECT[report_to], config=config or {})
         if self.main:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self.writer = SummaryWriter(os.path.join(output_dir, "tensorboard"))
-            except ImportError:
-                pass
             self.bar = progress(total=total_steps, initial=start_step, desc="train", unit="step")
 
     def write(self, record):
@@ -30,10 +54,9 @@ class MetricsLog:
         self.last.update({k: v for k, v in record.items() if k in ("loss", "eval_loss")})
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-        if self.writer:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key != "step":
-                    self.writer.add_scalar(key, value, record["step"])
+        if self.tracking:
+            self.accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"},
+                                 step=record["step"])
         if self.bar is not None and not self.bar.disable:
             self.bar.set_postfix(loss=f"{record.get('loss', float('nan')):.4f}", lr=f"{record.get('lr', 0):.2e}",
                                  tok_s=f"{record.get('tokens_per_s', 0):.0f}")
@@ -53,8 +76,7 @@ class MetricsLog:
     def close(self):
         if self.bar is not None:
             self.bar.close()
-        if self.writer:
-            self.writer.close()
+        # the trackers are closed by accelerator.end_training(), which run() calls on every exit path
 
 
 class Throughput:

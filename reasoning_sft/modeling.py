@@ -1,9 +1,10 @@
 """Loading models: new-token rows, LoRA with trainable tag rows, the chunked-loss wrapper.
 
 The wrapper's forward runs the decoder and then the output head only at positions that
-carry a label, chunk by chunk, with each chunk's logits recomputed in backward instead of
-stored: a 16k-token micro-batch with a 32k vocabulary never holds 2 GB of fp32 logits.
-It is one module, so DDP and FSDP see the whole computation inside forward().
+carry a label, chunk by chunk, computing each chunk's loss and its gradients at once
+(fused_head.py) instead of storing logits: a 16k-token micro-batch with a 32k vocabulary
+never holds 2 GB of fp32 logits, and the head runs once. It is one module, so DDP and FSDP
+see the whole computation inside forward() (FSDP materializes the head's weight there).
 """
 
 import os
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .errors import UserError
+from .fused_head import fused_linear_cross_entropy, head_weight_and_bias
 from .template import tag_ids
 from .tokenizer import PAD_TOKEN
 
@@ -130,17 +132,25 @@ class ChunkedLossLM(torch.nn.Module):
             # parameter, so DDP's gradient all-reduce on this rank matches the others
             return head(hidden[:, :1]).float().sum() * 0.0, hidden.new_zeros(N_SECTIONS, dtype=torch.float32)
         hidden, targets, sections = hidden[keep], targets[keep], sections[keep]
-        losses = []
-        for start in range(0, targets.numel(), self.chunk):
-            h, t = hidden[start:start + self.chunk], targets[start:start + self.chunk]
-            if self.training and torch.is_grad_enabled():
-                losses.append(checkpoint(_chunk_loss, head, h, t, use_reentrant=False))
-            else:
-                losses.append(_chunk_loss(head, h, t))
-        token_loss = torch.cat(losses)
+        if self.training and torch.is_grad_enabled():
+            loss_sum, token_loss = self._loss_with_gradients(head, hidden, targets)
+        else:
+            token_loss = torch.cat([_chunk_loss(head, hidden[i:i + self.chunk], targets[i:i + self.chunk])
+                                    for i in range(0, targets.numel(), self.chunk)])
+            loss_sum = token_loss.sum()
         per_section = torch.zeros(N_SECTIONS, dtype=torch.float32, device=token_loss.device)
         per_section.index_add_(0, sections.long(), token_loss.detach())
-        return token_loss.sum(), per_section
+        return loss_sum, per_section
+
+    def _loss_with_gradients(self, head, hidden, targets):
+        """(sum of token losses, to back-propagate; the token losses, detached)."""
+        linear = head_weight_and_bias(head, hidden[:1])
+        if linear is not None:  # fused head + loss: one pass, gradients computed in forward
+            return fused_linear_cross_entropy(hidden, *linear, targets, self.chunk)
+        # any other head (LoRA on lm_head, a quantized head): each chunk's logits recomputed in backward
+        token_loss = torch.cat([checkpoint(_chunk_loss, head, hidden[i:i + self.chunk], targets[i:i + self.chunk],
+                                           use_reentrant=False) for i in range(0, targets.numel(), self.chunk)])
+        return token_loss.sum(), token_loss.detach()
 
 
 def lora_model(model, tag_rows, r, alpha, dropout, target_modules):

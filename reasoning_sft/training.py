@@ -15,6 +15,7 @@ import contextlib
 import math
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -27,9 +28,10 @@ from .batching import collate, empty_batch, step_schedule
 from .checkpoints import (Preemption, list_checkpoints, load_newest_checkpoint, register_trainable_only_checkpointing,
                           save_checkpoint)
 from .errors import UserError, add_verbose_flag
-from .locking import LOCK_NAME, lock_output_dir
-from .metrics import MetricsLog, Throughput, forget_steps_after
 from .generation import write_generation_config
+from .locking import LOCK_NAME, lock_output_dir
+from .metrics import (REPORT_TO, MetricsLog, Throughput, check_report_to, default_report_to, forget_steps_after,
+                      tracker_config)
 from .modeling import ChunkedLossLM, N_SECTIONS, load_causal_lm, mark_tag_rows_trained, resize_and_init_new_tokens
 from .template import SECTION_NAMES, tag_ids
 
@@ -72,6 +74,9 @@ def common_parser(description):
     a("--keep_checkpoints", type=int, default=2)
     a("--resume", action="store_true", help="continue from the newest checkpoint in --output_dir")
     a("--log_every", type=int, default=10)
+    a("--report_to", choices=REPORT_TO, default=default_report_to(),
+      help="where metrics go besides OUTPUT_DIR/metrics.jsonl and loss.png (accelerate's trackers; tensorboard "
+           "writes OUTPUT_DIR/tensorboard). Default: tensorboard if installed, else none (here: %(default)s)")
     a("--overwrite", action="store_true", help="allow a non-empty --output_dir without --resume")
     add_verbose_flag(p)
     return p
@@ -84,6 +89,7 @@ def check_args(args):
         raise UserError("--eval_fraction must be in [0, 1)")
     if args.eval_dir and args.eval_fraction:
         raise UserError("give --eval_dir or --eval_fraction, not both")
+    check_report_to(args.report_to)
 
 
 # ---------------------------------------------------------------- data
@@ -115,8 +121,18 @@ def fetch_rows(dataset, indices):
 
 # ---------------------------------------------------------------- the step
 
+def to_device(tensor, device):
+    """Host -> device without making the host wait for the device's queue (pinned memory, non-blocking, on CUDA).
+
+    A copy from pageable memory blocks the host until the GPU has run everything queued before it.
+    """
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def move(batch, device):
-    return {k: v.to(device) for k, v in batch.items()}
+    return {k: to_device(v, device) for k, v in batch.items()}
 
 
 def micro_batches(dataset, step, rank, pad_id, packed, tags):
@@ -129,8 +145,37 @@ def micro_batches(dataset, step, rank, pad_id, packed, tags):
 
 
 def section_token_counts(batch):
+    """Target tokens per section of a host-side batch (bincount on a GPU would sync: it sizes its output)."""
     keep = batch["targets"] != -100
     return torch.bincount(batch["sections"][keep].long(), minlength=N_SECTIONS).float()
+
+
+class Prefetcher:
+    """Fetches and collates the next step's micro-batches on a background thread while this step computes.
+
+    The batches are the same ones, in the same order (the plan decides them, not the thread),
+    so runs, resumes and ranks stay deterministic; only the host work overlaps the compute.
+    """
+
+    def __init__(self, load):
+        self.load = load  # (epoch, step_in_epoch) -> micro-batches
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+        self.pending = None  # (key, future)
+
+    def get(self, key, next_key):
+        """The batches of step `key`; starts fetching `next_key`'s (None: no next step)."""
+        if self.pending is not None and self.pending[0] == key:
+            batches = self.pending[1].result()
+        else:
+            batches = self.load(*key)
+        self.pending = (next_key, self.pool.submit(self.load, *next_key)) if next_key is not None else None
+        return batches
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def train_step(accelerator, model, batches):
@@ -140,7 +185,7 @@ def train_step(accelerator, model, batches):
     by the global token count and multiplied by world size (DDP/FSDP average gradients over ranks).
     """
     device = accelerator.device
-    local_sections = sum(section_token_counts(b) for b in batches).to(device)
+    local_sections = to_device(sum(section_token_counts(b) for b in batches), device)
     global_sections = accelerator.reduce(local_sections.clone(), reduction="sum")
     global_tokens = global_sections.sum().clamp(min=1)
     loss_sum = torch.zeros((), device=device)
@@ -168,7 +213,7 @@ def evaluate(accelerator, model, dataset, args, pad_id, packed, tags):
         for batch in micro_batches(dataset, step, rank, pad_id, packed, tags):
             loss, per_section = model(**move(batch, accelerator.device))
             sums += torch.cat([loss[None], per_section])
-            counts += section_token_counts(batch).to(accelerator.device)
+            counts += to_device(section_token_counts(batch), accelerator.device)
     model.train()
     sums = accelerator.reduce(sums, reduction="sum")
     counts = accelerator.reduce(counts, reduction="sum")
@@ -191,11 +236,13 @@ def log(accelerator, msg):
         print(msg, flush=True)
 
 
-def start_accelerator():
+def start_accelerator(args):
     from accelerate import Accelerator
 
     try:
-        return Accelerator()
+        if args.report_to == "none":
+            return Accelerator()
+        return Accelerator(log_with=args.report_to, project_dir=args.output_dir)
     except (RuntimeError, ValueError) as err:  # e.g. an FSDP config on a machine without GPUs
         raise UserError(f"accelerate cannot start with this config: {err}") from None
 
@@ -379,34 +426,51 @@ def train_loop(trainer, metrics):
     preemption = Preemption()
     trainer.wrapper.train()
     window = Throughput()
-    while pos.epoch < len(trainer.plans) and pos.global_step < trainer.total_steps:
-        plan = trainer.plans[pos.epoch]
-        while pos.step_in_epoch < len(plan) and pos.global_step < trainer.total_steps:
-            batches = micro_batches(data.train_set, plan[pos.step_in_epoch], accelerator.process_index, data.pad_id,
-                                    data.packed, data.tags)
-            result = optimizer_step(trainer, batches)
-            pos.global_step += 1
-            pos.step_in_epoch += 1
-            if pos.global_step == 1:
-                log(accelerator, f"optimizer state: {optimizer_state_bytes_per_param(trainer.optimizer):.2f} bytes "
-                                 f"per trainable parameter ({type(trainer.optimizer.optimizer).__name__})")
-            window.add(batches)
-            if pos.global_step % args.log_every == 0 or pos.global_step in (1, trainer.total_steps):
-                metrics.write(step_record(trainer, plan, result, window))
-                window = Throughput()
-            if data.eval_set is not None and args.eval_every and pos.global_step % args.eval_every == 0:
-                run_eval(trainer, metrics)
-            metrics.advance()
-            if args.save_every and pos.global_step % args.save_every == 0 and pos.global_step < trainer.total_steps:
-                save_checkpoint(accelerator, args.output_dir, pos.state(trainer.signature), args.keep_checkpoints)
-            if preemption.agreed(accelerator):
-                path = save_checkpoint(accelerator, args.output_dir, pos.state(trainer.signature),
-                                       args.keep_checkpoints)
-                log(accelerator, f"SIGTERM: saved {path}; run again with --resume to continue")
-                return False
-        if pos.step_in_epoch >= len(plan):
-            pos.epoch, pos.step_in_epoch = pos.epoch + 1, 0
-    return True
+
+    def load(epoch, step_in_epoch):
+        return micro_batches(data.train_set, trainer.plans[epoch][step_in_epoch], accelerator.process_index,
+                             data.pad_id, data.packed, data.tags)
+
+    with Prefetcher(load) as prefetch:
+        while pos.epoch < len(trainer.plans) and pos.global_step < trainer.total_steps:
+            plan = trainer.plans[pos.epoch]
+            while pos.step_in_epoch < len(plan) and pos.global_step < trainer.total_steps:
+                batches = prefetch.get((pos.epoch, pos.step_in_epoch), next_step_key(trainer))
+                result = optimizer_step(trainer, batches)
+                pos.global_step += 1
+                pos.step_in_epoch += 1
+                if pos.global_step == 1:
+                    log(accelerator, f"optimizer state: {optimizer_state_bytes_per_param(trainer.optimizer):.2f} "
+                                     f"bytes per trainable parameter ({type(trainer.optimizer.optimizer).__name__})")
+                window.add(batches)
+                if pos.global_step % args.log_every == 0 or pos.global_step in (1, trainer.total_steps):
+                    metrics.write(step_record(trainer, plan, result, window))
+                    window = Throughput()
+                if data.eval_set is not None and args.eval_every and pos.global_step % args.eval_every == 0:
+                    run_eval(trainer, metrics)
+                metrics.advance()
+                if args.save_every and pos.global_step % args.save_every == 0 and \
+                        pos.global_step < trainer.total_steps:
+                    save_checkpoint(accelerator, args.output_dir, pos.state(trainer.signature),
+                                    args.keep_checkpoints)
+                if preemption.agreed(accelerator):
+                    path = save_checkpoint(accelerator, args.output_dir, pos.state(trainer.signature),
+                                           args.keep_checkpoints)
+                    log(accelerator, f"SIGTERM: saved {path}; run again with --resume to continue")
+                    return False
+            if pos.step_in_epoch >= len(plan):
+                pos.epoch, pos.step_in_epoch = pos.epoch + 1, 0
+        return True
+
+
+def next_step_key(trainer):
+    """(epoch, step_in_epoch) of the step after the current one, or None if the run ends before it."""
+    pos = trainer.position
+    if pos.global_step + 1 >= trainer.total_steps:
+        return None
+    if pos.step_in_epoch + 1 < len(trainer.plans[pos.epoch]):
+        return pos.epoch, pos.step_in_epoch + 1
+    return (pos.epoch + 1, 0) if pos.epoch + 1 < len(trainer.plans) else None
 
 
 def run_eval(trainer, metrics):
@@ -459,7 +523,7 @@ def run(args, mode):
     from accelerate.utils import set_seed
 
     check_args(args)
-    accelerator = start_accelerator()
+    accelerator = start_accelerator(args)
     lock = prepare_output_dir(args, accelerator)
     try:
         set_seed(args.seed)  # before anything random: resize_token_embeddings, LoRA init, dropout
@@ -470,7 +534,8 @@ def run(args, mode):
             resume(trainer)
         describe(trainer, mode, model, tag_rows)
 
-        metrics = MetricsLog(accelerator, args.output_dir, trainer.total_steps, trainer.position.global_step)
+        metrics = MetricsLog(accelerator, args.output_dir, trainer.total_steps, trainer.position.global_step,
+                             args.report_to, tracker_config(args))
         if not train_loop(trainer, metrics):
             metrics.close()
             accelerator.end_training()

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT, our_error_line
+from conftest import REPO_ROOT, our_error_line, stderr_lines
 
 N_TRAIN = 16
 MAX_LEN = 768
@@ -210,7 +210,7 @@ def test_chunked_loss_equals_full_logits_loss(tiny_model_dir, prepared, small_en
     model = fresh_model(tiny_model_dir, prepared)
     r = rows(small_encoded, 1)[0]
     batch = collate([r], prepared.pad_token_id, False, tag_ids(prepared))
-    wrapper = ChunkedLossLM(model, chunk=7).train()  # many chunks, recomputed in backward
+    wrapper = ChunkedLossLM(model, chunk=7).train()  # many chunks, fused head + loss
     loss_sum, _ = wrapper(**batch)
     n = (batch["targets"] != -100).sum()
     reference = model(input_ids=torch.tensor([r["input_ids"]], dtype=torch.long),
@@ -221,6 +221,119 @@ def test_chunked_loss_equals_full_logits_loss(tiny_model_dir, prepared, small_en
     model.zero_grad()
     reference.backward()
     torch.testing.assert_close(chunked_grad, model.get_output_embeddings().weight.grad, rtol=1e-4, atol=1e-6)
+
+
+def assert_rel_close(got, want, rel=1e-5):
+    """Equal to rel 1e-5 of the tensor's scale (elements near zero are judged against the largest)."""
+    torch.testing.assert_close(got, want, rtol=rel, atol=rel * float(want.abs().max()))
+
+
+def full_logits_loss_and_grads(model, batch):
+    """The reference: every position's logits, then the summed cross-entropy at the labelled ones."""
+    model.zero_grad()
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                   position_ids=batch.get("position_ids"), use_cache=False).logits
+    keep = batch["targets"] != -100
+    loss = torch.nn.functional.cross_entropy(logits[keep].float(), batch["targets"][keep], reduction="sum")
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_fused_head_loss_and_every_gradient_equal_full_logits(tiny_model_dir, prepared, small_encoded, mode):
+    """The fused head + loss (gradients computed in forward, chunk by chunk) == full logits, fp32, rel 1e-5:
+    the loss and the gradient of every trainable parameter, the tag rows of embedding and head under LoRA."""
+    from reasoning_sft.batching import collate
+    from reasoning_sft.fused_head import head_weight_and_bias
+    from reasoning_sft.modeling import ChunkedLossLM, decoder_and_head, lora_model
+    from reasoning_sft.template import tag_ids
+
+    model = fresh_model(tiny_model_dir, prepared)
+    if mode == "lora":
+        model = lora_model(model, sorted(tag_ids(prepared).values()), 4, 8, 0.0, "all-linear")
+        for name, param in model.named_parameters():  # B starts at zero: give A a gradient to carry
+            if "lora_B" in name:
+                torch.nn.init.normal_(param, std=0.02)
+    head = decoder_and_head(model)[1]
+    assert head_weight_and_bias(head, torch.zeros(1, model.config.hidden_size)) is not None  # the fused path runs
+    batch = collate(rows(small_encoded, 3), prepared.pad_token_id, False, tag_ids(prepared))
+    want_loss, want = full_logits_loss_and_grads(model, batch)
+    model.zero_grad()
+    wrapper = ChunkedLossLM(model, chunk=97).train()  # several chunks, the last one short
+    loss_sum, per_section = wrapper(**batch)
+    loss_sum.backward()
+    assert_rel_close(loss_sum.detach(), want_loss)
+    assert_rel_close(per_section.sum(), want_loss)
+    got = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    assert got.keys() == want.keys()
+    if mode == "lora":
+        assert sum("trainable_tokens_delta" in n for n in got) == 2 and any("lora_A" in n for n in got)
+    for name, grad in want.items():
+        assert grad.abs().sum() > 0, name
+        assert_rel_close(got[name], grad)
+
+
+def test_a_head_that_is_not_one_linear_map_falls_back_to_recompute(tiny_model_dir, prepared, small_encoded):
+    """LoRA on lm_head (three linear calls): no fused path, yet the same loss and gradients as full logits."""
+    from peft import LoraConfig, get_peft_model
+    from reasoning_sft.batching import collate
+    from reasoning_sft.fused_head import head_weight_and_bias
+    from reasoning_sft.modeling import ChunkedLossLM, decoder_and_head
+    from reasoning_sft.template import tag_ids
+
+    model = get_peft_model(fresh_model(tiny_model_dir, prepared),
+                           LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["lm_head", "q_proj"]))
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.02)
+    assert head_weight_and_bias(decoder_and_head(model)[1], torch.zeros(1, model.config.hidden_size)) is None
+    batch = collate(rows(small_encoded, 2), prepared.pad_token_id, False, tag_ids(prepared))
+    want_loss, want = full_logits_loss_and_grads(model, batch)
+    model.zero_grad()
+    loss_sum, _ = ChunkedLossLM(model, chunk=97).train()(**batch)
+    loss_sum.backward()
+    assert_rel_close(loss_sum.detach(), want_loss)
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            assert_rel_close(param.grad, want[name])
+
+
+def test_fused_head_handles_a_bias_and_a_tied_head():
+    """A head with a bias, and one that shares its Parameter with the embedding: same loss and gradients."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from reasoning_sft.fused_head import fused_linear_cross_entropy
+    from reasoning_sft.modeling import ChunkedLossLM
+
+    torch.manual_seed(0)
+    hidden = torch.randn(50, 16, requires_grad=True)
+    weight = torch.randn(300, 16, requires_grad=True)
+    bias = torch.randn(300, requires_grad=True)
+    targets = torch.randint(0, 300, (50,))
+    loss, token_losses = fused_linear_cross_entropy(hidden, weight, bias, targets, 16)
+    (3.0 * loss).backward()  # backward scales the stored gradients by grad_output
+    got = [hidden.grad.clone(), weight.grad.clone(), bias.grad.clone()]
+    for t in (hidden, weight, bias):
+        t.grad = None
+    want_tokens = torch.nn.functional.cross_entropy(hidden @ weight.T + bias, targets, reduction="none")
+    (3.0 * want_tokens.sum()).backward()
+    assert_rel_close(token_losses, want_tokens.detach())
+    for g, t in zip(got, (hidden, weight, bias)):
+        assert_rel_close(g, t.grad)
+
+    config = LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    model = LlamaForCausalLM(config)
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    ids = torch.randint(0, 300, (2, 20))
+    batch = {"input_ids": ids, "targets": torch.cat([ids[:, 1:], torch.full((2, 1), -100)], 1),
+             "sections": torch.zeros_like(ids)}
+    want_loss, want = full_logits_loss_and_grads(model, batch)
+    model.zero_grad()
+    loss_sum, _ = ChunkedLossLM(model, chunk=7).train()(**batch)
+    loss_sum.backward()
+    assert_rel_close(loss_sum.detach(), want_loss)
+    for name, param in model.named_parameters():
+        assert_rel_close(param.grad, want[name])
 
 
 @pytest.mark.parametrize("packed", [False, True])
@@ -462,6 +575,27 @@ def test_flash_attn_missing_is_one_line_with_the_install_hint(tmp_path, tiny_mod
     assert "torch.nn.attention.varlen" in proc.stderr, proc.stderr  # PyTorch's own kernel is the other way
 
 
+def test_report_to_a_missing_tracker_is_one_line(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded, run_script):
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    proc = run_script("training/train_full.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, tmp_path / "o"),
+                      "--report_to", "wandb")
+    assert "pip install wandb" in our_error_line(proc, "train_full.py")
+    assert not (tmp_path / "o").exists()
+
+
+def test_report_to_tensorboard_writes_events_beside_metrics(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded):
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "tb"
+    proc = run_train("train_full.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, out), "--max_steps", 2,
+                     "--batch_tokens", 1024, "--report_to", "tensorboard", launcher="python")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(train_losses(out)) == 2 and (out / "loss.png").exists()
+    assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
+
+
 def test_every_accelerate_config_loads():
     from accelerate.commands.config.config_args import load_config_from_file
 
@@ -472,6 +606,24 @@ def test_every_accelerate_config_loads():
         assert config.num_processes >= 1, path
         if "fsdp" in path.name:
             assert config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"] == "LlamaDecoderLayer"
+
+
+def test_prefetch_hands_out_the_planned_steps_in_order():
+    """The background thread only fetches earlier: each step gets its own batches, a skipped key is loaded directly."""
+    from reasoning_sft.training import Prefetcher
+
+    loaded = []
+
+    def load(epoch, step):
+        loaded.append((epoch, step))
+        return [f"batches of {epoch}.{step}"]
+
+    keys = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    with Prefetcher(load) as prefetch:
+        got = [prefetch.get(key, nxt) for key, nxt in zip(keys, keys[1:] + [None])]
+        assert prefetch.get((5, 5), None) == ["batches of 5.5"]  # not the prefetched key: loaded now
+    assert got == [[f"batches of {e}.{s}"] for e, s in keys]
+    assert loaded == keys + [(5, 5)]
 
 
 def test_filler_batch_adds_zero_loss_but_reaches_every_parameter(tiny_model_dir, prepared):
