@@ -56,7 +56,7 @@ def parse_args(argv):
     a("--trainer_batch", type=int, default=8, help="Trainer: sequences per batch")
     a("--lr", type=float, default=2e-5)
     a("--repeats", type=int, default=1, help="runs per contender, interleaved; the median is reported")
-    a("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count())
+    a("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count())
     a("--only", help="comma-separated contenders to run (default: all that apply)")
     a("--quick", action="store_true", help="tiny model, 16 records: a seconds-long smoke run")
     a("--_child", help=argparse.SUPPRESS)
