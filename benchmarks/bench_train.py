@@ -114,6 +114,7 @@ def trainer_main(args, paths, strategy):
     from transformers import Trainer, TrainingArguments
     from reasoning_sft.artifacts import load_prepared_tokenizer
     from reasoning_sft.modeling import load_causal_lm, resize_and_init_new_tokens
+    from trainer_baseline import pad_to_longest
 
     tokenizer, _ = load_prepared_tokenizer(paths["tokenizer"])
     pad = tokenizer.pad_token_id
@@ -121,15 +122,8 @@ def trainer_main(args, paths, strategy):
     model = load_causal_lm(paths["model"])
     resize_and_init_new_tokens(model, tokenizer)  # the same tag-row init as ours
 
-    def collate(rows):  # pad to the longest of the batch (what DataCollatorForSeq2Seq does)
-        longest = max(len(r["input_ids"]) for r in rows)
-        ids = torch.full((len(rows), longest), pad, dtype=torch.long)
-        labels = torch.full((len(rows), longest), -100, dtype=torch.long)
-        mask = torch.zeros((len(rows), longest), dtype=torch.long)
-        for i, r in enumerate(rows):
-            n = len(r["input_ids"])
-            ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["labels"]), 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    def collate(rows):
+        return pad_to_longest(rows, pad)
 
     out = os.path.join(os.path.abspath(args.out_dir), f"run_{strategy}")
     targs = TrainingArguments(

@@ -431,6 +431,7 @@ def hf_trainer_baseline(argv):
 
     from reasoning_sft.artifacts import load_prepared_tokenizer
     from reasoning_sft.modeling import resize_and_init_new_tokens
+    from trainer_baseline import pad_to_longest
 
     p = argparse.ArgumentParser()
     for name in ("--model_name", "--tokenizer_dir", "--train_dir", "--output_dir"):
@@ -452,15 +453,9 @@ def hf_trainer_baseline(argv):
     real_tokens = []  # per collated batch, in order
 
     def collate(rows):
-        longest = max(len(r["input_ids"]) for r in rows)
-        ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
-        labels = torch.full((len(rows), longest), -100, dtype=torch.long)
-        mask = torch.zeros((len(rows), longest), dtype=torch.long)
-        for i, r in enumerate(rows):
-            n = len(r["input_ids"])
-            ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["labels"]), 1
-        real_tokens.append(int(mask.sum()))
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        batch = pad_to_longest(rows, pad_id)
+        real_tokens.append(int(batch["attention_mask"].sum()))
+        return batch
 
     class Clock(TrainerCallback):
         """Wall time of the steps after the warm-up, synchronized with the GPU."""
