@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT, our_error_line, stderr_lines
+from conftest import REPO_ROOT, our_error_line
 
 N_TRAIN = 16
 MAX_LEN = 768
@@ -239,6 +239,20 @@ def full_logits_loss_and_grads(model, batch):
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+def assert_chunked_equals_full_logits(model, batch, chunk):
+    """ChunkedLossLM's loss and the gradient of every trainable parameter == full logits (rel 1e-5)."""
+    from reasoning_sft.modeling import ChunkedLossLM
+
+    want_loss, want = full_logits_loss_and_grads(model, batch)
+    model.zero_grad()
+    loss_sum, _ = ChunkedLossLM(model, chunk=chunk).train()(**batch)
+    loss_sum.backward()
+    assert_rel_close(loss_sum.detach(), want_loss)
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            assert_rel_close(param.grad, want[name])
+
+
 @pytest.mark.parametrize("mode", ["full", "lora"])
 def test_fused_head_loss_and_every_gradient_equal_full_logits(tiny_model_dir, prepared, small_encoded, mode):
     """The fused head + loss (gradients computed in forward, chunk by chunk) == full logits, fp32, rel 1e-5:
@@ -278,7 +292,7 @@ def test_a_head_that_is_not_one_linear_map_falls_back_to_recompute(tiny_model_di
     from peft import LoraConfig, get_peft_model
     from reasoning_sft.batching import collate
     from reasoning_sft.fused_head import head_weight_and_bias
-    from reasoning_sft.modeling import ChunkedLossLM, decoder_and_head
+    from reasoning_sft.modeling import decoder_and_head
     from reasoning_sft.template import tag_ids
 
     model = get_peft_model(fresh_model(tiny_model_dir, prepared),
@@ -288,21 +302,13 @@ def test_a_head_that_is_not_one_linear_map_falls_back_to_recompute(tiny_model_di
             torch.nn.init.normal_(param, std=0.02)
     assert head_weight_and_bias(decoder_and_head(model)[1], torch.zeros(1, model.config.hidden_size)) is None
     batch = collate(rows(small_encoded, 2), prepared.pad_token_id, False, tag_ids(prepared))
-    want_loss, want = full_logits_loss_and_grads(model, batch)
-    model.zero_grad()
-    loss_sum, _ = ChunkedLossLM(model, chunk=97).train()(**batch)
-    loss_sum.backward()
-    assert_rel_close(loss_sum.detach(), want_loss)
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            assert_rel_close(param.grad, want[name])
+    assert_chunked_equals_full_logits(model, batch, chunk=97)
 
 
 def test_fused_head_handles_a_bias_and_a_tied_head():
     """A head with a bias, and one that shares its Parameter with the embedding: same loss and gradients."""
     from transformers import LlamaConfig, LlamaForCausalLM
     from reasoning_sft.fused_head import fused_linear_cross_entropy
-    from reasoning_sft.modeling import ChunkedLossLM
 
     torch.manual_seed(0)
     hidden = torch.randn(50, 16, requires_grad=True)
@@ -327,13 +333,7 @@ def test_fused_head_handles_a_bias_and_a_tied_head():
     ids = torch.randint(0, 300, (2, 20))
     batch = {"input_ids": ids, "targets": torch.cat([ids[:, 1:], torch.full((2, 1), -100)], 1),
              "sections": torch.zeros_like(ids)}
-    want_loss, want = full_logits_loss_and_grads(model, batch)
-    model.zero_grad()
-    loss_sum, _ = ChunkedLossLM(model, chunk=7).train()(**batch)
-    loss_sum.backward()
-    assert_rel_close(loss_sum.detach(), want_loss)
-    for name, param in model.named_parameters():
-        assert_rel_close(param.grad, want[name])
+    assert_chunked_equals_full_logits(model, batch, chunk=7)
 
 
 @pytest.mark.parametrize("packed", [False, True])
