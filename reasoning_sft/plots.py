@@ -79,3 +79,74 @@ def loss_curves(metrics_path, path):
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+
+
+def _epoch_of_step(train_rows):
+    """step -> epoch from the train rows (eval rows carry only the step); None if rows lack epochs."""
+    pairs = sorted((r["step"], r["epoch"]) for r in train_rows if r.get("epoch") is not None)
+    if not pairs:
+        return None
+    steps, epochs = map(np.asarray, zip(*pairs))
+    return lambda step: float(np.interp(step, steps, epochs))
+
+
+def loss_curves_compare(runs, path):
+    """Several training runs on one figure: one panel per section (all tokens, reasoning, intention, code).
+
+    runs: [(label, metrics.jsonl path)]. Train loss solid, eval loss dashed with markers,
+    one colour per run; x is the epoch (so runs of different lengths line up) when the
+    metrics record it, else the optimizer step.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.2), dpi=100, sharey=True)
+    x_label = "epoch"
+    for (label, metrics_path), color in zip(runs, RUN_COLORS):
+        rows = read_metrics(metrics_path)
+        train = [r for r in rows if "loss" in r]
+        evals = [r for r in rows if "eval_loss" in r]
+        epoch_of = _epoch_of_step(train)
+        if epoch_of is None:
+            x_label = "optimizer step"
+        x = epoch_of or (lambda step: step)
+        for ax, suffix in zip(axes, ("", "_reasoning", "_intention", "_code")):
+            for data, prefix, style in ((train, "loss", "-"), (evals, "eval_loss", "--")):
+                points = [(x(r["step"]), r[prefix + suffix]) for r in data if r.get(prefix + suffix) is not None]
+                if points:
+                    ax.plot(*zip(*points), style, color=color, linewidth=1.4 if style == "-" else 1.1,
+                            marker=None if style == "-" else "o", markersize=3,
+                            label=f"{label} {'train' if style == '-' else 'eval'}")
+    for ax, title in zip(axes, ("all target tokens", "reasoning", "intention", "code")):
+        ax.set_title(title)
+        ax.set_xlabel(x_label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("cross-entropy (nats / token)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def pretrain_curve(metrics_path, path):
+    """The demo model's plain causal-LM pre-training loss (reasoning_sft/pretrain.py), and its eval loss."""
+    plt = _pyplot()
+    rows = read_metrics(metrics_path)
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    train = [r for r in rows if "loss" in r]
+    evals = [r for r in rows if "eval_loss" in r]
+    ax.plot([r["step"] for r in train], [r["loss"] for r in train], color="black", linewidth=1.5, label="train")
+    if evals:
+        ax.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], "--o", color="#d62728",
+                linewidth=1.2, markersize=3, label="held-out records")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats / token)")
+    ax.set_title("pre-training on the text, no tags")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

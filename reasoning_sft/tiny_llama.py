@@ -6,13 +6,19 @@ added, legacy mode), so it reproduces the stray-"▁"-after-special-tokens pitfa
 stage 1 must remove.
 
     python -m reasoning_sft.tiny_llama --corpus examples/sample.jsonl --out_dir demo_out/tiny-llama
+
+--pretrain_epochs N (what `make demo` uses) then trains it as a plain causal LM on the
+corpus' text, without tags (reasoning_sft/pretrain.py), so that, like a real base model,
+it knows the language before fine-tuning teaches it the format. Off by default: the
+tests' fixtures build an untrained model in a second.
 """
 
 import argparse
+import json
 import os
 
 from .artifacts import atomic_output_dir, write_json
-from .errors import run_cli
+from .errors import UserError, run_cli
 from .records import read_records
 
 SPECIALS = ["<unk>", "<s>", "</s>"]  # ids 0, 1, 2 as in Llama
@@ -66,11 +72,18 @@ def build_model(out_dir, vocab_size, hidden=64, layers=2, heads=4, kv_heads=2, s
     model.save_pretrained(out_dir)
 
 
-def build(corpus, out_dir, vocab_size=2048, overwrite=True, **model_kwargs):
-    texts = list(corpus_texts(read_records(corpus)))
+def build(corpus, out_dir, vocab_size=2048, overwrite=True, pretrain_epochs=0, pretrain_kwargs=None,
+          eval_corpus=None, **model_kwargs):
+    """Tokenizer + model in `out_dir` (replaced atomically); pretrain_epochs > 0 also pre-trains it."""
+    records = read_records(corpus)
+    texts = list(corpus_texts(records))
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
         n = build_tokenizer(texts, tmp, vocab_size)
         build_model(tmp, n, **model_kwargs)
+        if pretrain_epochs > 0:
+            from .pretrain import pretrain
+            eval_records = read_records(eval_corpus) if eval_corpus else None
+            pretrain(tmp, records, epochs=pretrain_epochs, eval_records=eval_records, **(pretrain_kwargs or {}))
     return out_dir
 
 
@@ -81,9 +94,34 @@ def main(argv=None):
     p.add_argument("--vocab_size", type=int, default=2048)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--kv_heads", type=int, default=2)
+    p.add_argument("--pretrain_epochs", type=float, default=0,
+                   help="then pre-train on the corpus' text without tags for this many epochs (0: random weights)")
+    p.add_argument("--pretrain_lr", type=float, default=3e-3)
+    p.add_argument("--pretrain_seq_len", type=int, default=256, help="tokens per packed row")
+    p.add_argument("--pretrain_batch_size", type=int, default=16, help="rows per step")
+    p.add_argument("--pretrain_eval", help="records never trained on: their text's loss is measured after every epoch")
     args = p.parse_args(argv)
-    build(args.corpus, args.out_dir, args.vocab_size, hidden=args.hidden, layers=args.layers)
-    print(f"tiny Llama model + tokenizer -> {args.out_dir}")
+    if args.pretrain_epochs < 0:
+        raise UserError("--pretrain_epochs must be >= 0")
+    if args.hidden % args.heads or args.heads % args.kv_heads:
+        raise UserError("--hidden must be a multiple of --heads, and --heads a multiple of --kv_heads")
+    pretrain_kwargs = {"lr": args.pretrain_lr, "seq_len": args.pretrain_seq_len, "batch_size": args.pretrain_batch_size}
+    build(args.corpus, args.out_dir, args.vocab_size, pretrain_epochs=args.pretrain_epochs,
+          pretrain_kwargs=pretrain_kwargs, eval_corpus=args.pretrain_eval, hidden=args.hidden, layers=args.layers, heads=args.heads,
+          kv_heads=args.kv_heads)
+    done = ""
+    if args.pretrain_epochs:
+        from .pretrain import PRETRAIN_SUMMARY
+        with open(os.path.join(args.out_dir, PRETRAIN_SUMMARY), encoding="utf-8") as f:
+            s = json.load(f)
+        done = (f", pre-trained {s['epochs']:g} epochs ({s['steps']} steps, {s['tokens_per_epoch']} tokens/epoch), "
+                f"loss {s['first_loss']:.2f} -> {s['last_loss']:.2f}"
+                + (f", held-out {s['last_eval_loss']:.2f}" if s["last_eval_loss"] is not None else "")
+                + f" in {s['seconds']:.0f}s")
+    print(f"tiny Llama model + tokenizer -> {args.out_dir}{done}")
+    return 0
 
 
 if __name__ == "__main__":
