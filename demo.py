@@ -2,27 +2,35 @@
 
     python demo.py [--out_dir demo_out] [--model_name DIR_OR_HUB_ID]
 
-1. builds a tiny Llama-architecture model + Llama-style tokenizer from the sample (no download)
-2. prepare_llamatokenizer.py -> filter_data.py -> encode_dataset.py on examples/sample.jsonl
+1. builds a tiny Llama-architecture model + Llama-style tokenizer from the training split
+   (no download) and pre-trains it briefly as a plain language model on the split's text,
+   without tags, so that like a real base model it knows the language but not the format
+2. prepare_llamatokenizer.py -> filter_data.py -> encode_dataset.py on the training split
 3. training/train_peft.py (LoRA) and training/train_full.py --adam8bit, through
    `accelerate launch --config_file configs/cpu.yaml`, exactly as the README shows them
-4. generate.py on held-out prompts, with the format check
+   (side by side, one CPU thread each: a model this small gains little from a second thread)
+4. generate.py on held-out prompts (never seen by the tokenizer, pre-training or fine-tuning),
+   with the format check
+5. reasoning_sft.report: demo_out/report.html, one page with all of it
 
 Every stage runs as its own command (printed before it runs), so the demo proves the
 README's commands. Running it again replaces its own outputs.
 """
 
 import argparse
+import concurrent.futures
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
 
 REPO = os.path.dirname(os.path.abspath(__file__))
-HELD_OUT = 6       # sample records kept out of training, used as generation prompts
+HELD_OUT = 16      # the sample's last records: kept out of all training, used as generation prompts
 MAX_LEN = 768
+SUMMARY_PREFIXES = ("tokenizer ->", "filter:", "encode:", "done:", "tiny Llama", "format ok", "report ->")
 
 
 def parse_args(argv):
@@ -30,26 +38,71 @@ def parse_args(argv):
     p.add_argument("--out_dir", default="demo_out")
     p.add_argument("--model_name", help="a real base model instead of the tiny local one (e.g. on a GPU node)")
     p.add_argument("--sample", default=os.path.join(REPO, "examples", "sample.jsonl"))
-    p.add_argument("--lora_epochs", type=float, default=1)
-    p.add_argument("--full_epochs", type=float, default=4)
+    p.add_argument("--hidden", type=int, default=128, help="tiny model width")
+    p.add_argument("--layers", type=int, default=2, help="tiny model depth")
+    p.add_argument("--vocab_size", type=int, default=4096, help="tiny tokenizer's vocabulary")
+    p.add_argument("--pretrain_epochs", type=float, default=12)
+    p.add_argument("--lora_epochs", type=float, default=6)
+    p.add_argument("--full_epochs", type=float, default=6)
+    p.add_argument("--lora_lr", type=float, default=1e-2)
+    p.add_argument("--full_lr", type=float, default=2e-3)
+    p.add_argument("--max_new_tokens", type=int, default=768)
     return p.parse_args(argv)
 
 
-def run(stage, cmd, results):
-    """Run one stage as a user would; print one line with what it wrote and how long it took."""
-    print(f"\n$ {shlex.join(cmd)}", flush=True)
-    t0 = time.time()
+def stage_env(threads=None):
     env = dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"), TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seconds = time.time() - t0
-    if proc.returncode != 0:
-        print(proc.stdout[-4000:])
-        sys.exit(f"demo: stage '{stage}' failed (exit {proc.returncode})")
-    summary = [line for line in proc.stdout.splitlines() if line.startswith(("tokenizer ->", "filter:", "encode:",
-                                                                            "done:", "tiny Llama", "format ok"))]
-    results.append((stage, seconds))
+    if threads and "OMP_NUM_THREADS" not in os.environ:  # a user's own setting wins
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def report_line(stage, seconds, stdout):
+    summary = [line for line in stdout.splitlines() if line.startswith(SUMMARY_PREFIXES)]
     print(f"[{stage}] {seconds:.1f}s  " + (summary[-1] if summary else ""), flush=True)
-    return proc.stdout
+
+
+def fail(stage, proc_returncode, stdout):
+    print(stdout[-4000:])
+    sys.exit(f"demo: stage '{stage}' failed (exit {proc_returncode})")
+
+
+def run(stage, cmd, results, threads=None):
+    """Run one stage as a user would; print one line with what it wrote and how long it took."""
+    return run_together([(stage, cmd)], results, threads)[0]
+
+
+def run_together(stages, results, threads=None):
+    """Run [(stage, cmd)] at the same time (each with `threads` CPU threads); print a line as each ends."""
+    for _, cmd in stages:
+        print(f"\n$ {shlex.join(cmd)}", flush=True)
+
+    def start(stage, cmd):
+        t0 = time.time()
+        proc = subprocess.Popen(cmd, cwd=REPO, env=stage_env(threads), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        return stage, proc, t0
+
+    def finish(started):
+        stage, proc, t0 = started
+        stdout, _ = proc.communicate()
+        return stage, proc, time.time() - t0, stdout
+
+    with concurrent.futures.ThreadPoolExecutor(len(stages)) as pool:
+        started = [start(stage, cmd) for stage, cmd in stages]
+        outputs = {}
+        for future in concurrent.futures.as_completed([pool.submit(finish, s) for s in started]):
+            stage, proc, seconds, stdout = future.result()
+            if proc.returncode != 0:
+                for _, other, _ in started:  # a launcher and its training process: the whole group
+                    if other.poll() is None:
+                        os.killpg(other.pid, signal.SIGTERM)
+                fail(stage, proc.returncode, stdout)
+            results.append({"stage": stage, "seconds": round(seconds, 1),
+                            "alongside": [other for other, _ in stages if other != stage]})
+            report_line(stage, seconds, stdout)
+            outputs[stage] = stdout
+    return [outputs[stage] for stage, _ in stages]
 
 
 def split_sample(sample, out_dir):
@@ -64,46 +117,82 @@ def split_sample(sample, out_dir):
     return paths
 
 
+def cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def main(argv=None):
     args = parse_args(argv)
     out = args.out_dir
     os.makedirs(out, exist_ok=True)
     py, results, t_start = sys.executable, [], time.time()
+    # tiny matrices: more than a few threads only add overhead; two trainings share the cores
+    solo, pair = min(4, cpus()), max(1, min(4, cpus() // 2))
     launch = [py, "-m", "accelerate.commands.launch", "--config_file", "configs/cpu.yaml"]
-    d = {name: os.path.join(out, name) for name in ("tiny-llama", "tokenizer", "filtered", "encoded", "lora", "full")}
+    d = {name: os.path.join(out, name) for name in ("tiny-llama", "tokenizer", "filtered", "encoded", "lora", "full",
+                                                    "heldout_filtered", "heldout_encoded")}
     model = args.model_name or d["tiny-llama"]
     paths = split_sample(args.sample, out)
     print(f"[split] {args.sample}: held out the last {HELD_OUT} records as prompts -> {paths['heldout']}")
 
     if not args.model_name:
-        run("tiny model", [py, "-m", "reasoning_sft.tiny_llama", "--corpus", paths["train"], "--out_dir", model,
-                           "--hidden", "128", "--layers", "2"], results)
+        run("tiny model + pre-training", [py, "-m", "reasoning_sft.tiny_llama", "--corpus", paths["train"],
+                                          "--out_dir", model, "--hidden", str(args.hidden), "--layers",
+                                          str(args.layers), "--vocab_size", str(args.vocab_size),
+                                          "--pretrain_epochs", str(args.pretrain_epochs),
+                                          "--pretrain_eval", paths["heldout"]], results, solo)
     run("stage 1: tokenizer", [py, "prepare_llamatokenizer.py", "--model", model, "--out_dir", d["tokenizer"],
-                               "--overwrite"], results)
-    run("stage 2: filter", [py, "filter_data.py", "--json", paths["train"], "--tokenizer", d["tokenizer"],
-                            "--out_dir", d["filtered"], "--max_len", str(MAX_LEN), "--overwrite"], results)
-    run("stage 3: encode", [py, "encode_dataset.py", "--json", os.path.join(d["filtered"], "data.json"),
-                            "--tokenizer", d["tokenizer"], "--encode_dir", d["encoded"], "--max_len", str(MAX_LEN),
-                            "--overwrite"], results)
+                               "--overwrite"], results, solo)
+    # the held-out records go through the same stages: the trainers' eval set (loss only, never a gradient)
+    run_together([
+        ("stage 2: filter", [py, "filter_data.py", "--json", paths["train"], "--tokenizer", d["tokenizer"],
+                             "--out_dir", d["filtered"], "--max_len", str(MAX_LEN), "--overwrite"]),
+        ("stage 2: filter (held-out)", [py, "filter_data.py", "--json", paths["heldout"], "--tokenizer",
+                                        d["tokenizer"], "--out_dir", d["heldout_filtered"], "--max_len", str(MAX_LEN),
+                                        "--no_plot", "--overwrite"]),
+    ], results, pair)
+    run_together([
+        (f"stage 3: encode{suffix}", [py, "encode_dataset.py", "--json",
+                                      os.path.join(d[f"{part}filtered"], "data.json"), "--tokenizer", d["tokenizer"],
+                                      "--encode_dir", d[f"{part}encoded"], "--max_len", str(MAX_LEN),
+                                      "--num_proc", "1", "--overwrite"])
+        for part, suffix in (("", ""), ("heldout_", " (held-out)"))
+    ], results, pair)
     train_dir = os.path.join(d["encoded"], "arrow_dataset")
     common = ["--model_name", model, "--tokenizer_dir", d["tokenizer"], "--train_dir", train_dir,
-              "--batch_tokens", "4096", "--eval_fraction", "0.05", "--eval_every", "20", "--log_every", "10",
-              "--overwrite"]
-    run("stage 4: LoRA", launch + ["training/train_peft.py", *common, "--output_dir", d["lora"],
-                                   "--epochs", str(args.lora_epochs), "--lora_r", "16", "--lora_alpha", "32",
-                                   "--lr", "2e-3"], results)
-    run("stage 4: full (8-bit Adam)", launch + ["--main_process_port", "25001", "training/train_full.py", *common,
-                                                "--output_dir", d["full"], "--epochs", str(args.full_epochs),
-                                                "--lr", "3e-3", "--adam8bit"], results)
-    generations = {}
-    for name, flag in (("lora", "--adapter_dir"), ("full", "--model_dir")):
-        generations[name] = os.path.join(out, f"generations_{name}.jsonl")
-        run(f"generate ({name})", [py, "generate.py", "--model_name", model, "--tokenizer_dir", d["tokenizer"],
-                                   flag, d[name], "--prompts", paths["heldout"], "--out", generations[name],
-                                   "--max_new_tokens", "384"], results)
+              "--eval_dir", os.path.join(d["heldout_encoded"], "arrow_dataset"), "--batch_tokens", "4096",
+              "--eval_every", "20", "--log_every", "10", "--overwrite"]
+    run_together([
+        ("stage 4: LoRA", launch + ["training/train_peft.py", *common, "--output_dir", d["lora"],
+                                    "--epochs", str(args.lora_epochs), "--lora_r", "16", "--lora_alpha", "32",
+                                    "--lr", str(args.lora_lr)]),
+        ("stage 4: full (8-bit Adam)", launch + ["--main_process_port", "25001", "training/train_full.py", *common,
+                                                 "--output_dir", d["full"], "--epochs", str(args.full_epochs),
+                                                 "--lr", str(args.full_lr), "--adam8bit"]),
+    ], results, pair)
+    generations = {name: os.path.join(out, f"generations_{name}.jsonl") for name in ("lora", "full")}
+    run_together([
+        (f"generate ({name})", [py, "generate.py", "--model_name", model, "--tokenizer_dir", d["tokenizer"],
+                                flag, d[name], "--prompts", paths["heldout"], "--out", generations[name],
+                                "--max_new_tokens", str(args.max_new_tokens), "--batch_size", str(HELD_OUT)])
+        for name, flag in (("lora", "--adapter_dir"), ("full", "--model_dir"))
+    ], results, pair)
+
+    timings = os.path.join(out, "timings.json")
+    with open(timings, "w", encoding="utf-8") as f:
+        json.dump({"stages": results, "wall_seconds": round(time.time() - t_start, 1)}, f, indent=1)
+    report = os.path.join(out, "report.html")
+    run("report", [py, "-m", "reasoning_sft.report", "--out", report, "--filtered", d["filtered"],
+                   "--encoded", d["encoded"], "--run", "LoRA", d["lora"], generations["lora"],
+                   "--run", "full fine-tuning", d["full"], generations["full"], "--timings", timings]
+        + ([] if args.model_name else ["--pretrained", model]), results, solo)
 
     print(f"\ndemo finished in {time.time() - t_start:.0f}s. Artifacts:")
     artifacts = [
+        ("base model (+ pre-training metrics)", model),
         ("tokenizer (stage 1)", d["tokenizer"]),
         ("filtered data + report + length histogram", d["filtered"]),
         ("encoded Arrow dataset + manifest", d["encoded"]),
@@ -112,6 +201,7 @@ def main(argv=None):
     ] + [(f"generations + format summary ({k})", v) for k, v in generations.items()]
     for what, path in artifacts:
         print(f"  {what:45s} {path}")
+    print(f"The whole run on one page: {os.path.abspath(report)}")
     return 0
 
 

@@ -182,7 +182,8 @@ def data_section(filtered_dir, encoded_dir, images):
     rows += [[f"  dropped: {reason}", n] for reason, n in rep.get("drop_reasons", {}).items()]
     rows += [["kept with the reasoning truncated to fit", rep.get("reasoning_truncated", 0)]]
     before, after = rep.get("tokens_before", {}), rep.get("tokens_after", {})
-    stats = [[k, before.get(k, ""), after.get(k, "")] for k in ("count", "min", "median", "mean", "p95", "max", "total")]
+    stats = [[k, before.get(k, ""), after.get(k, "")]
+             for k in ("count", "min", "median", "mean", "p95", "max", "total")]
     parts = ["<h2>Data stages</h2>",
              f"<h3>filter_data.py (--max_len {rep.get('max_len')})</h3>",
              '<div class="side"><div>', table(["", "records"], rows, numeric=(1,)), "</div><div>",

@@ -109,8 +109,8 @@ def main(argv=None):
         raise UserError("--hidden must be a multiple of --heads, and --heads a multiple of --kv_heads")
     pretrain_kwargs = {"lr": args.pretrain_lr, "seq_len": args.pretrain_seq_len, "batch_size": args.pretrain_batch_size}
     build(args.corpus, args.out_dir, args.vocab_size, pretrain_epochs=args.pretrain_epochs,
-          pretrain_kwargs=pretrain_kwargs, eval_corpus=args.pretrain_eval, hidden=args.hidden, layers=args.layers, heads=args.heads,
-          kv_heads=args.kv_heads)
+          pretrain_kwargs=pretrain_kwargs, eval_corpus=args.pretrain_eval, hidden=args.hidden, layers=args.layers,
+          heads=args.heads, kv_heads=args.kv_heads)
     done = ""
     if args.pretrain_epochs:
         from .pretrain import PRETRAIN_SUMMARY

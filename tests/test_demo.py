@@ -1,0 +1,188 @@
+"""`make demo`'s own parts: the base model's pre-training, the held-out split, the one-page report.
+
+The demo itself takes minutes and is not run here; each part is, on the session fixtures'
+tiny model and data (real stage outputs: a two-step training run of each trainer and
+generate.py on three prompts).
+"""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO_ROOT
+
+N_PRETRAIN, N_EVAL = 24, 4
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def pretrained_dir(tmp_path_factory, sample_records):
+    """A tiny model pre-trained for 3 epochs on 24 records, through the CLI the demo runs."""
+    from reasoning_sft import tiny_llama
+
+    root = tmp_path_factory.mktemp("pretrained")
+    train = write_jsonl(root / "train.jsonl", sample_records[:N_PRETRAIN])
+    held = write_jsonl(root / "held.jsonl", sample_records[N_PRETRAIN:N_PRETRAIN + N_EVAL])
+    out = root / "tiny"
+    assert tiny_llama.main(["--corpus", str(train), "--out_dir", str(out), "--vocab_size", "512",
+                            "--pretrain_epochs", "3", "--pretrain_seq_len", "64", "--pretrain_batch_size", "4",
+                            "--pretrain_eval", str(held)]) == 0
+    return out
+
+
+def test_pretraining_documents_are_whole_records_without_tags(sample_records):
+    from reasoning_sft.pretrain import pretraining_documents
+    from reasoning_sft.template import TAGS
+
+    record = sample_records[0]
+    docs = pretraining_documents([record, {**record, "reasoning": "use <code> here"},
+                                  {k: v for k, v in record.items() if k != "code"}, "not a record",
+                                  {**{k: v for k, v in record.items() if k != "instruction"}, "prompt": "Do it."}])
+    assert len(docs) == 2  # the record with a tag and the one without code are left out
+    assert docs[0].startswith(record["instruction"]) and docs[0].endswith(record["code"].rstrip("\n"))
+    assert docs[0].index(record["reasoning"]) < docs[0].index(record["intention"])
+    assert docs[1].startswith("Do it.\n\n")
+    assert not any(tag in doc for doc in docs for tag in TAGS)
+
+
+def test_pretraining_lowers_train_and_held_out_loss(pretrained_dir, tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from reasoning_sft.pretrain import PRETRAIN_METRICS, PRETRAIN_SUMMARY
+
+    summary = json.loads((pretrained_dir / PRETRAIN_SUMMARY).read_text())
+    rows = read_jsonl(pretrained_dir / PRETRAIN_METRICS)
+    train = [r["loss"] for r in rows if "loss" in r]
+    evals = [r["eval_loss"] for r in rows if "eval_loss" in r]
+    assert summary["documents"] == N_PRETRAIN and summary["eval_documents"] == N_EVAL
+    assert len(evals) == 3  # one per epoch
+    assert train[-1] < 0.7 * train[0], train
+    assert evals[-1] < evals[0], evals
+    assert summary["last_eval_loss"] == evals[-1]
+    model = AutoModelForCausalLM.from_pretrained(str(pretrained_dir))  # a loadable base model
+    assert model.config.vocab_size == 512
+    # the tests' fixture stays an untrained model, built without pre-training
+    assert not (tiny_model_dir / PRETRAIN_SUMMARY).exists()
+
+
+def test_demo_holds_out_its_prompts_from_every_training_step(tmp_path, sample_path, sample_records):
+    import demo
+
+    paths = demo.split_sample(str(sample_path), str(tmp_path))
+    train, held = read_jsonl(paths["train"]), read_jsonl(paths["heldout"])
+    assert len(held) == demo.HELD_OUT >= 16
+    assert not {r["id"] for r in train} & {r["id"] for r in held}
+    assert train + held == sample_records
+
+
+# ------------------------------------------------------------------ the report
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory, tiny_model_dir, tokenizer_dir, encoded_dir, sample_path):
+    """Both trainers for two steps, then generate.py on three prompts: real outputs, tiny."""
+    sys.path.insert(0, str(REPO_ROOT / "training"))
+    import generate
+    import train_full
+    import train_peft
+
+    root = tmp_path_factory.mktemp("runs")
+    runs = []
+    for name, trainer, flag in (("LoRA", train_peft, "--adapter_dir"), ("full", train_full, "--model_dir")):
+        out, gen = root / name, root / f"generations_{name}.jsonl"
+        assert trainer.main([str(a) for a in (
+            "--model_name", tiny_model_dir, "--tokenizer_dir", tokenizer_dir,
+            "--train_dir", encoded_dir / "arrow_dataset", "--output_dir", out, "--max_steps", 2,
+            "--batch_tokens", 2048, "--eval_fraction", 0.05, "--eval_every", 1, "--log_every", 1)]) == 0
+        assert generate.main([str(a) for a in (
+            "--model_name", tiny_model_dir, "--tokenizer_dir", tokenizer_dir, flag, out, "--prompts", sample_path,
+            "--limit", 3, "--max_new_tokens", 8, "--batch_size", 3, "--out", gen)]) == 0
+        runs.append((name, str(out), str(gen)))
+    return runs
+
+
+def test_report_is_written_and_every_image_it_references_exists(tmp_path, tiny_runs, filtered_dir, encoded_dir,
+                                                                 pretrained_dir):
+    from reasoning_sft import report
+
+    timings = tmp_path / "timings.json"
+    timings.write_text(json.dumps({"stages": [{"stage": "stage 4: LoRA", "seconds": 3.5, "alongside": ["x"]}],
+                                   "wall_seconds": 9.0}))
+    page = tmp_path / "report.html"
+    argv = ["--out", str(page), "--filtered", str(filtered_dir), "--encoded", str(encoded_dir),
+            "--pretrained", str(pretrained_dir), "--timings", str(timings)]
+    for run in tiny_runs:
+        argv += ["--run", *run]
+    for _ in range(2):  # a second build replaces the first
+        assert report.main(argv) == 0
+    text = page.read_text(encoding="utf-8")
+    images = re.findall(r'<img[^>]*\ssrc="([^"]+)"', text)
+    assert len(images) == 3  # length histogram, loss curves of both runs, pre-training curve
+    for src in images:
+        path = page.parent / src
+        assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", src
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report_files", "timings.json"]
+    filter_report = json.loads((filtered_dir / "filter_report.json").read_text())
+    assert f"<td>kept</td><td class=\"n\">{filter_report['kept']}</td>" in text
+    for name, _, gen in tiny_runs:
+        summary = json.loads(Path(gen.replace(".jsonl", "_summary.json")).read_text())
+        n = summary["outputs"]
+        assert f"{name} {summary['format_ok']}/{n}" in text
+        assert f"{summary['syntax_ok']}/{n}" in text
+    assert "stage 4: LoRA" in text and "9.0" in text
+    assert "No output passes the check" in text  # two steps of training do not learn the format
+
+
+def test_report_refuses_a_missing_generations_file(tmp_path, tiny_runs, filtered_dir):
+    from reasoning_sft import report
+    from reasoning_sft.errors import UserError
+
+    name, out, _ = tiny_runs[0]
+    with pytest.raises(UserError, match="generations"):
+        report.main(["--out", str(tmp_path / "r.html"), "--filtered", str(filtered_dir),
+                     "--run", name, out, str(tmp_path / "nope.jsonl")])
+    assert list(tmp_path.iterdir()) == []
+
+
+def generation_row(record, output, stop="</code>"):
+    """One row as generate.py writes it, for `output` as the model's continuation."""
+    from reasoning_sft.generation import evaluate
+
+    result = evaluate({"output": output, "n_tokens": len(output.split()), "stop": stop, "section_tokens": None})
+    row = {"id": record["id"], "instruction": record["instruction"]}
+    row.update({k: result[k] for k in ("output", "ok", "errors", "reasoning", "intention", "code", "syntax_ok",
+                                       "n_tokens", "stop")})
+    return row
+
+
+def test_side_by_side_prefers_one_prompt_that_passes_and_fails(sample_records):
+    from reasoning_sft.report import generation_card, pick_examples
+    from reasoning_sft.template import target_text
+
+    a, b = sample_records[:2]
+    right = {r["id"]: target_text(r["reasoning"], r["intention"], r["code"] + "# a < b\n") for r in (a, b)}
+    wrong = {k: v.replace("</intention>", "", 1) for k, v in right.items()}
+    runs = [{"name": "small", "generations": [generation_row(a, wrong[a["id"]]), generation_row(b, wrong[b["id"]])]},
+            {"name": "big", "generations": [generation_row(a, wrong[a["id"]]), generation_row(b, right[b["id"]])]}]
+    good, bad = pick_examples(runs)
+    assert good[0] == "big" and bad[0] == "small" and good[1]["id"] == bad[1]["id"] == b["id"]
+
+    passing, failing = generation_card(good, True), generation_card(bad, False)
+    assert "passes the format check" in passing and "code parses as Python" in passing
+    assert "fails the format check" in failing and "<li><code>missing &lt;/intention&gt;</code></li>" in failing
+    assert "# a &lt; b" in passing and "# a < b" not in passing  # the model's text is escaped
+    assert passing.count('class="tag"') == 5  # every tag of the continuation is marked
+    assert "No output passes" in generation_card(None, True)
+
+    runs[1]["generations"][1] = generation_row(b, wrong[b["id"]])
+    assert pick_examples(runs)[0] is None
