@@ -226,8 +226,8 @@ def training_section(runs, images):
                      "first eval loss", "last eval loss", "eval: reasoning", "eval: intention", "eval: code"],
                     rows, numeric=tuple(range(2, 12)))
             + '<p class="muted">Loss per section: the mean cross-entropy over the target tokens of that section '
-              "(a section includes its closing tag). Solid: train; dashed: eval on the held-out 5% of the "
-              "training set.</p>"
+              "(a section includes its closing tag). Solid: train; dashed: the trainer's eval set "
+              "(the demo's: the held-out prompts' records, never trained on).</p>"
             + f'<img src="{esc(images["losses"])}" alt="loss curves per section">')
 
 
