@@ -87,19 +87,22 @@ def load_run(name, output_dir, generations):
 def pick_examples(runs):
     """(passing, failing) generations to show side by side: (run name, row) each, or None.
 
-    Best: one prompt that one model answers in the right format and another does not.
-    Else any passing output and any failing one.
+    Best: one prompt that one model answers in the right format and another does not,
+    preferably with code that parses. Else any passing output and any failing one.
     """
-    by_prompt = [{r["name"]: row for r in runs for row in [r["generations"][i]]}
-                 for i in range(min(len(r["generations"]) for r in runs))]
-    for rows in by_prompt:
-        good = [(n, row) for n, row in rows.items() if row["ok"]]
-        bad = [(n, row) for n, row in rows.items() if not row["ok"]]
+    pairs = []
+    for i in range(min(len(r["generations"]) for r in runs)):
+        rows = [(r["name"], r["generations"][i]) for r in runs]
+        good = sorted((x for x in rows if x[1]["ok"]), key=lambda x: not x[1].get("syntax_ok"))
+        bad = [x for x in rows if not x[1]["ok"]]
         if good and bad:
-            return good[0], bad[0]
-    good = next(((r["name"], row) for r in runs for row in r["generations"] if row["ok"]), None)
+            pairs.append((good[0], bad[0]))
+    if pairs:
+        return min(pairs, key=lambda pair: not pair[0][1].get("syntax_ok"))  # first with parsing code
+    good = sorted(((r["name"], row) for r in runs for row in r["generations"] if row["ok"]),
+                  key=lambda x: not x[1].get("syntax_ok"))
     bad = next(((r["name"], row) for r in reversed(runs) for row in r["generations"] if not row["ok"]), None)
-    return good, bad
+    return (good[0] if good else None), bad
 
 
 # ---------------------------------------------------------------- HTML pieces
@@ -213,6 +216,15 @@ def fmt(x):
     return "" if x is None else f"{x:.3f}"
 
 
+def eval_set(run):
+    args = run["config"].get("args", {})
+    if args.get("eval_dir"):
+        return f"<code>{esc(args['eval_dir'])}</code> (records never trained on)"
+    if args.get("eval_fraction"):
+        return f"a held-out {args['eval_fraction']:.0%} of the training set"
+    return "nothing (no eval set)"
+
+
 def training_section(runs, images):
     rows = []
     for r in runs:
@@ -226,8 +238,7 @@ def training_section(runs, images):
                      "first eval loss", "last eval loss", "eval: reasoning", "eval: intention", "eval: code"],
                     rows, numeric=tuple(range(2, 12)))
             + '<p class="muted">Loss per section: the mean cross-entropy over the target tokens of that section '
-              "(a section includes its closing tag). Solid: train; dashed: the trainer's eval set "
-              "(the demo's: the held-out prompts' records, never trained on).</p>"
+              f"(a section includes its closing tag). Solid: train; dashed: eval on {eval_set(runs[0])}.</p>"
             + f'<img src="{esc(images["losses"])}" alt="loss curves per section">')
 
 

@@ -7,6 +7,7 @@ generate.py on three prompts).
 
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -84,6 +85,22 @@ def test_demo_holds_out_its_prompts_from_every_training_step(tmp_path, sample_pa
     assert len(held) == demo.HELD_OUT >= 16
     assert not {r["id"] for r in train} & {r["id"] for r in held}
     assert train + held == sample_records
+
+
+def readme_commands(prefix):
+    """The README's shell commands that start with `prefix` (continuation lines joined), as argv lists."""
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    return [shlex.split(line.strip()) for line in text.splitlines() if line.strip().startswith(prefix)]
+
+
+def test_readme_shows_the_trainer_commands_the_demo_runs():
+    import demo
+
+    launch = ["accelerate", "launch", "--config_file", "configs/cpu.yaml"]
+    shown = [cmd for cmd in readme_commands(" ".join(launch)) if "demo_out/tiny-llama" in cmd]
+    ran = [cmd for _, cmd in demo.trainer_stages(demo.parse_args([]), "demo_out/tiny-llama",
+                                                 demo.stage_dirs("demo_out"), launch)]
+    assert shown == ran
 
 
 # ------------------------------------------------------------------ the report
@@ -184,5 +201,12 @@ def test_side_by_side_prefers_one_prompt_that_passes_and_fails(sample_records):
     assert passing.count('class="tag"') == 5  # every tag of the continuation is marked
     assert "No output passes" in generation_card(None, True)
 
+    # a passing output whose code does not parse is shown only when no other passes
+    broken = target_text(a["reasoning"], a["intention"], "def (:\n")
+    runs[1]["generations"][0] = generation_row(a, broken)
+    assert pick_examples(runs)[0][1]["id"] == b["id"]
     runs[1]["generations"][1] = generation_row(b, wrong[b["id"]])
+    good, bad = pick_examples(runs)
+    assert good[1]["id"] == a["id"] and good[1]["syntax_ok"] is False and not bad[1]["ok"]
+    runs[1]["generations"][0] = generation_row(a, wrong[a["id"]])
     assert pick_examples(runs)[0] is None
