@@ -176,7 +176,7 @@ def breakdown(paths, max_len, num_proc):
 
     tok, _ = load_prepared_tokenizer(paths["tokenizer"])
     raw = step("filter: read raw JSONL", lambda: read_records(paths["raw.jsonl"]))
-    valid, _ = step("filter: validate + de-duplicate", lambda: filtering.validate_all(raw))
+    valid, _ = step("filter: validate + de-duplicate", lambda: filtering.validate_all(raw, tok))
     records = [r for _, r in valid]
     step("  (of which ast.parse of the code)", lambda: [python_parses(r["code"]) for r in records])
     sections = step("filter: measure (tokenize every example)", lambda: filtering.measure(tok, records),

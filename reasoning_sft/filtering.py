@@ -22,11 +22,19 @@ _BOUNDARY = re.compile(r"\n|(?<=[.!?;:])\s")
 
 
 def special_literals(tokenizer):
-    """Text the tokenizer turns into a special or added id ("</s>", "<pad>" ...), except the tags (reported as tag_in_*)."""
+    """A regex for text the tokenizer turns into a special or added id ("</s>", "<pad>" ...), except the tags
+    (reported as tag_in_*); None without a tokenizer.
+
+    One alternation, not a substring test per literal: the demo's tokenizer has 260 such literals (its
+    byte tokens <0x00>..<0xFF> are added ones), and 260 `in` tests per field took 12 s of CPU on 50,000
+    records where the regex takes 0.1 s (measured on the data-stage benchmark's records).
+    """
     if tokenizer is None:
-        return ()
-    literals = set(tokenizer.all_special_tokens) | set(tokenizer.get_added_vocab())
-    return tuple(sorted(literals - set(TAGS)))
+        return None
+    literals = (set(tokenizer.all_special_tokens) | set(tokenizer.get_added_vocab())) - set(TAGS)
+    if not literals:
+        return None
+    return re.compile("|".join(map(re.escape, sorted(literals, key=len, reverse=True))))
 
 
 def validate_all(raw_records, tokenizer=None):

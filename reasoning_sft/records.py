@@ -93,12 +93,13 @@ def writable(text):
     return True
 
 
-def validate(record, special_tokens=()):
+def validate(record, special_tokens=None):
     """(clean record, None) for a valid record, or (None, drop reason).
 
     The clean record has exactly: id (if given), language, instruction, reasoning, intention, code.
-    `special_tokens`: literals a tokenizer would turn into a special id (its "</s>", "<pad>" ...);
-    a field holding one would put an EOS or pad in the middle of the example.
+    `special_tokens`: a compiled regex for the literals a tokenizer would turn into a special id (its
+    "</s>", "<pad>" ...; filtering.special_literals); a field holding one would put an EOS or pad in
+    the middle of the example.
     """
     if not isinstance(record, dict):
         return None, "not_an_object"
@@ -117,7 +118,7 @@ def validate(record, special_tokens=()):
             return None, f"empty_{field}"
         if any(tag in value for tag in TAGS):
             return None, f"tag_in_{field}"
-        if any(token in value for token in special_tokens):
+        if special_tokens is not None and special_tokens.search(value):
             return None, f"special_token_in_{field}"
         clean[field] = value
     language = record.get("language", DEFAULT_LANGUAGE)
