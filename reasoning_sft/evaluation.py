@@ -22,8 +22,8 @@ import numpy as np
 
 from .errors import UserError
 from .execution import FAILED, PASSED, TIMED_OUT, run_programs
-from .generation import parse_output, syntax_error
-from .records import read_records
+from .generation import parse_output
+from .records import read_records, syntax_error
 from .template import target_text
 
 FORMAT_ERROR, SYNTAX_ERROR = "format error", "syntax error"

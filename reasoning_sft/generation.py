@@ -14,12 +14,12 @@ next opening tag, no empty section) and names every deviation in a short error s
 that summarize() can count the kinds of failure over a whole run.
 """
 
-import ast
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from .errors import UserError
+from .records import python_parses
 from .template import CLOSE, OPEN, SECTIONS, TAGS, TEMPLATE_VERSION, prompt_text
 
 # The tags a continuation must contain, in order (the prompt already holds "<reasoning>").
@@ -102,22 +102,6 @@ def parse_output(text):
         if name in sections and not sections[name].strip():
             errors.append(f"empty {name}")
     return Parsed(ok=not errors, errors=errors, **sections)
-
-
-def syntax_error(code):
-    """None if `code` parses as Python, else a short message ("line 3: invalid syntax")."""
-    try:
-        ast.parse(code)
-    except SyntaxError as err:
-        return f"line {err.lineno}: {err.msg}"
-    except ValueError as err:  # e.g. NUL bytes in the source
-        return str(err)
-    return None
-
-
-def check_python(code):
-    """True if `code` is syntactically valid Python (ast.parse)."""
-    return syntax_error(code) is None
 
 
 # ---------------------------------------------------------------------------------------
@@ -360,7 +344,7 @@ def evaluate(result):
     parsed = parse_output(result["output"])
     out = dict(result)
     out.update(parsed.to_dict())
-    out["syntax_ok"] = None if parsed.code is None else check_python(parsed.code)
+    out["syntax_ok"] = None if parsed.code is None else python_parses(parsed.code)
     return out
 
 
