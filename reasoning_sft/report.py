@@ -15,14 +15,13 @@ written last, atomically.
 import argparse
 import datetime
 import html
-import json
 import os
 import re
 import shutil
 import tempfile
 
-from .artifacts import FILTER_REPORT, MANIFEST, atomic_output_dir, read_json
-from .errors import UserError, run_cli
+from .artifacts import FILTER_REPORT, MANIFEST, atomic_output_dir, read_json, read_jsonl
+from .errors import run_cli
 from .plots import SECTION_COLORS, loss_curves_compare, pretrain_curve
 from .template import CLOSE, OPEN, TAGS
 
@@ -59,13 +58,6 @@ def parse_args(argv):
 
 # ---------------------------------------------------------------- reading the stages' outputs
 
-def read_jsonl(path, what):
-    if not os.path.exists(path):
-        raise UserError(f"{path}: missing {what}")
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def summary_path(generations):
     stem, _ = os.path.splitext(generations)
     return stem + "_summary.json"
@@ -75,8 +67,7 @@ def load_run(name, output_dir, generations):
     return {
         "name": name,
         "dir": output_dir,
-        "metrics": os.path.join(output_dir, "metrics.jsonl"),
-        "rows": [r for r in read_jsonl(os.path.join(output_dir, "metrics.jsonl"), "training metrics")],
+        "rows": read_jsonl(os.path.join(output_dir, "metrics.jsonl"), "training metrics", torn_last_line_ok=True),
         "config": read_json(os.path.join(output_dir, "train_config.json"), "training config"),
         "generations": read_jsonl(generations, "generations (generate.py --out)"),
         "generations_path": generations,
@@ -283,7 +274,7 @@ def _write_images(files_dir, rel, filtered_dir, runs, pretrained):
     if os.path.exists(hist):
         shutil.copyfile(hist, os.path.join(files_dir, "length_histogram.png"))
         images["histogram"] = f"{rel}/length_histogram.png"
-    loss_curves_compare([(r["name"], r["metrics"]) for r in runs], os.path.join(files_dir, "losses.png"))
+    loss_curves_compare([(r["name"], r["rows"]) for r in runs], os.path.join(files_dir, "losses.png"))
     images["losses"] = f"{rel}/losses.png"
     if pretrained:
         from .pretrain import PRETRAIN_METRICS
