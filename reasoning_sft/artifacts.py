@@ -82,9 +82,7 @@ def atomic_output_dir(path, overwrite=False):
     check_output_dir(path, overwrite)
     path = os.path.abspath(path)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=os.path.dirname(path))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the artifact should not be
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the artifact should not be
     try:
         yield tmp
     except BaseException:

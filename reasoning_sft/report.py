@@ -18,9 +18,8 @@ import html
 import os
 import re
 import shutil
-import tempfile
 
-from .artifacts import FILTER_REPORT, MANIFEST, atomic_output_dir, read_json, read_jsonl
+from .artifacts import FILTER_REPORT, MANIFEST, atomic_output_dir, read_json, read_jsonl, write_file_atomic
 from .errors import run_cli
 from .plots import SECTION_COLORS, loss_curves_compare, pretrain_curve
 from .template import CLOSE, OPEN, TAGS
@@ -307,18 +306,7 @@ def build_report(out, filtered_dir, runs, encoded_dir=None, pretrained=None, tim
         body.append(timings_section(timings))
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(out)}.tmp-", dir=os.path.dirname(out))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(page)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_file_atomic(out, lambda f: f.write(page))
     return out
 
 
