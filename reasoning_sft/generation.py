@@ -353,6 +353,12 @@ def _mean(values):
     return round(sum(values) / len(values), 2) if values else None
 
 
+def summary_path(generations):
+    """Where generate.py writes the summary of the generations file GENERATIONS: GENERATIONS_STEM_summary.json."""
+    stem, _ = os.path.splitext(generations)
+    return stem + "_summary.json"
+
+
 def summarize(results):
     """Aggregate metrics over evaluate()d results (dicts with at least ok, errors, code, syntax_ok).
 

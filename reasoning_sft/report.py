@@ -21,6 +21,7 @@ import shutil
 
 from .artifacts import FILTER_REPORT, MANIFEST, atomic_output_dir, read_json, read_jsonl, write_file_atomic
 from .errors import run_cli
+from .generation import summary_path
 from .plots import SECTION_COLORS, loss_curves_compare, pretrain_curve
 from .template import CLOSE, OPEN, TAGS
 
@@ -56,11 +57,6 @@ def parse_args(argv):
 
 
 # ---------------------------------------------------------------- reading the stages' outputs
-
-def summary_path(generations):
-    stem, _ = os.path.splitext(generations)
-    return stem + "_summary.json"
-
 
 def load_run(name, output_dir, generations):
     return {

@@ -172,6 +172,14 @@ def test_report_refuses_a_missing_generations_file(tmp_path, tiny_runs, filtered
     assert list(tmp_path.iterdir()) == []
 
 
+def test_report_finds_the_summary_where_generate_writes_it():
+    import generate
+    from reasoning_sft import generation, report
+
+    assert generate.summary_path is report.summary_path is generation.summary_path  # one definition
+    assert generation.summary_path("out/gen.v2.jsonl") == "out/gen.v2_summary.json"
+
+
 def test_jsonl_reader_skips_only_a_torn_last_line_and_names_the_line(tmp_path):
     from reasoning_sft.artifacts import read_jsonl
     from reasoning_sft.errors import UserError
