@@ -33,7 +33,7 @@ import os
 import time
 
 from reasoning_sft.artifacts import load_prepared_tokenizer, write_json_atomic, write_jsonl_atomic
-from reasoning_sft.errors import UserError, run_cli
+from reasoning_sft.errors import UserError, add_verbose_flag, run_cli
 from reasoning_sft.evaluation import (canonical_samples, instruction_for, load_problems, load_samples,
                                       resolve_problems, score_samples, summarize, summary_line)
 from reasoning_sft.execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, default_workers
@@ -59,6 +59,7 @@ def parse_args(argv):
     add_model_args(model, tokenizer_required=False)
     model.add_argument("--n_samples", type=int, default=1, help="samples per problem")
     add_sampling_args(model)
+    add_verbose_flag(p)
     args = p.parse_args(argv)
     if args.timeout <= 0 or args.memory_mb < 64 or args.workers < 1:
         raise UserError("--timeout must be > 0, --memory_mb at least 64 and --workers at least 1")

@@ -286,6 +286,15 @@ def test_bad_input_is_a_user_error(problems_file, tmp_path):
         load_samples(str(write_jsonl(tmp_path / "u.jsonl", [{"task_id": "t/x", "output": ""}])), BY_ID)
 
 
+def test_verbose_is_accepted_like_every_other_stage(problems_file, tmp_path):
+    """run_cli keeps third-party warnings when --verbose is given: the parser must know the flag."""
+    import evaluate as script
+
+    good = write_jsonl(tmp_path / "good.jsonl", [{"task_id": "t/add", "output": canonical("t/add")}])
+    argv = ["--problems", str(problems_file), "--samples", str(good), "--out_dir", str(tmp_path / "o")]
+    assert script.parse_args(argv + ["--verbose"]).verbose and not script.parse_args(argv).verbose
+
+
 # ------------------------------------------------------------------ the script: generation mode
 
 def test_generation_mode_writes_samples_then_scores_them(tiny_model_dir, tokenizer_dir, problems_file, tmp_path, capsys):
