@@ -223,11 +223,11 @@ def add_model_args(parser, tokenizer_required=True):
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
 
 
-def add_sampling_args(parser, max_new_tokens=512, temperature=0.0):
-    """The options of generate(): length, temperature, top_p, batch size, seed."""
+def add_sampling_args(parser):
+    """The options of generate(): length, temperature, top_p, batch size, seed (generate()'s defaults)."""
     p = parser
-    p.add_argument("--max_new_tokens", type=int, default=max_new_tokens)
-    p.add_argument("--temperature", type=float, default=temperature, help="0 = greedy decoding")
+    p.add_argument("--max_new_tokens", type=int, default=512)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy decoding")
     p.add_argument("--top_p", type=float, default=0.95, help="nucleus sampling (only with --temperature > 0)")
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)

@@ -388,3 +388,18 @@ def test_saved_generation_config_stops_generate_at_code_close(tiny_model, prepar
         model.lm_head.weight[code_close] = hidden * (100.0 / hidden.norm() ** 2)
         out_ids = model.generate(**prompt, max_new_tokens=5, do_sample=False)
     assert out_ids[0, prompt["input_ids"].shape[1]:].tolist() == [code_close]  # stopped right there
+
+
+def test_cli_sampling_defaults_are_generates_defaults():
+    """generate.py and evaluate.py sample as a plain generate() call does unless told otherwise."""
+    import argparse
+    import inspect
+
+    from reasoning_sft.generation import add_sampling_args
+
+    parser = argparse.ArgumentParser()
+    add_sampling_args(parser)
+    args = parser.parse_args([])
+    defaults = {name: param.default for name, param in inspect.signature(generate).parameters.items()
+                if param.default is not inspect.Parameter.empty}
+    assert {name: getattr(args, name) for name in defaults} == defaults
