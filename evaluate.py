@@ -110,9 +110,10 @@ def main(argv=None):
     samples = load_samples(args.samples, problems) if args.samples else None
     if args.limit:
         problems = dict(list(problems.items())[:args.limit])
-        samples = samples and [s for s in samples if s["task_id"] in problems]
-    if samples == []:
-        raise UserError(f"{args.samples}: no sample belongs to the first {args.limit} problems")
+        if args.samples:
+            samples = [s for s in samples if s["task_id"] in problems]
+            if not samples:
+                raise UserError(f"{args.samples}: no sample belongs to the first {args.limit} problems")
     if args.check_canonical:
         samples = canonical_samples(problems, problems_path)
     os.makedirs(args.out_dir, exist_ok=True)

@@ -265,12 +265,14 @@ def test_bad_input_is_a_user_error(problems_file, tmp_path):
     no_output = write_jsonl(tmp_path / "no_output.jsonl", [{"task_id": "t/add", "completion": "x"}])
     no_test = write_jsonl(tmp_path / "no_test.jsonl", [{k: v for k, v in PROBLEMS[0].items() if k != "test"}])
     twice = write_jsonl(tmp_path / "twice.jsonl", [PROBLEMS[0], PROBLEMS[0]])
+    last_only = write_jsonl(tmp_path / "last_only.jsonl", [{"task_id": "t/vowels", "output": canonical("t/vowels")}])
     out = ["--out_dir", tmp_path / "o"]
     cases = {
         "malformed JSON Lines": ["--problems", problems_file, "--samples", malformed],
         "sample 0 has no 'output' field": ["--problems", problems_file, "--samples", no_output],
         "problem 0 has no 'test' field": ["--problems", no_test, "--samples", good],
         "appears twice": ["--problems", twice, "--samples", good],
+        "no sample belongs to the first 2 problems": ["--problems", problems_file, "--samples", last_only, "--limit", 2],
         "no such file": ["--problems", tmp_path / "missing.jsonl", "--samples", good],
         "would not be used": ["--problems", problems_file, "--samples", good, "--model_dir", tmp_path],
         "give --samples FILE": ["--problems", problems_file],
