@@ -288,6 +288,21 @@ def test_bad_input_is_a_user_error(problems_file, tmp_path):
         load_samples(str(write_jsonl(tmp_path / "u.jsonl", [{"task_id": "t/x", "output": ""}])), BY_ID)
 
 
+def test_a_lone_surrogate_in_a_problem_is_a_user_error_not_a_worker_traceback(tmp_path):
+    """JSON may escape a lone surrogate ("\\ud800"); such text cannot be written as the program's UTF-8 file."""
+    import evaluate as script
+
+    for field in ("test", "prompt", "canonical_solution"):
+        broken = dict(PROBLEMS[1], **{field: PROBLEMS[1][field] + "# \ud800\n"})
+        path = write_jsonl(tmp_path / f"{field}.jsonl", [PROBLEMS[0], broken])
+        with pytest.raises(UserError, match=f"problem 1: '{field}' holds a lone surrogate"):
+            script.main(["--problems", str(path), "--check_canonical", "--out_dir", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()
+    # in a sample's code it is the sample's syntax error, and the result row stays writable
+    rows = score_samples([{"task_id": "t/add", "output": answer("x = '\ud800'")}], BY_ID, timeout=5, memory_mb=512)
+    assert rows[0]["result"] == SYNTAX_ERROR and json.dumps(rows[0], ensure_ascii=False).encode("utf-8")
+
+
 def test_verbose_is_accepted_like_every_other_stage(problems_file, tmp_path):
     """run_cli keeps third-party warnings when --verbose is given: the parser must know the flag."""
     import evaluate as script
