@@ -33,7 +33,7 @@ import os
 import time
 
 from reasoning_sft.artifacts import load_prepared_tokenizer, write_json_atomic, write_jsonl_atomic
-from reasoning_sft.errors import UserError, run_cli
+from reasoning_sft.errors import UserError, add_verbose_flag, run_cli
 from reasoning_sft.evaluation import (canonical_samples, instruction_for, load_problems, load_samples,
                                       resolve_problems, score_samples, summarize, summary_line)
 from reasoning_sft.execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, default_workers
@@ -59,6 +59,7 @@ def parse_args(argv):
     add_model_args(model, tokenizer_required=False)
     model.add_argument("--n_samples", type=int, default=1, help="samples per problem")
     add_sampling_args(model)
+    add_verbose_flag(p)
     args = p.parse_args(argv)
     if args.timeout <= 0 or args.memory_mb < 64 or args.workers < 1:
         raise UserError("--timeout must be > 0, --memory_mb at least 64 and --workers at least 1")
@@ -109,9 +110,10 @@ def main(argv=None):
     samples = load_samples(args.samples, problems) if args.samples else None
     if args.limit:
         problems = dict(list(problems.items())[:args.limit])
-        samples = samples and [s for s in samples if s["task_id"] in problems]
-    if samples == []:
-        raise UserError(f"{args.samples}: no sample belongs to the first {args.limit} problems")
+        if args.samples:
+            samples = [s for s in samples if s["task_id"] in problems]
+            if not samples:
+                raise UserError(f"{args.samples}: no sample belongs to the first {args.limit} problems")
     if args.check_canonical:
         samples = canonical_samples(problems, problems_path)
     os.makedirs(args.out_dir, exist_ok=True)

@@ -37,6 +37,37 @@ def read_json(path, what):
         raise UserError(f"{path}: unreadable {what} ({err})") from None
 
 
+def read_jsonl(path, what, torn_last_line_ok=False):
+    """The rows (JSON objects) of a JSON Lines file that a stage wrote; UserError naming path:line otherwise.
+
+    torn_last_line_ok: skip a last line that has no newline and does not parse, which is what a
+    kill in the middle of a write leaves at the end of an append-only log (metrics.jsonl).
+    """
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a directory, expected the {what} file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().split("\n")  # the last piece is "" when the file ends with a newline
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing {what}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: unreadable {what} ({err})") from None
+    rows = []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError) as err:
+            if torn_last_line_ok and lineno == len(lines):
+                continue
+            raise UserError(f"{path}:{lineno}: unreadable {what} ({err})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{lineno}: unreadable {what} (not a JSON object)")
+        rows.append(row)
+    return rows
+
+
 def check_output_dir(path, overwrite):
     """Fail early (before any work) when the output exists and --overwrite was not given."""
     if os.path.exists(path) and not overwrite:
@@ -51,9 +82,7 @@ def atomic_output_dir(path, overwrite=False):
     check_output_dir(path, overwrite)
     path = os.path.abspath(path)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=os.path.dirname(path))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the artifact should not be
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the artifact should not be
     try:
         yield tmp
     except BaseException:

@@ -22,8 +22,8 @@ import numpy as np
 
 from .errors import UserError
 from .execution import FAILED, PASSED, TIMED_OUT, run_programs
-from .generation import parse_output, syntax_error
-from .records import read_records
+from .generation import parse_output
+from .records import read_records, syntax_error, writable
 from .template import target_text
 
 FORMAT_ERROR, SYNTAX_ERROR = "format error", "syntax error"
@@ -68,6 +68,10 @@ def load_problems(path):
     problems = {}
     for index, record in enumerate(read_records(path)):
         _require_fields(path, index, record, PROBLEM_FIELDS, "problem")
+        for name in PROBLEM_FIELDS + ("canonical_solution",):  # what becomes a prompt, a program or a result
+            if isinstance(record.get(name), str) and not writable(record[name]):
+                raise UserError(f"{path}: problem {index}: {name!r} holds a lone surrogate (an escape like \\ud800 "
+                                "that is no character; not UTF-8)")
         if record["task_id"] in problems:
             raise UserError(f"{path}: problem {index}: task_id {record['task_id']!r} appears twice")
         if not record["entry_point"].isidentifier():

@@ -14,12 +14,12 @@ next opening tag, no empty section) and names every deviation in a short error s
 that summarize() can count the kinds of failure over a whole run.
 """
 
-import ast
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from .errors import UserError
+from .records import python_parses
 from .template import CLOSE, OPEN, SECTIONS, TAGS, TEMPLATE_VERSION, prompt_text
 
 # The tags a continuation must contain, in order (the prompt already holds "<reasoning>").
@@ -102,22 +102,6 @@ def parse_output(text):
         if name in sections and not sections[name].strip():
             errors.append(f"empty {name}")
     return Parsed(ok=not errors, errors=errors, **sections)
-
-
-def syntax_error(code):
-    """None if `code` parses as Python, else a short message ("line 3: invalid syntax")."""
-    try:
-        ast.parse(code)
-    except SyntaxError as err:
-        return f"line {err.lineno}: {err.msg}"
-    except ValueError as err:  # e.g. NUL bytes in the source
-        return str(err)
-    return None
-
-
-def check_python(code):
-    """True if `code` is syntactically valid Python (ast.parse)."""
-    return syntax_error(code) is None
 
 
 # ---------------------------------------------------------------------------------------
@@ -239,11 +223,11 @@ def add_model_args(parser, tokenizer_required=True):
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
 
 
-def add_sampling_args(parser, max_new_tokens=512, temperature=0.0):
-    """The options of generate(): length, temperature, top_p, batch size, seed."""
+def add_sampling_args(parser):
+    """The options of generate(): length, temperature, top_p, batch size, seed (generate()'s defaults)."""
     p = parser
-    p.add_argument("--max_new_tokens", type=int, default=max_new_tokens)
-    p.add_argument("--temperature", type=float, default=temperature, help="0 = greedy decoding")
+    p.add_argument("--max_new_tokens", type=int, default=512)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy decoding")
     p.add_argument("--top_p", type=float, default=0.95, help="nucleus sampling (only with --temperature > 0)")
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
@@ -360,13 +344,19 @@ def evaluate(result):
     parsed = parse_output(result["output"])
     out = dict(result)
     out.update(parsed.to_dict())
-    out["syntax_ok"] = None if parsed.code is None else check_python(parsed.code)
+    out["syntax_ok"] = None if parsed.code is None else python_parses(parsed.code)
     return out
 
 
 def _mean(values):
     values = list(values)
     return round(sum(values) / len(values), 2) if values else None
+
+
+def summary_path(generations):
+    """Where generate.py writes the summary of the generations file GENERATIONS: GENERATIONS_STEM_summary.json."""
+    stem, _ = os.path.splitext(generations)
+    return stem + "_summary.json"
 
 
 def summarize(results):

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from .artifacts import read_jsonl
+
 SECTION_COLORS = {"prompt": "#9e9e9e", "reasoning": "#1f77b4", "intention": "#ff7f0e", "code": "#2ca02c"}
 
 
@@ -46,16 +48,10 @@ def length_histogram(section_counts, max_len, path, bins=40):
     return path
 
 
-def read_metrics(path):
-    import json
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def loss_curves(metrics_path, path):
     """Train and eval loss, overall and per section (reasoning / intention / code)."""
     plt = _pyplot()
-    rows = read_metrics(metrics_path)
+    rows = read_jsonl(metrics_path, "training metrics", torn_last_line_ok=True)
     train = [r for r in rows if "loss" in r]
     evals = [r for r in rows if "eval_loss" in r]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), dpi=110, sharey=True)
@@ -96,15 +92,14 @@ def _epoch_of_step(train_rows):
 def loss_curves_compare(runs, path):
     """Several training runs on one figure: one panel per section (all tokens, reasoning, intention, code).
 
-    runs: [(label, metrics.jsonl path)]. Train loss solid, eval loss dashed with markers,
+    runs: [(label, rows of its metrics.jsonl)]. Train loss solid, eval loss dashed with markers,
     one colour per run; x is the epoch (so runs of different lengths line up) when the
     metrics record it, else the optimizer step.
     """
     plt = _pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.2), dpi=100, sharey=True)
     x_label = "epoch"
-    for (label, metrics_path), color in zip(runs, RUN_COLORS):
-        rows = read_metrics(metrics_path)
+    for (label, rows), color in zip(runs, RUN_COLORS):
         train = [r for r in rows if "loss" in r]
         evals = [r for r in rows if "eval_loss" in r]
         epoch_of = _epoch_of_step(train)
@@ -133,7 +128,7 @@ def loss_curves_compare(runs, path):
 def pretrain_curve(metrics_path, path):
     """The demo model's plain causal-LM pre-training loss (reasoning_sft/pretrain.py), and its eval loss."""
     plt = _pyplot()
-    rows = read_metrics(metrics_path)
+    rows = read_jsonl(metrics_path, "pre-training metrics")
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
     train = [r for r in rows if "loss" in r]
     evals = [r for r in rows if "eval_loss" in r]

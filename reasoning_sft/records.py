@@ -139,12 +139,26 @@ def validate(record, special_tokens=None):
     return out, None
 
 
-def python_parses(code):
+def syntax_error(code):
+    """None if `code` parses as Python, else a short message ("line 3: invalid syntax").
+
+    Never raises: the data stages and the generation checks both judge untrusted text with it.
+    """
     try:
         ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):  # NUL bytes; nesting too deep to parse
-        return False
-    return True
+    except SyntaxError as err:
+        return f"line {err.lineno}: {err.msg}"
+    except ValueError as err:  # e.g. NUL bytes in the source
+        return str(err)
+    except RecursionError:  # e.g. "x = " + "-" * 3000 + "1": the parser's own recursion overflows
+        return "nested too deeply to parse"
+    except MemoryError:
+        return "too large to parse"
+    return None
+
+
+def python_parses(code):
+    return syntax_error(code) is None
 
 
 def content_key(record):

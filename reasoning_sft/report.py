@@ -15,14 +15,13 @@ written last, atomically.
 import argparse
 import datetime
 import html
-import json
 import os
 import re
 import shutil
-import tempfile
 
-from .artifacts import FILTER_REPORT, MANIFEST, atomic_output_dir, read_json
-from .errors import UserError, run_cli
+from .artifacts import FILTER_REPORT, MANIFEST, atomic_output_dir, read_json, read_jsonl, write_file_atomic
+from .errors import run_cli
+from .generation import summary_path
 from .plots import SECTION_COLORS, loss_curves_compare, pretrain_curve
 from .template import CLOSE, OPEN, TAGS
 
@@ -59,24 +58,11 @@ def parse_args(argv):
 
 # ---------------------------------------------------------------- reading the stages' outputs
 
-def read_jsonl(path, what):
-    if not os.path.exists(path):
-        raise UserError(f"{path}: missing {what}")
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def summary_path(generations):
-    stem, _ = os.path.splitext(generations)
-    return stem + "_summary.json"
-
-
 def load_run(name, output_dir, generations):
     return {
         "name": name,
         "dir": output_dir,
-        "metrics": os.path.join(output_dir, "metrics.jsonl"),
-        "rows": [r for r in read_jsonl(os.path.join(output_dir, "metrics.jsonl"), "training metrics")],
+        "rows": read_jsonl(os.path.join(output_dir, "metrics.jsonl"), "training metrics", torn_last_line_ok=True),
         "config": read_json(os.path.join(output_dir, "train_config.json"), "training config"),
         "generations": read_jsonl(generations, "generations (generate.py --out)"),
         "generations_path": generations,
@@ -283,7 +269,7 @@ def _write_images(files_dir, rel, filtered_dir, runs, pretrained):
     if os.path.exists(hist):
         shutil.copyfile(hist, os.path.join(files_dir, "length_histogram.png"))
         images["histogram"] = f"{rel}/length_histogram.png"
-    loss_curves_compare([(r["name"], r["metrics"]) for r in runs], os.path.join(files_dir, "losses.png"))
+    loss_curves_compare([(r["name"], r["rows"]) for r in runs], os.path.join(files_dir, "losses.png"))
     images["losses"] = f"{rel}/losses.png"
     if pretrained:
         from .pretrain import PRETRAIN_METRICS
@@ -316,18 +302,7 @@ def build_report(out, filtered_dir, runs, encoded_dir=None, pretrained=None, tim
         body.append(timings_section(timings))
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(out)}.tmp-", dir=os.path.dirname(out))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(page)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_file_atomic(out, lambda f: f.write(page))
     return out
 
 

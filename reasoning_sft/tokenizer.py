@@ -10,7 +10,7 @@ checks below prove that for the saved directory, not for the object in memory.
 import json
 
 from .errors import UserError
-from .template import OPEN, SEPARATOR, TAGS, TEMPLATE_VERSION, full_text, prompt_text, tag_ids
+from .template import OPEN, SEPARATOR, TAGS, TEMPLATE_VERSION, full_text, prompt_text, tag_ids, target_text
 
 PAD_TOKEN = "<pad>"
 # Pieces of text that follow a tag in real data: code, prose, indentation, digits.
@@ -137,9 +137,10 @@ def chat_template_mismatch(tokenizer):
         if got != expected:
             return f"prompt {instruction[:30]!r}: {tokenizer.convert_ids_to_tokens(got[:4])} != " \
                    f"{tokenizer.convert_ids_to_tokens(expected[:4])}"
-        reply = full_text(dict(example, instruction=instruction))[len(prompt_text(instruction)):]
+        # the assistant's reply is the target text: full_text = prompt_text + target_text
         expected = tokenizer(full_text(dict(example, instruction=instruction)))["input_ids"] + [tokenizer.eos_token_id]
-        got = _rendered_ids(tokenizer, user + [{"role": "assistant", "content": reply}], add_generation_prompt=False)
+        reply = {"role": "assistant", "content": target_text(**example)}
+        got = _rendered_ids(tokenizer, user + [reply], add_generation_prompt=False)
         if got != expected:
             return f"example {instruction[:30]!r}: ends {tokenizer.convert_ids_to_tokens(got[-3:])} != " \
                    f"{tokenizer.convert_ids_to_tokens(expected[-3:])}"

@@ -28,7 +28,7 @@ from .batching import collate, empty_batch, step_schedule
 from .checkpoints import (Preemption, list_checkpoints, load_newest_checkpoint, register_trainable_only_checkpointing,
                           save_checkpoint)
 from .errors import UserError, add_verbose_flag
-from .generation import write_generation_config
+from .generation import save_tokenizer_and_generation_config
 from .locking import LOCK_NAME, lock_output_dir
 from .metrics import (REPORT_TO, MetricsLog, Throughput, check_report_to, default_report_to, forget_steps_after,
                       tracker_config)
@@ -495,8 +495,8 @@ def finish(trainer, metrics, mode):
     mark_tag_rows_trained(trained_model, trainer.data.tokenizer)  # a later run on this model keeps its tag rows
     mode.save_final(args, trained_model, state, accelerator)
     if accelerator.is_main_process:
-        trainer.data.tokenizer.save_pretrained(args.output_dir)
-        write_generation_config(args.output_dir, trainer.data.tokenizer)  # stop at EOS and </code>, in generate() and servers
+        # the tokenizer, and generation_config.json: stop at EOS and </code>, in generate() and servers
+        save_tokenizer_and_generation_config(args.output_dir, trainer.data.tokenizer)
         from .plots import loss_curves
         loss_curves(os.path.join(args.output_dir, "metrics.jsonl"), os.path.join(args.output_dir, "loss.png"))
     accelerator.wait_for_everyone()

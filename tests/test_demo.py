@@ -6,6 +6,7 @@ generate.py on three prompts).
 """
 
 import json
+import os
 import re
 import shlex
 import sys
@@ -169,6 +170,70 @@ def test_report_refuses_a_missing_generations_file(tmp_path, tiny_runs, filtered
         report.main(["--out", str(tmp_path / "r.html"), "--filtered", str(filtered_dir),
                      "--run", name, out, str(tmp_path / "nope.jsonl")])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_report_finds_the_summary_where_generate_writes_it():
+    import generate
+    from reasoning_sft import generation, report
+
+    assert generate.summary_path is report.summary_path is generation.summary_path  # one definition
+    assert generation.summary_path("out/gen.v2.jsonl") == "out/gen.v2_summary.json"
+
+
+def test_jsonl_reader_skips_only_a_torn_last_line_and_names_the_line(tmp_path):
+    from reasoning_sft.artifacts import read_jsonl
+    from reasoning_sft.errors import UserError
+
+    torn = tmp_path / "metrics.jsonl"
+    torn.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo', encoding="utf-8")  # killed mid-write
+    assert read_jsonl(str(torn), "training metrics", torn_last_line_ok=True) == [{"step": 1, "loss": 2.0}]
+    with pytest.raises(UserError, match=r"metrics.jsonl:2: unreadable generations"):  # not a log: torn is bad
+        read_jsonl(str(torn), "generations")
+    middle = tmp_path / "middle.jsonl"
+    middle.write_text('{"step": 1}\n{"step": \n{"step": 3}\n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"middle.jsonl:2: unreadable training metrics"):
+        read_jsonl(str(middle), "training metrics", torn_last_line_ok=True)
+    not_object = write_jsonl(tmp_path / "list.jsonl", [{"step": 1}, [1, 2]])
+    with pytest.raises(UserError, match=r"list.jsonl:2: .*not a JSON object"):
+        read_jsonl(str(not_object), "generations")
+    with pytest.raises(UserError, match="is a directory"):
+        read_jsonl(str(tmp_path), "generations")
+
+
+def test_report_reads_a_killed_runs_metrics_and_refuses_a_bad_generations_file(tmp_path, tiny_runs, filtered_dir):
+    """A metrics.jsonl whose last line a kill cut off still makes a page; a corrupt generations file
+    or a directory in its place is one UserError naming it, never a JSONDecodeError traceback."""
+    import shutil
+
+    from reasoning_sft import report
+    from reasoning_sft.errors import UserError
+
+    name, out, gen = tiny_runs[0]
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    for file in ("metrics.jsonl", "train_config.json"):
+        shutil.copy(Path(out) / file, killed / file)
+    with open(killed / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"step": 99, "loss": 1.2')
+    bad_gen = tmp_path / "gen.jsonl"
+    shutil.copy(Path(gen.replace(".jsonl", "_summary.json")), tmp_path / "gen_summary.json")
+
+    def build(generations):
+        return report.main(["--out", str(tmp_path / "r.html"), "--filtered", str(filtered_dir),
+                            "--run", name, str(killed), str(generations)])
+
+    shutil.copy(gen, bad_gen)
+    assert build(bad_gen) == 0 and (tmp_path / "r.html").is_file()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "r.html").stat().st_mode & 0o777 == 0o666 & ~umask  # written like every artifact
+    assert (tmp_path / "r_files").stat().st_mode & 0o777 == 0o777 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen.jsonl", "gen_summary.json", "killed", "r.html", "r_files"]
+    bad_gen.write_text(Path(gen).read_text(encoding="utf-8") + "{not json}\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"gen.jsonl:4: unreadable generations"):
+        build(bad_gen)
+    with pytest.raises(UserError, match="is a directory"):
+        build(killed)
 
 
 def generation_row(record, output, stop="</code>"):

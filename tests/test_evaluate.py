@@ -265,12 +265,14 @@ def test_bad_input_is_a_user_error(problems_file, tmp_path):
     no_output = write_jsonl(tmp_path / "no_output.jsonl", [{"task_id": "t/add", "completion": "x"}])
     no_test = write_jsonl(tmp_path / "no_test.jsonl", [{k: v for k, v in PROBLEMS[0].items() if k != "test"}])
     twice = write_jsonl(tmp_path / "twice.jsonl", [PROBLEMS[0], PROBLEMS[0]])
+    last_only = write_jsonl(tmp_path / "last_only.jsonl", [{"task_id": "t/vowels", "output": canonical("t/vowels")}])
     out = ["--out_dir", tmp_path / "o"]
     cases = {
         "malformed JSON Lines": ["--problems", problems_file, "--samples", malformed],
         "sample 0 has no 'output' field": ["--problems", problems_file, "--samples", no_output],
         "problem 0 has no 'test' field": ["--problems", no_test, "--samples", good],
         "appears twice": ["--problems", twice, "--samples", good],
+        "no sample belongs to the first 2 problems": ["--problems", problems_file, "--samples", last_only, "--limit", 2],
         "no such file": ["--problems", tmp_path / "missing.jsonl", "--samples", good],
         "would not be used": ["--problems", problems_file, "--samples", good, "--model_dir", tmp_path],
         "give --samples FILE": ["--problems", problems_file],
@@ -284,6 +286,30 @@ def test_bad_input_is_a_user_error(problems_file, tmp_path):
     assert not (tmp_path / "o").exists()
     with pytest.raises(UserError, match="unknown task_id"):
         load_samples(str(write_jsonl(tmp_path / "u.jsonl", [{"task_id": "t/x", "output": ""}])), BY_ID)
+
+
+def test_a_lone_surrogate_in_a_problem_is_a_user_error_not_a_worker_traceback(tmp_path):
+    """JSON may escape a lone surrogate ("\\ud800"); such text cannot be written as the program's UTF-8 file."""
+    import evaluate as script
+
+    for field in ("test", "prompt", "canonical_solution"):
+        broken = dict(PROBLEMS[1], **{field: PROBLEMS[1][field] + "# \ud800\n"})
+        path = write_jsonl(tmp_path / f"{field}.jsonl", [PROBLEMS[0], broken])
+        with pytest.raises(UserError, match=f"problem 1: '{field}' holds a lone surrogate"):
+            script.main(["--problems", str(path), "--check_canonical", "--out_dir", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()
+    # in a sample's code it is the sample's syntax error, and the result row stays writable
+    rows = score_samples([{"task_id": "t/add", "output": answer("x = '\ud800'")}], BY_ID, timeout=5, memory_mb=512)
+    assert rows[0]["result"] == SYNTAX_ERROR and json.dumps(rows[0], ensure_ascii=False).encode("utf-8")
+
+
+def test_verbose_is_accepted_like_every_other_stage(problems_file, tmp_path):
+    """run_cli keeps third-party warnings when --verbose is given: the parser must know the flag."""
+    import evaluate as script
+
+    good = write_jsonl(tmp_path / "good.jsonl", [{"task_id": "t/add", "output": canonical("t/add")}])
+    argv = ["--problems", str(problems_file), "--samples", str(good), "--out_dir", str(tmp_path / "o")]
+    assert script.parse_args(argv + ["--verbose"]).verbose and not script.parse_args(argv).verbose
 
 
 # ------------------------------------------------------------------ the script: generation mode

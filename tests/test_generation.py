@@ -7,8 +7,9 @@ import torch
 
 from conftest import our_error_line
 from reasoning_sft.errors import UserError
-from reasoning_sft.generation import (Parsed, check_python, decode_continuation, encode_prompts, evaluate, generate,
-                                      parse_output, stop_ids, summarize, syntax_error)
+from reasoning_sft.generation import (Parsed, decode_continuation, encode_prompts, evaluate, generate, parse_output,
+                                      stop_ids, summarize)
+from reasoning_sft.records import python_parses, syntax_error
 from reasoning_sft.records import validate
 from reasoning_sft.template import CLOSE, OPEN, TAGS, target_text, tokenize_examples
 
@@ -89,14 +90,25 @@ def test_every_tag_in_the_template_is_checked():
 
 # --------------------------------------------------------------------------- syntax + summary
 
-def test_check_python():
-    assert check_python("def f(x):\n    return x + 1\n")
-    assert check_python("x = 1")
-    assert not check_python("def f(:\n    pass")
-    assert not check_python("x = (1,")
-    assert not check_python("a = 1\x00")  # NUL byte: ValueError, not a crash
+def test_python_parses():
+    assert python_parses("def f(x):\n    return x + 1\n")
+    assert python_parses("x = 1")
+    assert not python_parses("def f(:\n    pass")
+    assert not python_parses("x = (1,")
+    assert not python_parses("a = 1\x00")  # NUL byte: ValueError, not a crash
     assert syntax_error("x = (1,").startswith("line 1:")
     assert syntax_error("x = 1") is None
+
+
+def test_code_nested_too_deeply_is_a_syntax_error_not_a_crash():
+    """ast.parse raises RecursionError on this; generate.py's and evaluate.py's checks must judge it, not die."""
+    from reasoning_sft.evaluation import SYNTAX_ERROR, judge_format
+
+    deep = "x = " + "-" * 3000 + "1"
+    assert syntax_error(deep) == "nested too deeply to parse" and not python_parses(deep)
+    output = "why</reasoning><intention>what</intention><code>" + deep + "</code>"
+    assert evaluate({"output": output})["syntax_ok"] is False
+    assert judge_format(output) == (None, (SYNTAX_ERROR, "nested too deeply to parse"))
 
 
 def _evaluated(output, n_tokens=10, stop="</code>"):
@@ -376,3 +388,18 @@ def test_saved_generation_config_stops_generate_at_code_close(tiny_model, prepar
         model.lm_head.weight[code_close] = hidden * (100.0 / hidden.norm() ** 2)
         out_ids = model.generate(**prompt, max_new_tokens=5, do_sample=False)
     assert out_ids[0, prompt["input_ids"].shape[1]:].tolist() == [code_close]  # stopped right there
+
+
+def test_cli_sampling_defaults_are_generates_defaults():
+    """generate.py and evaluate.py sample as a plain generate() call does unless told otherwise."""
+    import argparse
+    import inspect
+
+    from reasoning_sft.generation import add_sampling_args
+
+    parser = argparse.ArgumentParser()
+    add_sampling_args(parser)
+    args = parser.parse_args([])
+    defaults = {name: param.default for name, param in inspect.signature(generate).parameters.items()
+                if param.default is not inspect.Parameter.empty}
+    assert {name: getattr(args, name) for name in defaults} == defaults
