@@ -61,6 +61,54 @@ def test_pretraining_documents_are_whole_records_without_tags(sample_records):
     assert not any(tag in doc for doc in docs for tag in TAGS)
 
 
+def test_pretraining_reads_the_instruction_the_filter_reads(sample_records):
+    from reasoning_sft.pretrain import pretraining_documents
+    from reasoning_sft.records import validate
+
+    record = {**sample_records[0], "instruction": 5, "prompt": "Do it."}  # the filter drops it: not a string
+    assert validate(record)[1] == "non_string_instruction"
+    assert pretraining_documents([record]) == []
+
+
+TINY = ["--vocab_size", "300", "--hidden", "8", "--layers", "1", "--heads", "2", "--kv_heads", "1"]
+
+
+@pytest.mark.parametrize("flag", ["--heads", "--kv_heads", "--pretrain_seq_len", "--pretrain_batch_size"])
+def test_tiny_llama_refuses_zero_sizes_in_one_line(tmp_path, sample_path, flag):
+    proc = subprocess.run([sys.executable, "-m", "reasoning_sft.tiny_llama", "--corpus", str(sample_path),
+                           "--out_dir", str(tmp_path / "m"), flag, "0"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert f"{flag} must be >= 1" in our_error_line(proc, "tiny_llama.py")
+    assert not (tmp_path / "m").exists()
+
+
+def test_pretraining_refuses_a_corpus_it_cannot_train_on(tmp_path, sample_records):
+    from reasoning_sft import tiny_llama
+    from reasoning_sft.errors import UserError
+
+    no_code = write_jsonl(tmp_path / "no_code.jsonl", [{k: v for k, v in r.items() if k != "code"}
+                                                        for r in sample_records[:4]])
+    one = write_jsonl(tmp_path / "one.jsonl", sample_records[:1])
+    for corpus, seq_len, message in ((no_code, 64, "no record to pre-train on"),
+                                     (one, 100_000, "fewer than one packed row")):
+        with pytest.raises(UserError, match=message):
+            tiny_llama.main(["--corpus", str(corpus), "--out_dir", str(tmp_path / "m"), *TINY,
+                             "--pretrain_epochs", "1", "--pretrain_seq_len", str(seq_len)])
+        assert not (tmp_path / "m").exists()  # nothing half-built is left
+
+
+def test_build_returns_the_pretraining_summary_it_wrote(tmp_path, sample_records):
+    from reasoning_sft import tiny_llama
+    from reasoning_sft.pretrain import PRETRAIN_SUMMARY
+
+    corpus = write_jsonl(tmp_path / "c.jsonl", sample_records[:4])
+    assert tiny_llama.build(str(corpus), str(tmp_path / "plain"), 300, hidden=8, heads=2, kv_heads=1) is None
+    summary = tiny_llama.build(str(corpus), str(tmp_path / "m"), 300, pretrain_epochs=1,
+                               pretrain_kwargs={"seq_len": 32, "batch_size": 2}, hidden=8, heads=2, kv_heads=1)
+    assert summary == json.loads((tmp_path / "m" / PRETRAIN_SUMMARY).read_text())
+    assert summary["documents"] == 4 and summary["steps"] >= 1
+
+
 def test_pretraining_lowers_train_and_held_out_loss(pretrained_dir, tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
