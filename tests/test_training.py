@@ -552,6 +552,32 @@ def test_two_processes_match_one_with_grad_accum(tmp_path, tiny_model_dir, token
 
 # ------------------------------------------------------------------ refusals
 
+@pytest.mark.parametrize("flag, value", [("--log_every", 0), ("--max_steps", -1), ("--eval_every", -1),
+                                         ("--save_every", -1), ("--keep_checkpoints", -1)])
+def test_refuses_step_settings_that_would_crash_or_mislead(flag, value):
+    from reasoning_sft.errors import UserError
+    from reasoning_sft.training import check_args, common_parser
+
+    base = ["--model_name", "m", "--tokenizer_dir", "t", "--train_dir", "d", "--output_dir", "o", "--report_to", "none"]
+    check_args(common_parser("").parse_args(base + ["--keep_checkpoints", "0", "--max_steps", "0"]))  # 0: keep all
+    with pytest.raises(UserError, match=f"{flag} must be >="):
+        check_args(common_parser("").parse_args(base + [flag, str(value)]))
+
+
+def test_an_output_dir_that_cannot_be_one_is_one_line(tmp_path):
+    sys.path.insert(0, str(REPO_ROOT / "training"))
+    import train_full
+    from reasoning_sft.errors import UserError
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a directory")
+    for output_dir, message in ((a_file, "is a file"), (a_file / "sub", "Not a directory")):
+        with pytest.raises(UserError, match=message):
+            train_full.main(["--model_name", "m", "--tokenizer_dir", "t", "--train_dir", "d", "--output_dir",
+                             str(output_dir), "--report_to", "none"])
+    assert a_file.read_text() == "not a directory"
+
+
 def test_refuses_a_dataset_from_another_tokenizer(tmp_path, tiny_model_dir, small_encoded, sample_path, run_script):
     import prepare_llamatokenizer
     from reasoning_sft import tiny_llama
