@@ -429,7 +429,6 @@ def step_record(trainer, plan, step_result, window):
 def train_loop(trainer, metrics):
     """Run optimizer steps until the plan or --max_steps ends; False if stopped by SIGTERM (checkpointed)."""
     args, accelerator, data, pos = trainer.args, trainer.accelerator, trainer.data, trainer.position
-    preemption = Preemption()
     trainer.wrapper.train()
     window = Throughput()
 
@@ -437,7 +436,8 @@ def train_loop(trainer, metrics):
         return micro_batches(data.train_set, trainer.plans[epoch][step_in_epoch], accelerator.process_index,
                              data.pad_id, data.packed, data.tags)
 
-    with Prefetcher(load) as prefetch:
+    # SIGTERM is ours only while steps run: finish() after the loop gets the handler there was before
+    with Preemption() as preemption, Prefetcher(load) as prefetch:
         while pos.epoch < len(trainer.plans) and pos.global_step < trainer.total_steps:
             plan = trainer.plans[pos.epoch]
             while pos.step_in_epoch < len(plan) and pos.global_step < trainer.total_steps:
