@@ -27,6 +27,10 @@ import subprocess
 import sys
 import time
 
+from reasoning_sft.errors import UserError, run_cli
+from reasoning_sft.execution import default_workers
+from reasoning_sft.records import read_records
+
 REPO = os.path.dirname(os.path.abspath(__file__))
 HELD_OUT = 16      # the sample's last records: kept out of all training, used as generation prompts
 MAX_LEN = 512
@@ -92,26 +96,45 @@ def run_together(stages, results, threads=None):
         return stage, proc, time.time() - t0, stdout
 
     with concurrent.futures.ThreadPoolExecutor(len(stages)) as pool:
-        started = [start(stage, cmd) for stage, cmd in stages]
-        outputs = {}
-        for future in concurrent.futures.as_completed([pool.submit(finish, s) for s in started]):
-            stage, proc, seconds, stdout = future.result()
-            if proc.returncode != 0:
-                for _, other, _ in started:  # a launcher and its training process: the whole group
-                    if other.poll() is None:
-                        os.killpg(other.pid, signal.SIGTERM)
-                fail(stage, proc.returncode, stdout)
-            results.append({"stage": stage, "seconds": round(seconds, 1),
-                            "alongside": [other for other, _ in stages if other != stage]})
-            report_line(stage, seconds, stdout)
-            outputs[stage] = stdout
+        started, outputs = [], {}
+        try:
+            for stage, cmd in stages:
+                started.append(start(stage, cmd))
+            for future in concurrent.futures.as_completed([pool.submit(finish, s) for s in started]):
+                stage, proc, seconds, stdout = future.result()
+                if proc.returncode != 0:
+                    fail(stage, proc.returncode, stdout)
+                results.append({"stage": stage, "seconds": round(seconds, 1),
+                                "alongside": [other for other, _ in stages if other != stage]})
+                report_line(stage, seconds, stdout)
+                outputs[stage] = stdout
+        except BaseException:  # a failed stage, Ctrl-C, ...: the pool's exit would wait for the others to end
+            stop(proc for _, proc, _ in started)
+            raise
     return [outputs[stage] for stage, _ in stages]
 
 
-def split_sample(sample, out_dir):
-    from reasoning_sft.records import read_records
+def stop(procs):
+    """Kill each still-running stage's whole process group (a launcher and its training processes).
 
+    The stages run in sessions of their own, so a Ctrl-C in the terminal never reaches them. SIGKILL,
+    not SIGTERM: a trainer answers SIGTERM by finishing its step and saving a checkpoint, which a
+    stopped demo has no use for (the next demo run replaces every stage's output).
+    """
+    for proc in procs:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:  # it ended since poll()
+                pass
+
+
+def split_sample(sample, out_dir):
     records = read_records(sample)
+    if len(records) <= HELD_OUT:  # nothing would be left to train on
+        raise UserError(f"{sample}: {len(records)} records; the demo holds out the last {HELD_OUT} as prompts "
+                        "and needs more to train on")
+    os.makedirs(out_dir, exist_ok=True)
     train, held = records[:-HELD_OUT], records[-HELD_OUT:]
     paths = {"train": os.path.join(out_dir, "train.jsonl"), "heldout": os.path.join(out_dir, "heldout.jsonl")}
     for name, part in (("train", train), ("heldout", held)):
@@ -141,20 +164,12 @@ def trainer_stages(args, model, d, launch):
     ]
 
 
-def cpus():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def main(argv=None):
     args = parse_args(argv)
     out = args.out_dir
-    os.makedirs(out, exist_ok=True)
     py, results, t_start = sys.executable, [], time.time()
     # tiny matrices: more than a few threads only add overhead; two trainings share the cores
-    solo, pair = min(4, cpus()), max(1, min(4, cpus() // 2))
+    solo, pair = min(4, default_workers()), max(1, min(4, default_workers() // 2))
     launch = [py, "-m", "accelerate.commands.launch", "--config_file", "configs/cpu.yaml"]
     d = stage_dirs(out)
     model = args.model_name or d["tiny-llama"]
@@ -218,4 +233,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -15,8 +15,9 @@ What it does, offline (only the timings vary from run to run):
    - trainer_group:   the same with train_sampling_strategy="group_by_length";
    - ours_padded:     training/train_full.py --batch_tokens B --packing off (token-budget batches,
      fused head + loss at labelled positions only);
-   - ours_packed:     --packing on --flash_attn, only where a varlen kernel exists (CUDA +
-     flash-attn); on CPU it is skipped (packed rows would run dense masked attention);
+   - ours_packed:     --packing on --flash_attn, only where a varlen kernel exists (CUDA, with
+     flash-attn or torch >= 2.10's own varlen_attn); on CPU it is skipped (packed rows would run
+     dense masked attention);
    with --repeats > 1 the contenders are interleaved (A B C A B C ...) and the median is kept;
 3. prints target tokens/s (labelled tokens of the epoch / wall seconds) and the ratios of ours
    to each Trainer, and writes OUT/results.json.
@@ -147,11 +148,16 @@ def contender_cmd(args, paths, name):
             "--packing", "on" if packed else "off", *(["--flash_attn"] if packed else [])]
 
 
-def varlen_kernel_available():
-    import importlib.util
+def packed_skip_reason():
+    """None where --flash_attn has a varlen kernel (flash-attn or PyTorch's own), else why ours_packed is skipped."""
+    from reasoning_sft.attention import select_kernel
+    from reasoning_sft.errors import UserError
 
-    import torch
-    return torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
+    try:
+        select_kernel()
+    except UserError as err:
+        return str(err)
+    return None
 
 
 def time_contender(args, paths, name):
@@ -179,11 +185,12 @@ def main(argv=None):
     with open(paths_file, "w") as f:
         json.dump(paths, f)
     tokens = target_tokens(paths["train_dir"])
-    names = [n for n in CONTENDERS if n != "ours_packed" or varlen_kernel_available()]
+    skip_packed = packed_skip_reason()
+    names = [n for n in CONTENDERS if n != "ours_packed" or skip_packed is None]
     if args.only:
         names = [n for n in names if n in args.only.split(",")]
-    if "ours_packed" not in names:
-        print("ours_packed: skipped (no varlen attention kernel here: needs CUDA + flash-attn)")
+    if skip_packed is not None:
+        print(f"ours_packed: skipped (no varlen attention kernel here: {skip_packed})")
     print(f"{args.records} records, {tokens} target tokens; Llama {args.layers} layers x {args.hidden}, "
           f"head {max(args.vocab, n_tokens + 16)} rows (tokenizer {n_tokens}); max_len {args.max_len}; "
           f"OMP_NUM_THREADS={args.threads}; {os.cpu_count()} cores")

@@ -520,13 +520,6 @@ def report(results, size, n_matmul, lengths, rate):
     return "\n".join(lines)
 
 
-def write_atomic(path, text):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="results.json and results.md go here")
@@ -542,6 +535,8 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     import torch
+
+    from reasoning_sft.artifacts import write_file_atomic
 
     size = SMOKE if args.smoke else GPU
     args.steps = args.steps or (4 if args.smoke else 20)
@@ -573,7 +568,8 @@ def main(argv=None):
     def save():  # after every phase: a run cut short by a time limit still leaves what it measured
         results["seconds"] = round(time.time() - t_start, 1)
         results["failed"] = failed
-        write_atomic(os.path.join(args.out, "results.json"), json.dumps(results, indent=2, default=str) + "\n")
+        text = json.dumps(results, indent=2, default=str) + "\n"
+        write_file_atomic(os.path.join(args.out, "results.json"), lambda f: f.write(text))
 
     try:
         log("1. data (stages 1-3 on the sample) and the model")
@@ -617,8 +613,8 @@ def main(argv=None):
             table = report(speed, size, n_matmul, lengths, rate)
             results["table"] = table
             log(table)
-            write_atomic(os.path.join(args.out, "results.md"),
-                         f"gpu_check on {results['device']} ({'smoke' if args.smoke else 'full'})\n\n{table}\n")
+            heading = f"gpu_check on {results['device']} ({'smoke' if args.smoke else 'full'})"
+            write_file_atomic(os.path.join(args.out, "results.md"), lambda f: f.write(f"{heading}\n\n{table}\n"))
     finally:
         save()
         if not args.work_dir:

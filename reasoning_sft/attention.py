@@ -149,10 +149,6 @@ _installed = None     # the kernel behind ATTN_IMPLEMENTATION
 _seqlens_cache = []
 
 
-def installed_kernel():
-    return _installed
-
-
 def install(kernel):
     """Register ATTN_IMPLEMENTATION with transformers, running `kernel`; returns the name to load a model with.
 

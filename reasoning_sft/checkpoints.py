@@ -311,11 +311,21 @@ def load_newest_checkpoint(accelerator, output_dir, signature):
 
 
 class Preemption:
-    """SIGTERM (cluster preemption) sets a flag; the loop checkpoints after the current step."""
+    """SIGTERM (cluster preemption) sets a flag; the loop checkpoints after the current step.
+
+    A context manager: the SIGTERM handler there was before comes back on exit.
+    """
 
     def __init__(self):
         self.requested = False
-        signal.signal(signal.SIGTERM, self._handler)
+        self.previous = None
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGTERM, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGTERM, self.previous)
 
     def _handler(self, signum, frame):
         self.requested = True

@@ -33,14 +33,20 @@ class OutputDirLock:
         self.fd = None
 
     def acquire(self):
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        output_dir = os.path.dirname(self.path)
+        if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+            raise UserError(f"--output_dir {output_dir} is a file; give a directory")
+        try:
+            os.makedirs(output_dir, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as err:  # a file on the way to it, no permission, a read-only filesystem
+            raise UserError(f"--output_dir {output_dir}: cannot create it or write {LOCK_NAME} in it "
+                            f"({err.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
             holder = _read_holder(fd)
             os.close(fd)
-            output_dir = os.path.dirname(self.path)
             if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise UserError(f"{output_dir} is in use by another run ({holder}); wait for it to end, "
                                 "or give this run another --output_dir") from None

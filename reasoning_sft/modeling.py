@@ -22,12 +22,6 @@ LOSS_CHUNK = 4096  # positions per output-head chunk: 4096 x 32k fp32 logits = 0
 N_SECTIONS = 5     # prompt, reasoning, intention, code, eos (see template.section_ids)
 
 
-def require_flash_attn():
-    """The varlen kernel --flash_attn runs (attention.select_kernel), or one line with the install hint."""
-    from .attention import select_kernel
-    return select_kernel()
-
-
 def load_causal_lm(model_name, dtype=None, flash_attn=False, load_in_4bit=False, for_generation=False):
     """flash_attn: packed-row training through the varlen kernel (reasoning_sft.attention); with
     for_generation (padded, cached decoding), flash_attention_2 where flash-attn runs, else sdpa."""
@@ -41,7 +35,7 @@ def load_causal_lm(model_name, dtype=None, flash_attn=False, load_in_4bit=False,
     kwargs = {}
     if flash_attn:
         from . import attention
-        kernel = require_flash_attn()
+        kernel = attention.select_kernel()  # or one line saying what to install
         kwargs["attn_implementation"] = (attention.generation_attention(kernel) if for_generation
                                          else attention.install(kernel))
         dtype = kernel.dtype or dtype

@@ -19,7 +19,8 @@ import time
 
 import numpy as np
 
-from .records import FIELDS, INSTRUCTION_ALIASES
+from .errors import UserError
+from .records import FIELDS, _instruction_key
 from .template import TAGS
 
 PRETRAIN_METRICS = "pretrain_metrics.jsonl"   # one row per logged step, beside the model
@@ -31,8 +32,8 @@ def record_text(record):
     """A record's fields in order, separated by blank lines; None when a field is missing or holds a tag."""
     if not isinstance(record, dict):
         return None
-    instruction = next((record[k] for k in INSTRUCTION_ALIASES if isinstance(record.get(k), str)), None)
-    parts = [instruction] + [record.get(name) for name in FIELDS[1:]]
+    key = _instruction_key(record)  # the alias validation reads (records.validate)
+    parts = [record.get(key)] + [record.get(name) for name in FIELDS[1:]]
     if not all(isinstance(p, str) and p.strip() for p in parts) or any(tag in p for p in parts for tag in TAGS):
         return None
     return DOC_SEPARATOR.join(p.strip("\n") for p in parts)
@@ -93,12 +94,15 @@ def pretrain(model_dir, records, epochs=4, lr=3e-3, seq_len=256, batch_size=16, 
 
     from .progress import progress
 
+    docs = pretraining_documents(records)
+    if not docs:
+        raise UserError("--corpus has no record to pre-train on (one with instruction, reasoning, intention and "
+                        "code, all non-empty strings without tags)")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     tokenizer = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     eos = model.config.eos_token_id
-    docs = pretraining_documents(records)
     # the tokenizer's post-processor adds BOS; EOS closes every document
     def encode(texts):
         return [np.array(e.ids + [eos], dtype=np.int64) for e in tokenizer.encode_batch(texts)]
@@ -106,6 +110,9 @@ def pretrain(model_dir, records, epochs=4, lr=3e-3, seq_len=256, batch_size=16, 
     token_lists = encode(docs)
     eval_lists = encode(pretraining_documents(eval_records)) if eval_records else []
     n_tokens = int(sum(len(t) for t in token_lists))
+    if n_tokens < seq_len:
+        raise UserError(f"--corpus: its documents hold {n_tokens} tokens, fewer than one packed row of "
+                        f"--pretrain_seq_len {seq_len}")
     steps_per_epoch = max(1, n_tokens // seq_len // batch_size)
     total = max(1, int(round(epochs * steps_per_epoch)))
     warmup = max(1, total // 20)

@@ -14,7 +14,6 @@ tests' fixtures build an untrained model in a second.
 """
 
 import argparse
-import json
 import os
 
 from .artifacts import atomic_output_dir, write_json
@@ -74,17 +73,22 @@ def build_model(out_dir, vocab_size, hidden=64, layers=2, heads=4, kv_heads=2, s
 
 def build(corpus, out_dir, vocab_size=2048, overwrite=True, pretrain_epochs=0, pretrain_kwargs=None,
           eval_corpus=None, **model_kwargs):
-    """Tokenizer + model in `out_dir` (replaced atomically); pretrain_epochs > 0 also pre-trains it."""
+    """Tokenizer + model in `out_dir` (replaced atomically); pretrain_epochs > 0 also pre-trains it.
+
+    Returns the pre-training summary (pretrain.pretrain's), or None without pre-training.
+    """
     records = read_records(corpus)
     texts = list(corpus_texts(records))
+    summary = None
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
         n = build_tokenizer(texts, tmp, vocab_size)
         build_model(tmp, n, **model_kwargs)
         if pretrain_epochs > 0:
             from .pretrain import pretrain
             eval_records = read_records(eval_corpus) if eval_corpus else None
-            pretrain(tmp, records, epochs=pretrain_epochs, eval_records=eval_records, **(pretrain_kwargs or {}))
-    return out_dir
+            summary = pretrain(tmp, records, epochs=pretrain_epochs, eval_records=eval_records,
+                               **(pretrain_kwargs or {}))
+    return summary
 
 
 def main(argv=None):
@@ -105,17 +109,18 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.pretrain_epochs < 0:
         raise UserError("--pretrain_epochs must be >= 0")
+    too_small = [f"--{name}" for name in ("vocab_size", "hidden", "layers", "heads", "kv_heads", "pretrain_seq_len",
+                                          "pretrain_batch_size") if getattr(args, name) < 1]
+    if too_small:
+        raise UserError(f"{', '.join(too_small)} must be >= 1")
     if args.hidden % args.heads or args.heads % args.kv_heads:
         raise UserError("--hidden must be a multiple of --heads, and --heads a multiple of --kv_heads")
     pretrain_kwargs = {"lr": args.pretrain_lr, "seq_len": args.pretrain_seq_len, "batch_size": args.pretrain_batch_size}
-    build(args.corpus, args.out_dir, args.vocab_size, pretrain_epochs=args.pretrain_epochs,
-          pretrain_kwargs=pretrain_kwargs, eval_corpus=args.pretrain_eval, hidden=args.hidden, layers=args.layers,
-          heads=args.heads, kv_heads=args.kv_heads)
+    s = build(args.corpus, args.out_dir, args.vocab_size, pretrain_epochs=args.pretrain_epochs,
+              pretrain_kwargs=pretrain_kwargs, eval_corpus=args.pretrain_eval, hidden=args.hidden, layers=args.layers,
+              heads=args.heads, kv_heads=args.kv_heads)
     done = ""
-    if args.pretrain_epochs:
-        from .pretrain import PRETRAIN_SUMMARY
-        with open(os.path.join(args.out_dir, PRETRAIN_SUMMARY), encoding="utf-8") as f:
-            s = json.load(f)
+    if s is not None:
         done = (f", pre-trained {s['epochs']:g} epochs ({s['steps']} steps, {s['tokens_per_epoch']} tokens/epoch), "
                 f"loss {s['first_loss']:.2f} -> {s['last_loss']:.2f}"
                 + (f", held-out {s['last_eval_loss']:.2f}" if s["last_eval_loss"] is not None else "")

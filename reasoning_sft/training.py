@@ -71,7 +71,7 @@ def common_parser(description):
     a("--eval_fraction", type=float, default=0.0, help="hold out this fraction of --train_dir for evaluation")
     a("--eval_every", type=int, default=0, help="evaluate every N steps (0: at the end only)")
     a("--save_every", type=int, default=0, help="checkpoint every N steps (0: at the end only)")
-    a("--keep_checkpoints", type=int, default=2)
+    a("--keep_checkpoints", type=int, default=2, help="the newest N checkpoints stay on disk (0: all)")
     a("--resume", action="store_true", help="continue from the newest checkpoint in --output_dir")
     a("--log_every", type=int, default=10)
     a("--report_to", choices=REPORT_TO, default=default_report_to(),
@@ -85,6 +85,12 @@ def common_parser(description):
 def check_args(args):
     if args.batch_tokens < 1 or args.grad_accum < 1 or args.epochs <= 0:
         raise UserError("--batch_tokens, --grad_accum and --epochs must be positive")
+    if args.log_every < 1:
+        raise UserError("--log_every must be >= 1")
+    negative = [f"--{name}" for name in ("max_steps", "eval_every", "save_every", "keep_checkpoints")
+                if getattr(args, name) < 0]
+    if negative:
+        raise UserError(f"{', '.join(negative)} must be >= 0 (see --help for what 0 means)")
     if not 0 <= args.eval_fraction < 1:
         raise UserError("--eval_fraction must be in [0, 1)")
     if args.eval_dir and args.eval_fraction:
@@ -423,7 +429,6 @@ def step_record(trainer, plan, step_result, window):
 def train_loop(trainer, metrics):
     """Run optimizer steps until the plan or --max_steps ends; False if stopped by SIGTERM (checkpointed)."""
     args, accelerator, data, pos = trainer.args, trainer.accelerator, trainer.data, trainer.position
-    preemption = Preemption()
     trainer.wrapper.train()
     window = Throughput()
 
@@ -431,7 +436,8 @@ def train_loop(trainer, metrics):
         return micro_batches(data.train_set, trainer.plans[epoch][step_in_epoch], accelerator.process_index,
                              data.pad_id, data.packed, data.tags)
 
-    with Prefetcher(load) as prefetch:
+    # SIGTERM is ours only while steps run: finish() after the loop gets the handler there was before
+    with Preemption() as preemption, Prefetcher(load) as prefetch:
         while pos.epoch < len(trainer.plans) and pos.global_step < trainer.total_steps:
             plan = trainer.plans[pos.epoch]
             while pos.step_in_epoch < len(plan) and pos.global_step < trainer.total_steps:

@@ -9,12 +9,15 @@ import json
 import os
 import re
 import shlex
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, our_error_line, run_script
 
 N_PRETRAIN, N_EVAL = 24, 4
 
@@ -58,6 +61,54 @@ def test_pretraining_documents_are_whole_records_without_tags(sample_records):
     assert not any(tag in doc for doc in docs for tag in TAGS)
 
 
+def test_pretraining_reads_the_instruction_the_filter_reads(sample_records):
+    from reasoning_sft.pretrain import pretraining_documents
+    from reasoning_sft.records import validate
+
+    record = {**sample_records[0], "instruction": 5, "prompt": "Do it."}  # the filter drops it: not a string
+    assert validate(record)[1] == "non_string_instruction"
+    assert pretraining_documents([record]) == []
+
+
+TINY = ["--vocab_size", "300", "--hidden", "8", "--layers", "1", "--heads", "2", "--kv_heads", "1"]
+
+
+@pytest.mark.parametrize("flag", ["--heads", "--kv_heads", "--pretrain_seq_len", "--pretrain_batch_size"])
+def test_tiny_llama_refuses_zero_sizes_in_one_line(tmp_path, sample_path, flag):
+    proc = subprocess.run([sys.executable, "-m", "reasoning_sft.tiny_llama", "--corpus", str(sample_path),
+                           "--out_dir", str(tmp_path / "m"), flag, "0"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert f"{flag} must be >= 1" in our_error_line(proc, "tiny_llama.py")
+    assert not (tmp_path / "m").exists()
+
+
+def test_pretraining_refuses_a_corpus_it_cannot_train_on(tmp_path, sample_records):
+    from reasoning_sft import tiny_llama
+    from reasoning_sft.errors import UserError
+
+    no_code = write_jsonl(tmp_path / "no_code.jsonl", [{k: v for k, v in r.items() if k != "code"}
+                                                        for r in sample_records[:4]])
+    one = write_jsonl(tmp_path / "one.jsonl", sample_records[:1])
+    for corpus, seq_len, message in ((no_code, 64, "no record to pre-train on"),
+                                     (one, 100_000, "fewer than one packed row")):
+        with pytest.raises(UserError, match=message):
+            tiny_llama.main(["--corpus", str(corpus), "--out_dir", str(tmp_path / "m"), *TINY,
+                             "--pretrain_epochs", "1", "--pretrain_seq_len", str(seq_len)])
+        assert not (tmp_path / "m").exists()  # nothing half-built is left
+
+
+def test_build_returns_the_pretraining_summary_it_wrote(tmp_path, sample_records):
+    from reasoning_sft import tiny_llama
+    from reasoning_sft.pretrain import PRETRAIN_SUMMARY
+
+    corpus = write_jsonl(tmp_path / "c.jsonl", sample_records[:4])
+    assert tiny_llama.build(str(corpus), str(tmp_path / "plain"), 300, hidden=8, heads=2, kv_heads=1) is None
+    summary = tiny_llama.build(str(corpus), str(tmp_path / "m"), 300, pretrain_epochs=1,
+                               pretrain_kwargs={"seq_len": 32, "batch_size": 2}, hidden=8, heads=2, kv_heads=1)
+    assert summary == json.loads((tmp_path / "m" / PRETRAIN_SUMMARY).read_text())
+    assert summary["documents"] == 4 and summary["steps"] >= 1
+
+
 def test_pretraining_lowers_train_and_held_out_loss(pretrained_dir, tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
@@ -86,6 +137,73 @@ def test_demo_holds_out_its_prompts_from_every_training_step(tmp_path, sample_pa
     assert len(held) == demo.HELD_OUT >= 16
     assert not {r["id"] for r in train} & {r["id"] for r in held}
     assert train + held == sample_records
+
+
+def test_demo_refuses_a_sample_it_cannot_split_in_one_line(tmp_path, sample_records):
+    small = write_jsonl(tmp_path / "small.jsonl", sample_records[:16])
+    for sample, message in ((small, "16 records"), (tmp_path / "missing.jsonl", "no such file")):
+        proc = run_script("demo.py", "--sample", sample, "--out_dir", tmp_path / "out", timeout=60)
+        assert message in our_error_line(proc, "demo.py")
+    assert not (tmp_path / "out").exists()
+
+
+def wait_for_pids(path, n, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        pids = path.read_text().split() if path.exists() else []
+        if len(pids) >= n:
+            return [int(p) for p in pids]
+        time.sleep(0.05)
+    raise AssertionError(f"{n} stages did not start")
+
+
+def running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def sleeper(pid_file):
+    """A stage that writes its pid and sleeps a minute (a training, as far as the demo can tell)."""
+    return ["sh", "-c", f'echo $$ >> "{pid_file}"; exec sleep 60']
+
+
+def test_ctrl_c_stops_every_running_stage_at_once(tmp_path):
+    """Stages run in sessions of their own (Ctrl-C never reaches them): the demo kills them itself."""
+    pid_file = tmp_path / "pids"
+    script = ("import sys, demo; demo.run_together([('a', sys.argv[1:]), ('b', sys.argv[1:])], [])")
+    demo_proc = subprocess.Popen([sys.executable, "-c", script, *sleeper(pid_file)], cwd=REPO_ROOT,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pids = []
+    try:
+        pids = wait_for_pids(pid_file, 2)
+        t0 = time.time()
+        demo_proc.send_signal(signal.SIGINT)
+        _, stderr = demo_proc.communicate(timeout=20)
+        assert time.time() - t0 < 10
+        assert "KeyboardInterrupt" in stderr
+        assert not any(running(pid) for pid in pids)
+    finally:
+        demo_proc.kill()
+        demo_proc.wait()
+        for pid in pids:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_failing_stage_stops_the_ones_beside_it(tmp_path, capsys):
+    import demo
+
+    pid_file = tmp_path / "pids"
+    fails = ["sh", "-c", f'while [ ! -s "{pid_file}" ]; do sleep 0.05; done; echo broken; exit 3']
+    t0 = time.time()
+    with pytest.raises(SystemExit, match="stage 'fails' failed \\(exit 3\\)"):
+        demo.run_together([("fails", fails), ("sleeps", sleeper(pid_file))], [])
+    assert time.time() - t0 < 20
+    assert not running(int(pid_file.read_text()))
+    assert "broken" in capsys.readouterr().out
 
 
 def readme_commands(prefix):

@@ -525,6 +525,43 @@ def test_sigterm_saves_a_checkpoint_and_exits(tmp_path, tiny_model_dir, tokenize
     assert state["global_step"] >= 2
 
 
+def test_sigterm_is_ours_only_while_steps_run(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded, monkeypatch):
+    """After the loop, finish() (last eval, checkpoint, full save) gets the SIGTERM handler there was before."""
+    sys.path.insert(0, str(REPO_ROOT / "training"))
+    import train_full
+    from reasoning_sft import training
+
+    def before(signum, frame):
+        pass
+
+    seen_in_finish = []
+
+    def finish(*args):
+        seen_in_finish.append(signal.getsignal(signal.SIGTERM))
+        return real_finish(*args)
+
+    real_finish = training.finish
+    monkeypatch.setattr(training, "finish", finish)
+    previous = signal.signal(signal.SIGTERM, before)
+    try:
+        assert train_full.main([str(a) for a in common(tiny_model_dir, tokenizer_dir, small_encoded, tmp_path / "o",
+                                                       "--max_steps", 1, "--batch_tokens", 1024)]) == 0
+        assert seen_in_finish == [before]
+        assert signal.getsignal(signal.SIGTERM) is before
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_preemption_restores_the_handler_it_replaced():
+    from reasoning_sft.checkpoints import Preemption
+
+    previous = signal.getsignal(signal.SIGTERM)
+    with Preemption() as preemption:
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered to the flag, not the default (which would end pytest)
+        assert preemption.requested
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
 def test_two_processes_match_one_with_grad_accum(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded):
     """2 CPU processes (gloo) with grad_accum 1 == 1 process with grad_accum 2: same step losses, same weights."""
     import datasets
@@ -551,6 +588,32 @@ def test_two_processes_match_one_with_grad_accum(tmp_path, tiny_model_dir, token
 
 
 # ------------------------------------------------------------------ refusals
+
+@pytest.mark.parametrize("flag, value", [("--log_every", 0), ("--max_steps", -1), ("--eval_every", -1),
+                                         ("--save_every", -1), ("--keep_checkpoints", -1)])
+def test_refuses_step_settings_that_would_crash_or_mislead(flag, value):
+    from reasoning_sft.errors import UserError
+    from reasoning_sft.training import check_args, common_parser
+
+    base = ["--model_name", "m", "--tokenizer_dir", "t", "--train_dir", "d", "--output_dir", "o", "--report_to", "none"]
+    check_args(common_parser("").parse_args(base + ["--keep_checkpoints", "0", "--max_steps", "0"]))  # 0: keep all
+    with pytest.raises(UserError, match=f"{flag} must be >="):
+        check_args(common_parser("").parse_args(base + [flag, str(value)]))
+
+
+def test_an_output_dir_that_cannot_be_one_is_one_line(tmp_path):
+    sys.path.insert(0, str(REPO_ROOT / "training"))
+    import train_full
+    from reasoning_sft.errors import UserError
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a directory")
+    for output_dir, message in ((a_file, "is a file"), (a_file / "sub", "Not a directory")):
+        with pytest.raises(UserError, match=message):
+            train_full.main(["--model_name", "m", "--tokenizer_dir", "t", "--train_dir", "d", "--output_dir",
+                             str(output_dir), "--report_to", "none"])
+    assert a_file.read_text() == "not a directory"
+
 
 def test_refuses_a_dataset_from_another_tokenizer(tmp_path, tiny_model_dir, small_encoded, sample_path, run_script):
     import prepare_llamatokenizer
