@@ -34,6 +34,6 @@ def run_cli(main, argv=None):
         print(f"{prog}: error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; no output was written", file=sys.stderr)
+        print(f"{prog}: interrupted; nothing is left half-written (what was complete stays)", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)

@@ -188,7 +188,7 @@ def test_run_cli_turns_user_errors_into_one_line_and_exit_2(capsys, monkeypatch)
     with pytest.raises(SystemExit) as exc:
         run_cli(interrupted)
     assert exc.value.code == 130
-    assert capsys.readouterr().err == "stage.py: interrupted; no output was written\n"
+    assert capsys.readouterr().err == "stage.py: interrupted; nothing is left half-written (what was complete stays)\n"
 
     with pytest.raises(ZeroDivisionError):  # a bug is not a user error: the traceback stays
         run_cli(lambda argv: 1 / 0)
