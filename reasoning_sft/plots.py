@@ -14,6 +14,14 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path):
+    """Lay out, write and free one figure (pyplot keeps every open figure alive); returns path."""
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def length_histogram(section_counts, max_len, path, bins=40):
     """Tokens per example, stacked by section, with max_len marked.
 
@@ -42,10 +50,7 @@ def length_histogram(section_counts, max_len, path, bins=40):
     ax.set_title(f"Example lengths after filtering: {len(totals)} examples, median {int(np.median(totals))} tokens")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def loss_curves(metrics_path, path):
@@ -71,10 +76,7 @@ def loss_curves(metrics_path, path):
         if data:
             ax.legend(fontsize=8)
     axes[0].set_ylabel("cross-entropy (nats / token)")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
@@ -119,10 +121,7 @@ def loss_curves_compare(runs, path):
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("cross-entropy (nats / token)")
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def pretrain_curve(metrics_path, path):
@@ -141,7 +140,4 @@ def pretrain_curve(metrics_path, path):
     ax.set_title("pre-training on the text, no tags")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
