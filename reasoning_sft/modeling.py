@@ -38,7 +38,9 @@ def load_causal_lm(model_name, dtype=None, flash_attn=False, load_in_4bit=False,
         kernel = attention.select_kernel()  # or one line saying what to install
         kwargs["attn_implementation"] = (attention.generation_attention(kernel) if for_generation
                                          else attention.install(kernel))
-        dtype = kernel.dtype or dtype
+        # generation runs in the kernel's dtype; training in the precision policy's (fp32 weights: q/k/v
+        # reach the kernel in bf16, attention.varlen_attention_forward casts them)
+        dtype = (kernel.dtype or dtype) if for_generation else (dtype or kernel.dtype)
     else:
         kwargs["attn_implementation"] = "sdpa"
     if load_in_4bit:

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import attention
+from . import attention, precision
 from .artifacts import check_dataset_matches, load_manifest, load_prepared_tokenizer, write_json
 from .batching import collate, empty_batch, step_schedule
 from .checkpoints import (Preemption, list_checkpoints, load_newest_checkpoint, register_trainable_only_checkpointing,
@@ -66,6 +66,10 @@ def common_parser(description):
       help="auto: packed rows with a varlen kernel (--flash_attn), padded rows otherwise")
     a("--flash_attn", action="store_true",
       help="varlen attention in bf16: flash-attn when installed, else PyTorch's varlen_attn (CUDA); see README")
+    a("--precision", choices=precision.CHOICES, default="auto",
+      help="weights dtype and update rounding: fp32; bf16 (stochastic rounding: every update kept in "
+           "expectation); bf16-nearest (small updates lost). auto: bf16 for full fine-tuning with --flash_attn "
+           "(fp32 under FSDP), else fp32; for LoRA it sets the frozen base's dtype. See README")
     a("--gradient_checkpointing", action="store_true")
     a("--eval_dir", help="a second encoded dataset for evaluation")
     a("--eval_fraction", type=float, default=0.0, help="hold out this fraction of --train_dir for evaluation")
@@ -295,9 +299,10 @@ def load_data(args):
     return Data(tokenizer, train_set, eval_set, manifest, packed, tag_ids(tokenizer), tokenizer.pad_token_id)
 
 
-def build_model(args, mode, tokenizer):
-    """The model to train and the ids of its tag rows (which must train, under LoRA too)."""
-    model = load_causal_lm(args.model_name, flash_attn=args.flash_attn, load_in_4bit=getattr(args, "load_in_4bit", False))
+def build_model(args, mode, tokenizer, policy):
+    """The model to train, its weights in the precision policy's dtype, and the ids of its tag rows."""
+    model = load_causal_lm(args.model_name, dtype=policy.weights, flash_attn=args.flash_attn,
+                           load_in_4bit=getattr(args, "load_in_4bit", False))
     tag_rows = resize_and_init_new_tokens(model, tokenizer)
     model = mode.build_model(args, model, tag_rows)
     if args.gradient_checkpointing:
@@ -361,14 +366,16 @@ class Trainer:
     wrapper: torch.nn.Module
     optimizer: object
     scheduler: object
+    policy: precision.Policy
     plans: list
     total_steps: int
     signature: dict
     position: Position = field(default_factory=Position)
 
 
-def prepare_training(args, accelerator, data, model, mode):
-    """Loss wrapper, optimizer and LR schedule, prepared by accelerate, and checkpointing registered."""
+def prepare_training(args, accelerator, data, model, mode, policy):
+    """Loss wrapper, optimizer (rounding as `policy` says) and LR schedule, prepared by accelerate, and
+    checkpointing registered."""
     from accelerate.utils import DistributedType
     from transformers import get_scheduler
 
@@ -376,7 +383,7 @@ def prepare_training(args, accelerator, data, model, mode):
     lengths = np.asarray(data.train_set["length"])
     plans, total_steps = plan_epochs(args, lengths, data.packed, world)
     wrapper = ChunkedLossLM(model)
-    optimizer = mode.build_optimizer(args, model)
+    optimizer = precision.wrap_optimizer(mode.build_optimizer(args, model), policy, args.seed)
     scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=int(args.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
     # the scheduler is stepped by hand once per optimizer step (accelerate's wrapper would step it per process)
@@ -385,7 +392,7 @@ def prepare_training(args, accelerator, data, model, mode):
     if accelerator.distributed_type != DistributedType.FSDP:  # FSDP writes its own sharded states
         register_trainable_only_checkpointing(accelerator)
     signature = schedule_signature(args, world, data.packed, len(data.train_set), data.manifest)
-    return Trainer(args, accelerator, data, wrapper, optimizer, scheduler, plans, total_steps, signature)
+    return Trainer(args, accelerator, data, wrapper, optimizer, scheduler, policy, plans, total_steps, signature)
 
 
 # ---------------------------------------------------------------- resume, loop, finish
@@ -447,7 +454,7 @@ def train_loop(trainer, metrics):
                 pos.step_in_epoch += 1
                 if pos.global_step == 1:
                     log(accelerator, f"optimizer state: {optimizer_state_bytes_per_param(trainer.optimizer):.2f} "
-                                     f"bytes per trainable parameter ({type(trainer.optimizer.optimizer).__name__})")
+                                     f"bytes per trainable parameter ({type(precision.unwrap(trainer.optimizer)).__name__})")
                 window.add(batches)
                 if pos.global_step % args.log_every == 0 or pos.global_step in (1, trainer.total_steps):
                     metrics.write(step_record(trainer, plan, result, window))
@@ -517,11 +524,22 @@ def describe(trainer, mode, model, tag_rows):
                      f"{accelerator.mixed_precision}; {n_trainable:,} of {n_total:,} parameters trainable; "
                      f"{len(tag_rows)} tag rows trained; layout {'packed' if trainer.data.packed else 'padded'}")
     log(accelerator, f"attention: {attention.describe(model)}")
+    policy = trainer.policy.summary(trainer.optimizer)
+    log(accelerator, f"precision: {policy['policy']} (--precision {trainer.args.precision}): "
+                     f"{policy['weights_dtype']} weights, update rounding {policy['update_rounding']}; "
+                     f"{policy['optimizer']} state {policy['optimizer_state_bytes_per_param']} bytes per parameter")
     if accelerator.is_main_process:
         write_json(os.path.join(trainer.args.output_dir, "train_config.json"),
                    {"mode": mode.name, "args": vars(trainer.args), "world_size": world,
                     "total_steps": trainer.total_steps, "distributed_type": str(accelerator.distributed_type),
-                    "mixed_precision": accelerator.mixed_precision})
+                    "mixed_precision": accelerator.mixed_precision, "precision": policy})
+
+
+def resolve_precision(args, mode, accelerator):
+    from accelerate.utils import DistributedType
+
+    return precision.resolve(args.precision, mode.name, args.flash_attn,
+                             fsdp=accelerator.distributed_type == DistributedType.FSDP)
 
 
 def run(args, mode):
@@ -534,8 +552,9 @@ def run(args, mode):
     try:
         set_seed(args.seed)  # before anything random: resize_token_embeddings, LoRA init, dropout
         data = load_data(args)
-        model, tag_rows = build_model(args, mode, data.tokenizer)
-        trainer = prepare_training(args, accelerator, data, model, mode)
+        policy = resolve_precision(args, mode, accelerator)
+        model, tag_rows = build_model(args, mode, data.tokenizer, policy)
+        trainer = prepare_training(args, accelerator, data, model, mode, policy)
         if args.resume:
             resume(trainer)
         describe(trainer, mode, model, tag_rows)
