@@ -161,11 +161,15 @@ def test_lora_killed_between_micro_steps_and_across_an_epoch_resumes_bit_identic
 
 
 @pytest.mark.slow
-def test_full_killed_at_a_random_time_resumes_bit_identical(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded):
+@pytest.mark.parametrize("precision", [["--precision", "fp32"], ["--precision", "bf16", "--adam8bit"]],
+                         ids=["fp32", "bf16-stochastic-adam8bit"])
+def test_full_killed_at_a_random_time_resumes_bit_identical(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded,
+                                                            precision):
     """A SIGKILL at a seeded-random moment after the first checkpoint (it may land in a save, a log
-    line or a step); --resume ends with exactly the weights of a run never stopped."""
+    line or a step); --resume ends with exactly the weights of a run never stopped. Under bf16 with
+    stochastic rounding too: the rounding's bits and the fp32 optimizer state come back from the checkpoint."""
     args = ["--batch_tokens", 600, "--grad_accum", 2, "--epochs", 2, "--lr", 1e-3, "--save_every", 1,
-            "--keep_checkpoints", 2, "--seed", 9]
+            "--keep_checkpoints", 2, "--seed", 9, *precision]
     whole, out = tmp_path / "whole", tmp_path / "cut"
     t0 = time.time()
     proc = run_train("train_full.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, whole), *args,
