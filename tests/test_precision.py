@@ -130,7 +130,7 @@ def test_auto_policy_and_refusals():
 
 # ------------------------------------------------------------------ the trainers
 
-ARGS = ["--batch_tokens", 1024, "--epochs", 2, "--lr", 3e-4, "--seed", 4, "--warmup_ratio", 0,
+ARGS = ["--batch_tokens", 1024, "--epochs", 2, "--max_steps", 12, "--lr", 3e-4, "--seed", 4, "--warmup_ratio", 0,
         "--lr_scheduler", "constant", "--adam8bit"]
 
 
@@ -155,7 +155,7 @@ def test_bf16_and_fp32_loss_curves_agree(three_policies):
     bf16 = train_losses(three_policies["bf16"][0])
     assert len(fp32) == len(bf16) >= 8
     assert bf16 == pytest.approx(fp32, rel=0.02)
-    assert sum(fp32[-5:]) / 5 < sum(fp32[:5]) / 5 - 0.2  # it learned
+    assert sum(fp32[-4:]) / 4 < sum(fp32[:4]) / 4 - 0.1  # it learned
 
 
 @pytest.mark.slow
@@ -188,7 +188,7 @@ def test_round_to_nearest_freezes_the_norms_that_stochastic_rounding_moves(three
         moved[policy] = sum((final[k].float() != base[k].to(final[k].dtype).float()).float().mean().item()
                             for k in norms) / len(norms)
     assert moved["bf16-nearest"] == 0.0
-    assert moved["bf16"] > 0.5 and moved["fp32"] > 0.5
+    assert moved["bf16"] > 0.2 and moved["fp32"] > 0.9, moved
 
 
 DUMP_WEIGHTS = """
