@@ -458,17 +458,19 @@ def test_inside_the_namespace_the_limits_and_the_guard_still_hold():
     assert run_program(program, timeout=5, memory_mb=512) == (PASSED, None)
 
 
-def test_where_namespaces_are_forbidden_the_first_line_says_so_and_scoring_goes_on(run_script, problems_file,
-                                                                                    tmp_path):
+def test_where_namespaces_are_forbidden_the_first_line_says_so_and_scoring_goes_on(problems_file, tmp_path):
     """A kernel that forbids them is made here: `unshare -r` gives a user namespace whose own limit of
     nested user namespaces is then set to 0, so the evaluator's probe is refused as on such a machine."""
     import shutil
     import subprocess
 
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "-r", "true"], capture_output=True).returncode:
-        pytest.skip("`unshare -r` is not allowed here, so a machine without namespaces cannot be made")
+    forbid = "echo 0 > /proc/sys/user/max_user_namespaces"
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-r", "sh", "-c", forbid],
+                                                         capture_output=True).returncode:
+        pytest.skip("`unshare -r` with a per-namespace user.max_user_namespaces is not available here, "
+                    "so a machine without namespaces cannot be made")
     samples = write_jsonl(tmp_path / "s.jsonl", [{"task_id": t, "output": canonical(t)} for t in BY_ID])
-    command = (f"echo 0 > /proc/sys/user/max_user_namespaces && exec {sys.executable} evaluate.py --problems "
+    command = (f"{forbid} && exec {sys.executable} evaluate.py --problems "
                f"{problems_file} --samples {samples} --out_dir {tmp_path / 'out'} --workers 2")
     proc = subprocess.run(["unshare", "-r", "sh", "-c", command], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=120)
