@@ -35,8 +35,8 @@ def step_is_finite(loss_sum, grad_norm, loss_scaled):
 class DivergenceGuard:
     """Counts non-finite steps in a row; says when the run must stop, and in which words.
 
-    The count starts at zero in each process (a --resume starts a new count): a resumed run
-    may well have been given a lower --lr.
+    The count starts at zero in each process: a --resume starts a new count (the checkpoint it
+    continues from is one of a good step).
     """
 
     def __init__(self, max_bad_steps, output_dir):
@@ -58,8 +58,7 @@ class DivergenceGuard:
         first, last = self.streak[0], self.streak[-1]
         steps = f"step {first}" if first == last else f"steps {first}-{last}"
         saved = list_checkpoints(self.output_dir)
-        resume = (f"last good checkpoint: {saved[-1]} (continue with --resume, e.g. at a lower --lr)" if saved
-                  else "no checkpoint saved yet")
+        resume = f"last good checkpoint: {saved[-1]}" if saved else "no checkpoint saved yet"
         return RunDiverged(f"loss or gradient norm not finite at {steps} ({len(self.streak)} in a row, "
                            f"--max_bad_steps {self.max_bad_steps}): no update was applied from them and no final "
                            f"model was written; {resume}")
