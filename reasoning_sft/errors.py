@@ -16,7 +16,8 @@ def quiet_third_party_logs():
 
 
 class UserError(Exception):
-    """Bad input or a bad artifact: reported as one line on stderr, exit code 2."""
+    """Bad input or a bad artifact: reported as one line on stderr, exit code 2 (a subclass may set another)."""
+    exit_code = 2
 
 
 def add_verbose_flag(parser):
@@ -24,7 +25,7 @@ def add_verbose_flag(parser):
 
 
 def run_cli(main, argv=None):
-    """Run a stage's main(); a UserError becomes one stderr line and exit 2, never a traceback."""
+    """Run a stage's main(); a UserError becomes one stderr line and its exit code (2), never a traceback."""
     prog = sys.argv[0].rsplit("/", 1)[-1] if sys.argv else "stage"
     if "--verbose" not in (sys.argv[1:] if argv is None else argv):
         quiet_third_party_logs()
@@ -32,7 +33,7 @@ def run_cli(main, argv=None):
         code = main(argv)
     except UserError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(err.exit_code)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; nothing is left half-written (what was complete stays)", file=sys.stderr)
         sys.exit(130)

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import math
 import os
 import time
 
@@ -43,6 +44,8 @@ class MetricsLog:
         self.tracking = report_to != "none"
         self.bar = None
         self.last = {}  # the newest train and eval losses, for the closing line
+        # steps skipped as not finite, before a --resume too (the closing line says how many)
+        self.skipped = _count_skipped(self.path) if self.main and start_step else 0
         if self.tracking:  # every rank calls it; accelerate starts the tracker on the main process only
             accelerator.init_trackers(TRACKER_PROJECT[report_to], config=config or {})
         if self.main:
@@ -51,15 +54,17 @@ class MetricsLog:
     def write(self, record):
         if not self.main:
             return
-        self.last.update({k: v for k, v in record.items() if k in ("loss", "eval_loss")})
+        record = finite_or_none(record)  # strict JSON: jq and browsers refuse a bare NaN or Infinity
+        self.last.update({k: v for k, v in record.items() if k in ("loss", "eval_loss") and v is not None})
+        self.skipped += bool(record.get("skipped"))
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(record, allow_nan=False) + "\n")
         if self.tracking:
             self.accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"},
                                  step=record["step"])
         if self.bar is not None and not self.bar.disable:
-            self.bar.set_postfix(loss=f"{record.get('loss', float('nan')):.4f}", lr=f"{record.get('lr', 0):.2e}",
-                                 tok_s=f"{record.get('tokens_per_s', 0):.0f}")
+            self.bar.set_postfix(loss=_short(record.get("loss"), ".4f"), lr=_short(record.get("lr"), ".2e"),
+                                 tok_s=_short(record.get("tokens_per_s"), ".0f"))
         else:  # not a terminal: plain log lines
             print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
                            if not isinstance(v, dict)), flush=True)
@@ -69,14 +74,31 @@ class MetricsLog:
             self.bar.update(1)
 
     def closing_summary(self):
-        """', loss X, eval loss Y' from the newest records, for the trainer's last line."""
-        return "".join(f", {name.replace('_', ' ')} {self.last[name]:.4f}" for name in ("loss", "eval_loss")
-                       if name in self.last)
+        """', loss X, eval loss Y' from the newest records (and how many steps were skipped), for the last line."""
+        skipped = f", {self.skipped} skipped (not finite)" if self.skipped else ""
+        return skipped + "".join(f", {name.replace('_', ' ')} {self.last[name]:.4f}" for name in ("loss", "eval_loss")
+                                 if name in self.last)
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
         # the trackers are closed by accelerator.end_training(), which run() calls on every exit path
+
+
+def finite_or_none(value):
+    """A value as strict JSON can hold it: NaN and +-Infinity become None (null), in lists and dicts too."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+def _short(value, spec):
+    """A progress-bar field; '-' for a value that is missing or was not finite."""
+    return "-" if value is None else format(value, spec)
 
 
 class Throughput:
@@ -109,10 +131,23 @@ def forget_steps_after(metrics_path, step):
     os.replace(tmp, metrics_path)
 
 
-def _step_of(line):
-    """The step of a metrics line; None for a line a kill cut short (the process died mid-write)."""
+def _count_skipped(metrics_path):
+    """Skipped-step records already in metrics.jsonl (a resumed run's earlier part)."""
+    if not os.path.exists(metrics_path):
+        return 0
+    with open(metrics_path, encoding="utf-8", errors="replace") as f:
+        return sum(1 for line in f if _record_of(line).get("skipped"))
+
+
+def _record_of(line):
+    """The object of a metrics line; {} for a line that is not one."""
     try:
         record = json.loads(line)
     except ValueError:
-        return None
-    return record.get("step") if isinstance(record, dict) and line.endswith("\n") else None
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _step_of(line):
+    """The step of a metrics line; None for a line a kill cut short (the process died mid-write)."""
+    return _record_of(line).get("step") if line.endswith("\n") else None

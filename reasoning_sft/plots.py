@@ -61,10 +61,10 @@ def loss_curves(metrics_path, path):
     evals = [r for r in rows if "eval_loss" in r]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), dpi=110, sharey=True)
     for ax, data, prefix, title in ((axes[0], train, "loss", "train"), (axes[1], evals, "eval_loss", "eval")):
-        steps = [r["step"] for r in data]
-        if data:
-            ax.plot(steps, [r[prefix] for r in data], color="black", linewidth=2, label="all target tokens",
-                    marker="o" if len(data) < 20 else None)
+        points = [(r["step"], r[prefix]) for r in data if r[prefix] is not None]  # null: a step not finite
+        if points:
+            ax.plot(*zip(*points), color="black", linewidth=2, label="all target tokens",
+                    marker="o" if len(points) < 20 else None)
         for name in ("reasoning", "intention", "code"):
             points = [(r["step"], r[f"{prefix}_{name}"]) for r in data if r.get(f"{prefix}_{name}") is not None]
             if points:
@@ -73,7 +73,7 @@ def loss_curves(metrics_path, path):
         ax.set_title(f"{title} loss per section" + ("" if data else " (no eval set)"))
         ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)
-        if data:
+        if ax.get_legend_handles_labels()[0]:  # not when every value was null
             ax.legend(fontsize=8)
     axes[0].set_ylabel("cross-entropy (nats / token)")
     return _save(plt, fig, path)

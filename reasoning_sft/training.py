@@ -27,6 +27,7 @@ from .artifacts import check_dataset_matches, load_manifest, load_prepared_token
 from .batching import collate, empty_batch, step_schedule
 from .checkpoints import (Preemption, list_checkpoints, load_newest_checkpoint, register_trainable_only_checkpointing,
                           save_checkpoint)
+from .divergence import DivergenceGuard, skip_line, step_is_finite
 from .errors import UserError, add_verbose_flag
 from .generation import save_tokenizer_and_generation_config
 from .locking import LOCK_NAME, lock_output_dir
@@ -61,6 +62,8 @@ def common_parser(description):
     a("--warmup_ratio", type=float, default=0.03)
     a("--weight_decay", type=float, default=0.0)
     a("--max_grad_norm", type=float, default=1.0, help="0 disables clipping")
+    a("--max_bad_steps", type=int, default=3,
+      help="stop after this many steps in a row whose loss or gradient norm is not finite (each one is skipped)")
     a("--seed", type=int, default=42)
     a("--packing", choices=["auto", "on", "off"], default="auto",
       help="auto: packed rows with a varlen kernel (--flash_attn), padded rows otherwise")
@@ -91,6 +94,8 @@ def check_args(args):
         raise UserError("--batch_tokens, --grad_accum and --epochs must be positive")
     if args.log_every < 1:
         raise UserError("--log_every must be >= 1")
+    if args.max_bad_steps < 1:
+        raise UserError("--max_bad_steps must be >= 1 (a step that is not finite is always skipped)")
     negative = [f"--{name}" for name in ("max_steps", "eval_every", "save_every", "keep_checkpoints")
                 if getattr(args, name) < 0]
     if negative:
@@ -407,25 +412,33 @@ def resume(trainer):
 
 
 def optimizer_step(trainer, batches):
-    """One optimizer step over this rank's micro-batches; returns what is logged of it."""
+    """One optimizer step over this rank's micro-batches; returns what is logged of it and whether it was applied.
+
+    A step whose loss or gradient norm is not finite changes nothing: no update, no scheduler step
+    (divergence.py). Both values are global, so every rank makes the same choice.
+    """
     args, accelerator, optimizer = trainer.args, trainer.accelerator, trainer.optimizer
     loss_sum, tokens, section_loss, section_tokens = train_step(accelerator, trainer.wrapper, batches)
-    grad_norm = None
-    if args.max_grad_norm > 0:
-        grad_norm = accelerator.clip_grad_norm_(trainer.wrapper.parameters(), args.max_grad_norm)
-    optimizer.step()
-    trainer.scheduler.step()
+    # the global norm is needed even without clipping (--max_grad_norm 0): a max of inf measures, never clips
+    grad_norm = accelerator.clip_grad_norm_(trainer.wrapper.parameters(), args.max_grad_norm or math.inf)
+    loss_scaled = accelerator.scaler is not None
+    finite = step_is_finite(loss_sum, grad_norm, loss_scaled)
+    if finite or loss_scaled:  # fp16's loss scaler must see every step: it skips an overflow itself
+        optimizer.step()
+    if finite:
+        trainer.scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss_sum, tokens, section_loss, section_tokens, grad_norm
+    return (loss_sum, tokens, section_loss, section_tokens, grad_norm), finite
 
 
 def step_record(trainer, plan, step_result, window):
+    """What metrics.jsonl holds of a step (a non-finite loss or norm is written as null)."""
     loss_sum, tokens, section_loss, section_tokens, grad_norm = step_result
     pos = trainer.position
     record = {"step": pos.global_step, "epoch": round(pos.epoch + pos.step_in_epoch / len(plan), 4),
               "loss": loss_sum.item() / tokens.item(), "lr": trainer.scheduler.get_last_lr()[0],
               "tokens": int(tokens.item()), **window.rates(trainer.accelerator.num_processes)}
-    if grad_norm is not None:
+    if grad_norm is not None:  # None only where accelerate cannot say (DeepSpeed before its first step)
         record["grad_norm"] = float(grad_norm)
     for name, value in section_means(section_loss, section_tokens).items():
         if value is not None:
@@ -434,10 +447,13 @@ def step_record(trainer, plan, step_result, window):
 
 
 def train_loop(trainer, metrics):
-    """Run optimizer steps until the plan or --max_steps ends; False if stopped by SIGTERM (checkpointed)."""
+    """Run optimizer steps until the plan or --max_steps ends; returns None, or how the run stops early:
+    SystemExit(143) on SIGTERM (checkpointed), RunDiverged after --max_bad_steps non-finite steps in a row."""
     args, accelerator, data, pos = trainer.args, trainer.accelerator, trainer.data, trainer.position
     trainer.wrapper.train()
     window = Throughput()
+    guard = DivergenceGuard(args.max_bad_steps, args.output_dir)
+    state_unreported = True  # the optimizer's state exists after its first applied step
 
     def load(epoch, step_in_epoch):
         return micro_batches(data.train_set, trainer.plans[epoch][step_in_epoch], accelerator.process_index,
@@ -449,20 +465,30 @@ def train_loop(trainer, metrics):
             plan = trainer.plans[pos.epoch]
             while pos.step_in_epoch < len(plan) and pos.global_step < trainer.total_steps:
                 batches = prefetch.get((pos.epoch, pos.step_in_epoch), next_step_key(trainer))
-                result = optimizer_step(trainer, batches)
-                pos.global_step += 1
+                result, finite = optimizer_step(trainer, batches)
+                pos.global_step += 1  # a skipped step's data counts as seen: --resume goes on after it
                 pos.step_in_epoch += 1
-                if pos.global_step == 1:
+                in_a_row = guard.note(pos.global_step, finite)
+                if finite and state_unreported:
                     log(accelerator, f"optimizer state: {optimizer_state_bytes_per_param(trainer.optimizer):.2f} "
                                      f"bytes per trainable parameter ({type(precision.unwrap(trainer.optimizer)).__name__})")
+                    state_unreported = False
                 window.add(batches)
-                if pos.global_step % args.log_every == 0 or pos.global_step in (1, trainer.total_steps):
-                    metrics.write(step_record(trainer, plan, result, window))
+                if not finite or pos.global_step % args.log_every == 0 or pos.global_step in (1, trainer.total_steps):
+                    record = step_record(trainer, plan, result, window)
+                    if not finite:  # every skipped step has its own record, whatever --log_every
+                        record.update(skipped=True, bad_in_a_row=in_a_row)
+                        log(accelerator, skip_line(pos.global_step, record["loss"], record.get("grad_norm"),
+                                                   in_a_row, args.max_bad_steps))
+                    metrics.write(record)
                     window = Throughput()
+                if guard.must_stop():
+                    return guard.stop()
                 if data.eval_set is not None and args.eval_every and pos.global_step % args.eval_every == 0:
                     run_eval(trainer, metrics)
                 metrics.advance()
-                if args.save_every and pos.global_step % args.save_every == 0 and \
+                # never in a streak of skipped steps: the checkpoint a stop names is from a good step
+                if args.save_every and pos.global_step % args.save_every == 0 and not guard.streak and \
                         pos.global_step < trainer.total_steps:
                     save_checkpoint(accelerator, args.output_dir, pos.state(trainer.signature),
                                     args.keep_checkpoints)
@@ -470,10 +496,10 @@ def train_loop(trainer, metrics):
                     path = save_checkpoint(accelerator, args.output_dir, pos.state(trainer.signature),
                                            args.keep_checkpoints)
                     log(accelerator, f"SIGTERM: saved {path}; run again with --resume to continue")
-                    return False
+                    return SystemExit(143)  # preempted: checkpointed, continue with --resume
             if pos.step_in_epoch >= len(plan):
                 pos.epoch, pos.step_in_epoch = pos.epoch + 1, 0
-        return True
+        return None
 
 
 def next_step_key(trainer):
@@ -561,10 +587,11 @@ def run(args, mode):
 
         metrics = MetricsLog(accelerator, args.output_dir, trainer.total_steps, trainer.position.global_step,
                              args.report_to, tracker_config(args))
-        if not train_loop(trainer, metrics):
+        stopped = train_loop(trainer, metrics)
+        if stopped is not None:  # preempted or diverged: no final model
             metrics.close()
             accelerator.end_training()
-            raise SystemExit(143)  # preempted: checkpointed, continue with --resume
+            raise stopped
         finish(trainer, metrics, mode)
         accelerator.end_training()
     finally:
