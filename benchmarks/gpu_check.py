@@ -708,8 +708,13 @@ def speed_phase(args, size, paths, work, adam8bit, versions, lengths, failed, sa
     import torch
 
     trainer_batch = max(1, size.batch_tokens // max(lengths))
+    runs = speed_runs(args, size, paths, adam8bit, bool(versions["peft"]), trainer_batch)
+    if not args.smoke:  # --compile next to the eager packed run (on CPU, Inductor's compile would dominate the smoke)
+        packed = runs[0]
+        runs.insert(1, Run("full_packed_compile", packed.label + ", --compile", packed.kind, packed.argv + ["--compile"],
+                           worker_flags=packed.worker_flags))
     speed = {}
-    for run in speed_runs(args, size, paths, adam8bit, bool(versions["peft"]), trainer_batch):
+    for run in runs:
         log(f"   {run.name}: {run.label}")
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
