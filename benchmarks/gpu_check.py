@@ -33,6 +33,11 @@ What it does, in order (sizes for the GPU run; --smoke shrinks every one):
    and backward) over the data's lengths; LoRA counts 4 N (frozen weights get no weight gradient).
 5. --out gets results.json and results.md (the table, also printed).
 
+--only picks phases (correctness, speed, fsdp, scale; default all but scale, which needs a call of its
+own). The speed phase's packed full fine-tuning run profiles one step (step_profile.py) and, on a GPU,
+is repeated with --compile. fsdp and scale are in gpu_scale.py: FSDP kill / --resume / from_pretrained
+on the ~1.1B model, and CodeLlama-shaped 7B and 13B runs at the largest --batch_tokens that fits.
+
 On a node without network (e.g. torch 2.11 with transformers, accelerate and peft preinstalled but not
 datasets or bitsandbytes), carry the pinned wheels, made where pip works (about 58 MB):
 
