@@ -33,6 +33,11 @@ What it does, in order (sizes for the GPU run; --smoke shrinks every one):
    and backward) over the data's lengths; LoRA counts 4 N (frozen weights get no weight gradient).
 5. --out gets results.json and results.md (the table, also printed).
 
+--only picks phases (correctness, speed, fsdp, scale; default all but scale, which needs a call of its
+own). The speed phase's packed full fine-tuning run profiles one step (step_profile.py) and, on a GPU,
+is repeated with --compile. fsdp and scale are in gpu_scale.py: FSDP kill / --resume / from_pretrained
+on the ~1.1B model, and CodeLlama-shaped 7B and 13B runs at the largest --batch_tokens that fits.
+
 On a node without network (e.g. torch 2.11 with transformers, accelerate and peft preinstalled but not
 datasets or bitsandbytes), carry the pinned wheels, made where pip works (about 58 MB):
 
@@ -80,6 +85,7 @@ class Size:
 GPU = Size(22, 2048, 32, 4, 5632, 32016, 32000, 2048, 16384, 0)
 SMOKE = Size(2, 64, 4, 2, 192, 1040, 1024, 512, 2048, 60)
 CHECK_SEQUENCES = 8
+PHASES = ("correctness", "speed", "fsdp", "scale")  # the data, the model and the matmul rate always come first
 
 
 def log(msg):
@@ -157,9 +163,14 @@ def build_model(size, model_dir, device, dtype):
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
-    with torch.device(device):
-        model = LlamaForCausalLM(llama_config(size))
-    model.to(dtype).save_pretrained(model_dir)
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # built in bf16 at once: a 13B model in fp32 first would need 52 GB of GPU memory
+    try:
+        with torch.device(device):
+            model = LlamaForCausalLM(llama_config(size))
+    finally:
+        torch.set_default_dtype(default_dtype)
+    model.save_pretrained(model_dir)
     n_total = sum(p.numel() for p in model.parameters())
     n_matmul = n_total - model.get_input_embeddings().weight.numel()
     del model
@@ -302,6 +313,7 @@ class Run:
     kind: str        # train_full, train_peft, hf_trainer
     argv: list
     lora: bool = False
+    worker_flags: tuple = ()  # e.g. ("--profile_step", "5"), ("--time_checkpoints",)
 
 
 def speed_runs(args, size, paths, adam8bit, have_peft, trainer_batch):
@@ -314,7 +326,8 @@ def speed_runs(args, size, paths, adam8bit, have_peft, trainer_batch):
     opt_label = "8-bit AdamW" if adam8bit else "AdamW (bitsandbytes missing)"
     runs = [
         Run("full_packed", f"full FT, {opt_label}, packed, --flash_attn", "train_full",
-            common + optim + ["--flash_attn", "--packing", "on"]),
+            common + optim + ["--flash_attn", "--packing", "on"],
+            worker_flags=("--profile_step", str(log_every))),  # the last warm-up step: not in tokens/s
         Run("full_padded", f"full FT, {opt_label}, padded (--packing off), --flash_attn", "train_full",
             common + optim + ["--flash_attn", "--packing", "off"]),
     ]
@@ -335,7 +348,7 @@ def run_worker(run, work, smoke, timeout):
     result_path = os.path.join(work, f"{run.name}.json")
     argv = run.argv + ["--output_dir", out_dir]
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", run.kind, "--worker_result", result_path]
-    cmd += (["--reference_kernel"] if smoke else []) + ["--"] + argv
+    cmd += (["--reference_kernel"] if smoke else []) + list(run.worker_flags) + ["--"] + argv
     paths = [REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=os.pathsep.join(paths))
     if not smoke:
@@ -355,8 +368,9 @@ def run_worker(run, work, smoke, timeout):
             log(f"  {line}")
     if proc.returncode != 0 or not os.path.exists(result_path):
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        log(f"  FAILED (exit {proc.returncode}):\n{tail}")
-        return {"error": f"exit {proc.returncode}", "log_tail": tail}
+        oom = "out of memory" in (proc.stdout + proc.stderr).lower()
+        log(f"  {'out of GPU memory' if oom else 'FAILED'} (exit {proc.returncode}):\n{tail if not oom else ''}")
+        return {"error": "out of memory" if oom else f"exit {proc.returncode}", "oom": oom, "log_tail": tail}
     with open(result_path, encoding="utf-8") as f:
         result = json.load(f)
     if run.kind != "hf_trainer":
@@ -395,12 +409,35 @@ def worker_main(argv):
     p.add_argument("--worker", choices=["train_full", "train_peft", "hf_trainer"], required=True)
     p.add_argument("--worker_result", required=True)
     p.add_argument("--reference_kernel", action="store_true")
+    p.add_argument("--profile_step", type=int, default=0, help="profile this optimizer step (step_profile.py)")
+    p.add_argument("--time_checkpoints", action="store_true", help="time each checkpoint's save, seal and verify")
     a = p.parse_args(argv[:split])
-    worker(a.worker, a.worker_result, a.reference_kernel, argv[split + 1:])
+    worker(a.worker, a.worker_result, a.reference_kernel, argv[split + 1:], a.profile_step, a.time_checkpoints)
     return 0
 
 
-def worker(kind, result_path, reference_kernel, argv):
+def time_checkpoints(into):
+    """Wrap the trainer's checkpoint writing (training.save_checkpoint: write + seal + rename), the sealing and
+    the verification at --resume; into["checkpoint_s"][name] gets each call's seconds."""
+    from reasoning_sft import checkpoints, training
+
+    into["checkpoint_s"] = times = {"save": [], "seal": [], "verify": []}
+
+    def timed(fn, name):
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                times[name].append(round(time.perf_counter() - t0, 3))
+        return wrapper
+
+    training.save_checkpoint = timed(training.save_checkpoint, "save")
+    checkpoints.seal = timed(checkpoints.seal, "seal")  # called by save_checkpoint through the module
+    checkpoints.verify = timed(checkpoints.verify, "verify")
+
+
+def worker(kind, result_path, reference_kernel, argv, profile_step=0, checkpoint_timers=False):
     import torch
     from reasoning_sft import attention
     from reasoning_sft.errors import quiet_third_party_logs
@@ -408,6 +445,12 @@ def worker(kind, result_path, reference_kernel, argv):
     quiet_third_party_logs()
     cuda = torch.cuda.is_available()
     context = attention.kernel_override(attention.reference_kernel()) if reference_kernel else contextlib.nullcontext()
+    extra = {}
+    if profile_step:
+        import step_profile
+        step_profile.install(profile_step, lambda summary: extra.__setitem__("profile", summary))
+    if checkpoint_timers:
+        time_checkpoints(extra)
     t0 = time.time()
     with context:
         if kind == "hf_trainer":
@@ -415,6 +458,7 @@ def worker(kind, result_path, reference_kernel, argv):
         else:
             load_script(f"training/{kind}.py").main(argv)
             result = {}
+    result.update(extra)
     result["wall_s"] = round(time.time() - t0, 1)
     result["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else None
     with open(result_path, "w", encoding="utf-8") as f:
@@ -529,6 +573,13 @@ def main(argv=None):
     p.add_argument("--work_dir", help="data, model and run outputs (default: a temporary dir, removed at the end)")
     p.add_argument("--skip_speed", action="store_true", help="correctness and the matmul rate only")
     p.add_argument("--run_timeout", type=int, help="seconds one speed run may take (default 150; --smoke 600)")
+    p.add_argument("--only", default="correctness,speed,fsdp",
+                   help=f"comma-separated phases of {','.join(PHASES)} (default: all but scale, which needs a "
+                        "call of its own: about 8 minutes on one H100)")
+    p.add_argument("--scale_budget", type=int, default=420, help="seconds the scale phase may spend (default 420)")
+    p.add_argument("--scale_steps", type=int, help="optimizer steps per scale run (default 8; --smoke 2)")
+    p.add_argument("--scale_warmup", type=int, help="scale runs' steps left out of tokens/s (default 3; --smoke 1)")
+    p.add_argument("--run_timeout_scale", type=int, help="seconds one scale run may take (default 300; --smoke 600)")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--worker"]:
         return worker_main(argv)
@@ -542,8 +593,18 @@ def main(argv=None):
     args.steps = args.steps or (4 if args.smoke else 20)
     args.warmup = args.warmup or (2 if args.smoke else 5)
     args.run_timeout = args.run_timeout or (600 if args.smoke else 150)
-    if args.steps < 2 * args.warmup:
-        sys.exit("gpu_check: --steps must be at least twice --warmup (tokens/s come from the windows after it)")
+    args.scale_steps = args.scale_steps or (2 if args.smoke else 8)
+    args.scale_warmup = args.scale_warmup or (1 if args.smoke else 3)
+    args.run_timeout_scale = args.run_timeout_scale or (600 if args.smoke else 300)
+    if args.steps < 2 * args.warmup or args.scale_steps < 2 * args.scale_warmup:
+        sys.exit("gpu_check: --steps must be at least twice --warmup, --scale_steps twice --scale_warmup "
+                 "(tokens/s come from the windows after it)")
+    phases = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = [name for name in phases if name not in PHASES]
+    if unknown or not phases:
+        sys.exit(f"gpu_check: --only takes phases of {', '.join(PHASES)}, comma-separated; got {args.only!r}")
+    if args.skip_speed and "speed" in phases:
+        phases.remove("speed")
     device = "cpu" if args.smoke else "cuda"
     if not args.smoke and not torch.cuda.is_available():
         sys.exit("gpu_check: no CUDA device here; run with --smoke for the CPU check of the code")
@@ -574,53 +635,113 @@ def main(argv=None):
     try:
         log("1. data (stages 1-3 on the sample) and the model")
         paths = build_data(size, work)
-        n_total, n_matmul = build_model(size, paths[0], device, dtype)
         import datasets
         lengths = list(datasets.load_from_disk(paths[2])["length"])
-        results["model"] = {"parameters": n_total, "parameters_without_input_embedding": n_matmul}
         results["data"] = {"sequences": len(lengths), "tokens": sum(lengths),
                            "mean_length": sum(lengths) / len(lengths), "max_length": max(lengths)}
-        log(f"   {n_total / 1e9:.3f}B parameters; {len(lengths)} sequences, mean length "
-            f"{results['data']['mean_length']:.0f}, longest {max(lengths)}")
+        n_matmul = None
+        if phases != ["scale"]:  # the scale phase builds models of its own
+            n_total, n_matmul = build_model(size, paths[0], device, dtype)
+            results["model"] = {"parameters": n_total, "parameters_without_input_embedding": n_matmul}
+            log(f"   {n_total / 1e9:.3f}B parameters")
+        log(f"   {len(lengths)} sequences, mean length {results['data']['mean_length']:.0f}, longest {max(lengths)}")
         save()
 
-        log("2. correctness (bf16)" if not args.smoke else "2. correctness (fp32, reference kernel)")
-        checks = phase(failed, "correctness", run_correctness, args.smoke, paths, device, dtype)
-        if checks:
-            results["correctness"] = checks
-            failed += [f"correctness:{name}" for name, ok in checks["ok"].items() if not ok]
-        save()
+        if "correctness" in phases:
+            log("2. correctness (bf16)" if not args.smoke else "2. correctness (fp32, reference kernel)")
+            checks = phase(failed, "correctness", run_correctness, args.smoke, paths, device, dtype)
+            if checks:
+                results["correctness"] = checks
+                failed += [f"correctness:{name}" for name, ok in checks["ok"].items() if not ok]
+            save()
 
         log("3. matmul rate")
         rate = matmul_rate(device)
         results["matmul"] = rate
         log(f"   {rate['flops_per_s'] / 1e12:.1f} TFLOP/s ({rate['dtype']}, {rate['n']}^3)")
         save()
+        sections = []  # of results.md, rewritten after each phase
 
-        if not args.skip_speed:
+        def write_report():
+            heading = f"gpu_check on {results['device']} ({'smoke' if args.smoke else 'full'})"
+            text = "\n\n".join([heading] + sections) + "\n"
+            write_file_atomic(os.path.join(args.out, "results.md"), lambda f: f.write(text))
+
+        if "speed" in phases:
             log(f"4. speed: {args.steps} steps per run, tokens/s after step {args.warmup}")
-            trainer_batch = max(1, size.batch_tokens // max(lengths))
-            results["speed"] = speed = {}
-            for run in speed_runs(args, size, paths, adam8bit, bool(versions["peft"]), trainer_batch):
-                log(f"   {run.name}: {run.label}")
-                if device == "cuda":
-                    torch.cuda.empty_cache()
-                speed[run.name] = dict(run_worker(run, work, args.smoke, args.run_timeout), label=run.label,
-                                       lora=run.lora)
-                if "error" in speed[run.name]:
-                    failed.append(run.name)
-                save()
+            results["speed"] = speed = speed_phase(args, size, paths, work, adam8bit, versions, lengths, failed, save)
             table = report(speed, size, n_matmul, lengths, rate)
             results["table"] = table
             log(table)
-            heading = f"gpu_check on {results['device']} ({'smoke' if args.smoke else 'full'})"
-            write_file_atomic(os.path.join(args.out, "results.md"), lambda f: f.write(f"{heading}\n\n{table}\n"))
+            sections += [f"## Speed (~1.1B)\n\n{table}"] + profile_sections(speed, "1.1B")
+            write_report()
+
+        if "fsdp" in phases:
+            import gpu_scale
+            log("5. FSDP: one process under " + ("configs/cpu.yaml (smoke)" if args.smoke else
+                                                 "configs/fsdp_full_shard.yaml") + ": checkpoint, SIGKILL, --resume")
+            fsdp = phase(failed, "fsdp", gpu_scale.fsdp_phase, args, paths, work, args.smoke)
+            if fsdp is not None:
+                results["fsdp"] = fsdp
+                log(f"   {fsdp}")
+                if not fsdp["ok"]:
+                    failed.append("fsdp")
+                sections.append("## FSDP kill and --resume (~1.1B)\n\n```\n" + json.dumps(fsdp, indent=1) + "\n```")
+                write_report()
+            save()
+
+        if "scale" in phases:
+            import gpu_scale
+            log(f"6. scale: CodeLlama-shaped 7B and 13B, {args.scale_steps} steps per run, budget {args.scale_budget} s")
+            scale = phase(failed, "scale", gpu_scale.scale_phase, args, paths, work, args.smoke, adam8bit, rate,
+                          lengths, results, save)
+            if scale is not None:
+                failed += [name for name, r in scale["runs"].items() if "error" in r]
+                log(scale["table"])
+                sections += [f"## Scale (CodeLlama shapes)\n\n{scale['table']}"] + profile_sections(scale["runs"], "")
+                write_report()
     finally:
         save()
         if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)
     log(f"done in {results['seconds']} s -> {args.out}/results.json" + (f"; FAILED: {failed}" if failed else ""))
     return 1 if failed else 0
+
+
+def speed_phase(args, size, paths, work, adam8bit, versions, lengths, failed, save):
+    """The ~1.1B speed runs, each in a fresh process; their results by name."""
+    import torch
+
+    trainer_batch = max(1, size.batch_tokens // max(lengths))
+    runs = speed_runs(args, size, paths, adam8bit, bool(versions["peft"]), trainer_batch)
+    if not args.smoke:  # --compile next to the eager packed run (on CPU, Inductor's compile would dominate the smoke)
+        packed = runs[0]
+        runs.insert(1, Run("full_packed_compile", packed.label + ", --compile", packed.kind, packed.argv + ["--compile"],
+                           worker_flags=packed.worker_flags))
+    speed = {}
+    for run in runs:
+        log(f"   {run.name}: {run.label}")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        speed[run.name] = dict(run_worker(run, work, args.smoke, args.run_timeout), label=run.label, lora=run.lora)
+        if "error" in speed[run.name]:
+            failed.append(run.name)
+        save()
+    return speed
+
+
+def profile_sections(runs, size_label):
+    """results.md sections of the runs that carry a step profile."""
+    import step_profile
+
+    out = []
+    for name, r in runs.items():
+        if "profile" in r and "error" not in r["profile"]:
+            tokens = f", --batch_tokens {r['batch_tokens']}" if "batch_tokens" in r else ""
+            out.append(step_profile.markdown(f"{name} {size_label}".strip() + tokens, r["profile"]))
+        elif "profile" in r:
+            out.append(f"### Step profile: {name}\n\nnot summarized: {r['profile']['error']}")
+    return out
 
 
 def phase(failed, name, fn, *args):

@@ -3,11 +3,11 @@
 A checkpoint is OUTPUT_DIR/checkpoint-STEP/ holding accelerate's state (optimizer, scheduler,
 RNGs), the trainable parameters only (a LoRA checkpoint is MBs, not a base-model copy),
 trainer_state.json, which says where in the data the run was and what it was run with, and
-integrity.json, written last: the size and sha256 of every other file. --resume verifies the
-newest checkpoint against it and falls back to the one before when it is truncated or corrupt.
+integrity.json, written last: the size and digest (xxh3-128; sha256 in records sealed by older
+versions, which still verify) of every other file. --resume verifies the newest checkpoint against
+it and falls back to the one before when it is truncated or corrupt.
 """
 
-import hashlib
 import json
 import os
 import re
@@ -17,14 +17,14 @@ import sys
 
 import torch
 
+from . import digests
 from .artifacts import replace_dir, write_json
 from .errors import UserError
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"
 TRAINABLE_STATE = "trainable_params.pt"
-INTEGRITY = "integrity.json"  # {"files": {relative path: {"size", "sha256"}}}, written last
-HASH_CHUNK = 16 * 2**20
+INTEGRITY = "integrity.json"  # {"files": {relative path: {"size", ALGORITHM: hex digest}}}, written last
 
 
 def list_checkpoints(output_dir):
@@ -159,25 +159,15 @@ def _checkpoint_files(path):
     return sorted(out)
 
 
-def _sha256(path, bar=None, fsync=False):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        if fsync:  # data of a file just written reaches the disk before the checkpoint is renamed into place
-            os.fsync(f.fileno())
-        while chunk := f.read(HASH_CHUNK):
-            h.update(chunk)
-            if bar is not None:
-                bar.update(len(chunk))
-    return h.hexdigest()
-
-
-def _hash_files(path, files, desc, fsync=False):
+def _hash_files(path, files, desc, fsync=False, algorithm=digests.DEFAULT):
+    """{file: {"size", algorithm: digest}} for files (relative to path), hashed in parallel threads."""
     from .progress import progress
 
-    total = sum(os.path.getsize(os.path.join(path, f)) for f in files)
+    full = {f: os.path.join(path, f) for f in files}
+    total = sum(os.path.getsize(p) for p in full.values())
     with progress(total=total, desc=desc, unit="B", unit_scale=True) as bar:
-        return {f: {"size": os.path.getsize(os.path.join(path, f)),
-                    "sha256": _sha256(os.path.join(path, f), bar, fsync)} for f in files}
+        found = digests.digest_files(list(full.values()), algorithm, bar.update, fsync)
+    return {f: {"size": os.path.getsize(p), algorithm: found[p]} for f, p in full.items()}
 
 
 def shared_hasher(accelerator):
@@ -190,10 +180,10 @@ def shared_hasher(accelerator):
 
     rank, world = accelerator.process_index, accelerator.num_processes
 
-    def hash_files(path, files, desc, fsync=False):
+    def hash_files(path, files, desc, fsync=False, algorithm=digests.DEFAULT):
         largest_first = sorted(files, key=lambda f: -os.path.getsize(os.path.join(path, f)))
         try:
-            mine, error = _hash_files(path, largest_first[rank::world], desc, fsync), None
+            mine, error = _hash_files(path, largest_first[rank::world], desc, fsync, algorithm), None
         except OSError as err:  # reported by every rank below, so none is left waiting
             mine, error = {}, f"{err.strerror or err} ({err.filename})"
         merged, errors = {}, []
@@ -208,7 +198,7 @@ def shared_hasher(accelerator):
 
 
 def seal(path, hasher=_hash_files, write=True):
-    """Write INTEGRITY (size and sha256 of every file), last: a checkpoint without it was never finished.
+    """Write INTEGRITY (size and xxh3-128 of every file), last: a checkpoint without it was never finished.
 
     Under several processes every rank calls this (they share the hashing); only one writes.
     """
@@ -226,25 +216,36 @@ def verify(path, hasher=_hash_files):
         return f"no {INTEGRITY} (never finished)"
     try:
         with open(record_path, encoding="utf-8") as f:
-            expected = {name: (int(meta["size"]), str(meta["sha256"])) for name, meta in json.load(f)["files"].items()}
+            expected = {name: _expected(meta) for name, meta in json.load(f)["files"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         return f"unreadable {INTEGRITY} ({type(err).__name__})"
     present = _checkpoint_files(path)
     missing = sorted(set(expected) - set(present))
     if missing:
         return f"{missing[0]} is missing"
-    for name, (size, _) in expected.items():
+    for name, (size, _, _) in expected.items():
         found = os.path.getsize(os.path.join(path, name))
         if found != size:
             return f"{name} has {found} bytes, {size} expected (truncated)"
-    try:
-        hashes = hasher(path, sorted(expected), f"verify {os.path.basename(path)}")
-    except OSError as err:
-        return f"cannot be read ({err})"
-    for name, (_, sha256) in expected.items():
-        if hashes[name]["sha256"] != sha256:
-            return f"{name} does not match its sha256 (corrupt)"
+    for algorithm in sorted({algorithm for _, algorithm, _ in expected.values()}):
+        names = sorted(name for name, (_, a, _) in expected.items() if a == algorithm)
+        try:
+            hashes = hasher(path, names, f"verify {os.path.basename(path)}", algorithm=algorithm)
+        except OSError as err:
+            return f"cannot be read ({err})"
+        for name in names:
+            if hashes[name][algorithm] != expected[name][2]:
+                return f"{name} does not match its {algorithm} (corrupt)"
     return None
+
+
+def _expected(meta):
+    """(size, algorithm, digest) of one file's entry; a record names its digest per file, so records sealed
+    with sha256 by older versions verify as they are. KeyError when no known digest is there."""
+    known = [algorithm for algorithm in digests.ALGORITHMS if algorithm in meta]
+    if not known:
+        raise KeyError("no known digest")
+    return int(meta["size"]), known[0], str(meta[known[0]])
 
 
 def newest_intact_checkpoint(output_dir, say=print, checkpoints=None, hasher=_hash_files, sync=None, main=True):

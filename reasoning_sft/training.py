@@ -27,6 +27,7 @@ from .artifacts import check_dataset_matches, load_manifest, load_prepared_token
 from .batching import collate, empty_batch, step_schedule
 from .checkpoints import (Preemption, list_checkpoints, load_newest_checkpoint, register_trainable_only_checkpointing,
                           save_checkpoint)
+from .compiling import compile_decoder_layers
 from .divergence import DivergenceGuard, skip_line, step_is_finite
 from .errors import UserError, add_verbose_flag
 from .generation import save_tokenizer_and_generation_config
@@ -74,6 +75,8 @@ def common_parser(description):
            "expectation); bf16-nearest (small updates lost). auto: bf16 for full fine-tuning with --flash_attn "
            "(fp32 under FSDP), else fp32; for LoRA it sets the frozen base's dtype. See README")
     a("--gradient_checkpointing", action="store_true")
+    a("--compile", action="store_true",
+      help="torch.compile each decoder layer (fuses norms, RoPE, SwiGLU); the first steps pay the compile")
     a("--eval_dir", help="a second encoded dataset for evaluation")
     a("--eval_fraction", type=float, default=0.0, help="hold out this fraction of --train_dir for evaluation")
     a("--eval_every", type=int, default=0, help="evaluate every N steps (0: at the end only)")
@@ -312,6 +315,8 @@ def build_model(args, mode, tokenizer, policy):
     model = mode.build_model(args, model, tag_rows)
     if args.gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if args.compile:
+        compile_decoder_layers(model)
     return model, tag_rows
 
 

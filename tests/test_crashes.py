@@ -8,6 +8,7 @@ odd call is the first micro-batch of an optimizer step, so the kill lands betwee
 gradients accumulated and not yet applied. Everything else is the product as users run it.
 """
 
+import hashlib
 import json
 import os
 import random
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import xxhash
 
 from conftest import REPO_ROOT
 from test_training import common, metrics, run_train, small_encoded, train_cmd  # noqa: F401 (fixture)
@@ -250,16 +252,18 @@ def test_integrity_record_catches_every_kind_of_damage(tmp_path):
         return path
 
     good, bad = checkpoint(1, b"a" * 1000), checkpoint(2, b"b" * 1000)
-    assert verify(str(good)) is None and json.loads((good / INTEGRITY).read_text())["files"].keys() == {
-        "trainer_state.json", "sub/weights.bin"}
+    record = json.loads((good / INTEGRITY).read_text())["files"]
+    assert verify(str(good)) is None and record.keys() == {"trainer_state.json", "sub/weights.bin"}
+    assert record["sub/weights.bin"] == {"size": 1000, "xxh3_128": xxhash.xxh3_128(b"a" * 1000).hexdigest()}
     weights = bad / "sub" / "weights.bin"
     weights.write_bytes(b"b" * 999 + b"c")  # same size, other content
-    assert verify(str(bad)) == "sub/weights.bin does not match its sha256 (corrupt)"
+    assert verify(str(bad)) == "sub/weights.bin does not match its xxh3_128 (corrupt)"
     weights.write_bytes(b"b" * 10)
     assert verify(str(bad)) == "sub/weights.bin has 10 bytes, 1000 expected (truncated)"
     weights.unlink()
     assert verify(str(bad)) == "sub/weights.bin is missing"
-    for broken in ('{"files": ["sub/weights.bin"]}', '{"files": {"x": 3}}', "[]"):  # valid JSON, wrong shape
+    for broken in ('{"files": ["sub/weights.bin"]}', '{"files": {"x": 3}}', "[]",  # valid JSON, wrong shape
+                   '{"files": {"sub/weights.bin": {"size": 1000, "md5": "00"}}}'):  # a digest this version lacks
         (bad / INTEGRITY).write_text(broken)
         assert verify(str(bad)).startswith("unreadable integrity.json"), broken
     (bad / INTEGRITY).write_text('{"files": ')
@@ -280,6 +284,42 @@ def test_integrity_record_catches_every_kind_of_damage(tmp_path):
     assert newest_intact_checkpoint(str(tmp_path), say=said.append) == str(legacy)
     assert said == ["--resume: checkpoint-3 has no integrity.json (written by an older version); "
                     "resuming from it unverified"]
+
+
+def test_records_sealed_with_sha256_by_older_versions_still_verify(tmp_path):
+    """The record names its digest per file: a checkpoint sealed with sha256 before xxh3-128 verifies, and
+    damage to it is still caught."""
+    from reasoning_sft.checkpoints import INTEGRITY, seal, verify
+
+    path = tmp_path / "checkpoint-1"
+    (path / "sub").mkdir(parents=True)
+    files = {"trainer_state.json": b"{}", "sub/weights.bin": bytes(range(256)) * 300}
+    for name, payload in files.items():
+        (path / name).write_bytes(payload)
+    old_record = {"files": {name: {"size": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+                            for name, payload in files.items()}}  # what the sha256 version of seal() wrote
+    (path / INTEGRITY).write_text(json.dumps(old_record))
+    assert verify(str(path)) is None
+    (path / "sub" / "weights.bin").write_bytes(files["sub/weights.bin"][:-1] + b"x")
+    assert verify(str(path)) == "sub/weights.bin does not match its sha256 (corrupt)"
+    seal(str(path))  # sealing again writes the new digest
+    assert verify(str(path)) is None
+    assert {"xxh3_128", "size"} == json.loads((path / INTEGRITY).read_text())["files"]["sub/weights.bin"].keys()
+
+
+def test_many_files_hash_in_parallel_to_the_same_digests(tmp_path):
+    from reasoning_sft.digests import digest_files, file_digest
+
+    paths = []
+    for i in range(12):  # more files than threads, sizes across the read chunk
+        paths.append(str(tmp_path / f"f{i}"))
+        with open(paths[-1], "wb") as f:
+            f.write(os.urandom(i * 3 * 2**20 + i))
+    seen = []
+    parallel = digest_files(paths, "xxh3_128", on_bytes=seen.append, threads=4)
+    assert parallel == {p: xxhash.xxh3_128(open(p, "rb").read()).hexdigest() for p in paths}
+    assert sum(seen) == sum(os.path.getsize(p) for p in paths)
+    assert file_digest(paths[5], "sha256") == hashlib.sha256(open(paths[5], "rb").read()).hexdigest()
 
 
 def test_the_lock_names_its_holder_and_dies_with_it(tmp_path):

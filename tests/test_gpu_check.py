@@ -13,7 +13,8 @@ import pytest
 @pytest.mark.slow
 def test_gpu_check_smoke_runs_every_step(tmp_path, run_script):
     out = tmp_path / "out"
-    proc = run_script("benchmarks/gpu_check.py", "--smoke", "--steps", 2, "--warmup", 1, "--out", out, timeout=600)
+    proc = run_script("benchmarks/gpu_check.py", "--smoke", "--only", "correctness,speed", "--steps", 2, "--warmup", 1,
+                      "--out", out, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     checks = results["correctness"]
@@ -50,3 +51,58 @@ def test_without_bitsandbytes_or_peft_the_runs_say_so():
                                     trainer_batch=3)
     assert [r.name for r in with8bit] == ["full_packed", "full_padded", "lora_packed", "hf_trainer"]
     assert all("--adam8bit" in r.argv for r in with8bit if r.kind != "train_peft")
+
+
+@pytest.mark.slow
+def test_gpu_check_scale_phase_smoke(tmp_path, run_script):
+    """--only scale at tiny size: both CodeLlama-shaped models built, trained through the trainers, the 7B run's
+    checkpoint timed and verified, one step profiled; --scale_budget 0 skips the optional runs, labelled."""
+    out = tmp_path / "out"
+    proc = run_script("benchmarks/gpu_check.py", "--smoke", "--only", "scale", "--scale_budget", 0, "--out", out,
+                      timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    scale = json.loads((out / "results.json").read_text())["scale"]
+    assert set(scale["models"]) == {"7b", "13b"} and scale["models"]["13b"]["size"]["layers"] == 3
+    runs = scale["runs"]
+    assert runs["7b_full_gc"] == {"label": runs["7b_full_gc"]["label"], "skipped": "time budget"}
+    for name in ("7b_full", "13b_lora"):
+        assert runs[name]["tokens_per_s"] > 0 and runs[name]["batch_tokens"] == 1024, runs[name]
+    checkpoint = runs["7b_full"]["checkpoint"]
+    assert checkpoint["verified"] and checkpoint["gib"] > 0 and checkpoint["seal_s"] <= checkpoint["save_s"]
+    profile = runs["7b_full"]["profile"]
+    assert profile["categories_ms"]["matmul"] > 0 and profile["categories_ms"]["optimizer"] > 0
+    assert profile["categories_ms"]["loss head"] > 0 and len(profile["top_kernels"]) == 10
+    report = (out / "results.md").read_text()
+    assert "| 7b_full |" in report and "### Step profile: 7b_full" in report and "checkpoint:" in report
+    assert "attention: varlen reference" in proc.stdout
+
+
+@pytest.mark.slow
+def test_gpu_check_fsdp_phase_smoke(tmp_path, run_script):
+    """--only fsdp at tiny size (configs/cpu.yaml: accelerate refuses FSDP on CPU): killed after its first
+    checkpoint, resumed, the final save loads with from_pretrained."""
+    out = tmp_path / "out"
+    proc = run_script("benchmarks/gpu_check.py", "--smoke", "--only", "fsdp", "--out", out, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    fsdp = json.loads((out / "results.json").read_text())["fsdp"]
+    assert fsdp["ok"] and fsdp["killed_after"] == "checkpoint-2" and fsdp["finite"], fsdp
+    assert fsdp["resumed_line"].startswith("resumed from ") and "checkpoint-2: step 2" in fsdp["resumed_line"]
+
+
+def test_step_profile_categories():
+    """Ranges decide first (loss head, optimizer), then kernel names; idle is wall minus the kernels' union."""
+    import sys
+
+    from conftest import REPO_ROOT
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    import step_profile as sp
+
+    step, fb, head = "gpu_check:step", sp.FORWARD_BACKWARD, sp.LOSS_HEAD
+    assert sp.category("sm90_xmma_gemm_bf16", [head, fb, step]) == "loss head"
+    assert sp.category("sm90_xmma_gemm_bf16", [fb, step]) == "matmul"
+    assert sp.category("nvjet_tst_128x256", []) == "matmul"  # backward: the autograd thread, no range
+    assert sp.category("flash_fwd_kernel", [fb, step]) == "attention"
+    assert sp.category("kOptimizerStatic8bit2StateBlockwise", [step]) == "optimizer"
+    assert sp.category("Memcpy HtoD (Pinned -> Device)", []) == "memory copies"
+    assert sp.category("triton_red_fused_rms_norm_0", [fb, step]) == "element-wise/normalization"
+    assert sp.busy_us([(0, 10), (5, 12), (20, 25)]) == 17

@@ -718,3 +718,18 @@ def test_qlora_trains_on_4bit_base_weights(tmp_path, tiny_model_dir, tokenizer_d
         assert all(np.isfinite(r["loss"]) for r in metrics(out) if "loss" in r)
     assert counts["nf4"][0] == counts["fp32"][0]  # same LoRA and tag rows train
     assert counts["nf4"][1] < counts["fp32"][1]   # 4-bit weights pack two values per stored element
+
+
+@pytest.mark.slow
+def test_compile_trains_to_the_same_losses(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded):
+    """--compile (each decoder layer through torch.compile, dynamic shapes: a packed row's length changes every
+    step) gives the eager run's losses within float tolerance, on CPU through Inductor's C++ backend."""
+    runs = {}
+    for name, extra in (("eager", []), ("compiled", ["--compile"])):
+        out = tmp_path / name
+        proc = run_train("train_full.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, out,
+                                                  "--batch_tokens", 2048, "--max_steps", 3, *extra), timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[name] = train_losses(out)
+    assert len(runs["compiled"]) == 3
+    assert runs["compiled"] == pytest.approx(runs["eager"], rel=1e-4), runs
