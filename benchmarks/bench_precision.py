@@ -65,7 +65,7 @@ def train(paths, out, policy, lr, steps, args):
            "--precision", policy, "--lr", f"{lr:g}", "--lr_scheduler", "constant", "--warmup_ratio", "0",
            "--max_steps", str(steps), "--epochs", "1000", "--batch_tokens", str(args.batch_tokens),
            "--seed", str(args.seed), "--log_every", "20", "--report_to", "none"]
-    print("$ " + " ".join(cmd[1:]), flush=True)
+    print("$ python " + " ".join(cmd[1:]), flush=True)
     t0 = time.time()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
                           env=dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false"))

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT
-from test_training import common, metrics, run_train, small_encoded, train_cmd  # noqa: F401 (fixture)
+from test_training import (common, metrics, one_and_two_processes, run_train, small_encoded,  # noqa: F401 (fixture)
+                           train_cmd)
 
 BATCH_TOKENS = 600  # one sample row a step (the rows are 300-740 tokens)
 BAD_STEPS = (3, 6)  # the steps whose row carries a token with a NaN embedding
@@ -161,22 +162,9 @@ def test_non_finite_steps_in_a_row_stop_the_run_with_one_line(tmp_path, tiny_mod
 def test_every_process_skips_the_same_steps(tmp_path, nan_row_model, tokenizer_dir, small_encoded):
     """2 processes (gloo): a NaN row lands on one rank; the reduced loss tells both, so both skip that step.
     Same skipped steps, step losses and weights as 1 process with --grad_accum 2."""
-    import datasets
     from safetensors.torch import load_file
-    from reasoning_sft.batching import token_budget_batches
 
-    lengths = datasets.load_from_disk(str(small_encoded))["length"]
-    budget = next(b for b in range(400, 2000, 8) if len(token_budget_batches(lengths, b, False, 7, 0)) % 2 == 0
-                  and len(token_budget_batches(lengths, b, False, 7, 0)) >= 4)
-    args = ["--batch_tokens", budget, "--epochs", 1, "--lr", 1e-3, "--seed", 7, "--warmup_ratio", 0]
-    one, two = tmp_path / "one", tmp_path / "two"
-    proc = run_train("train_full.py", *common(nan_row_model, tokenizer_dir, small_encoded, one), *args,
-                     "--grad_accum", 2, launcher="python")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = run_train("train_full.py", *common(nan_row_model, tokenizer_dir, small_encoded, two), *args,
-                     launcher="torchrun", env={"ACCELERATE_USE_CPU": "true"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "MULTI_CPU x2" in proc.stdout, proc.stdout
+    one, two = one_and_two_processes(tmp_path, nan_row_model, tokenizer_dir, small_encoded)
     n_steps = len(metrics(one))
     assert 1 <= len(skipped_steps(one)) < n_steps and skipped_steps(one) == skipped_steps(two)
     losses = {run: {r["step"]: r["loss"] for r in metrics(run) if not r.get("skipped")} for run in (one, two)}

@@ -562,10 +562,10 @@ def test_preemption_restores_the_handler_it_replaced():
     assert signal.getsignal(signal.SIGTERM) is previous
 
 
-def test_two_processes_match_one_with_grad_accum(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded):
-    """2 CPU processes (gloo) with grad_accum 1 == 1 process with grad_accum 2: same step losses, same weights."""
+def one_and_two_processes(tmp_path, model_dir, tokenizer_dir, small_encoded):
+    """The same full fine-tuning run as 1 process with --grad_accum 2 and as 2 gloo processes with 1, on a
+    batch budget that gives an even number (>= 4) of micro-batches; returns both output dirs."""
     import datasets
-    from safetensors.torch import load_file
     from reasoning_sft.batching import token_budget_batches
 
     lengths = datasets.load_from_disk(str(small_encoded))["length"]
@@ -573,13 +573,21 @@ def test_two_processes_match_one_with_grad_accum(tmp_path, tiny_model_dir, token
                   and len(token_budget_batches(lengths, b, False, 7, 0)) >= 4)
     args = ["--batch_tokens", budget, "--epochs", 1, "--lr", 1e-3, "--seed", 7, "--warmup_ratio", 0]
     one, two = tmp_path / "one", tmp_path / "two"
-    proc = run_train("train_full.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, one), *args,
+    proc = run_train("train_full.py", *common(model_dir, tokenizer_dir, small_encoded, one), *args,
                      "--grad_accum", 2, launcher="python")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = run_train("train_full.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, two), *args,
+    proc = run_train("train_full.py", *common(model_dir, tokenizer_dir, small_encoded, two), *args,
                      launcher="torchrun", env={"ACCELERATE_USE_CPU": "true"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MULTI_CPU x2" in proc.stdout, proc.stdout
+    return one, two
+
+
+def test_two_processes_match_one_with_grad_accum(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded):
+    """2 CPU processes (gloo) with grad_accum 1 == 1 process with grad_accum 2: same step losses, same weights."""
+    from safetensors.torch import load_file
+
+    one, two = one_and_two_processes(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded)
     assert train_losses(one) == pytest.approx(train_losses(two), rel=1e-5)
     assert [r["tokens"] for r in metrics(one) if "loss" in r] == [r["tokens"] for r in metrics(two) if "loss" in r]
     a, b = load_file(str(one / "model.safetensors")), load_file(str(two / "model.safetensors"))
