@@ -121,12 +121,18 @@ def stop(procs):
     not SIGTERM: a trainer answers SIGTERM by finishing its step and saving a checkpoint, which a
     stopped demo has no use for (the next demo run replaces every stage's output).
     """
+    procs = list(procs)
     for proc in procs:
         if proc.poll() is None:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:  # it ended since poll()
                 pass
+    for proc in procs:  # reaped here: the demo leaves no stage behind, not even as a zombie
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def split_sample(sample, out_dir):
