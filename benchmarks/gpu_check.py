@@ -806,10 +806,10 @@ def precision_table(runs, steps):
         if "tokens_per_s" not in r:
             lines.append(f"| {policy} | | | {r.get('error', 'failed')} | | | |")
             continue
-        p, mem = r["precision"], r.get("peak_gpu_memory_gib")
+        p, mem, loss = r["precision"], r.get("peak_gpu_memory_gib"), r.get("final_loss")
         lines.append(f"| {policy} | {p['weights_dtype']} | {p['update_rounding']} | {r['tokens_per_s']:,.0f} | "
                      f"{'' if mem is None else f'{mem:.1f}'} | {100 * r['changed_fraction']:.2f}% | "
-                     f"{r['final_loss']:.4f} |")
+                     f"{'' if loss is None else f'{loss:.4f}'} |")
     return "\n".join(lines)
 
 
