@@ -33,9 +33,24 @@ What it does, in order (sizes for the GPU run; --smoke shrinks every one):
    and backward) over the data's lengths; LoRA counts 4 N (frozen weights get no weight gradient).
 5. --out gets results.json and results.md (the table, also printed).
 
---only picks phases (correctness, speed, fsdp, scale; default all but scale, which needs a call of its
-own). The speed phase's packed full fine-tuning run profiles one step (step_profile.py) and, on a GPU,
-is repeated with --compile. fsdp and scale are in gpu_scale.py: FSDP kill / --resume / from_pretrained
+--only picks phases (correctness, speed, precision, fsdp, scale; default correctness, speed and fsdp:
+precision and scale each need a call of its own). The speed runs use the trainers' default --precision
+(auto: bf16 weights, stochastic rounding, for full fine-tuning with --flash_attn; the table names the
+policy each run logged in its train_config.json). The speed phase's packed full fine-tuning run profiles
+one step (step_profile.py) and, on a GPU, is repeated with --compile.
+
+precision: the packed full fine-tuning run (8-bit AdamW, --flash_attn) under --precision fp32, bf16 and
+bf16-nearest, --lr 2e-5 constant, --steps steps (20): tokens/s and peak memory as the speed runs, and
+the fraction of weight elements that differ from the base model's after the run (bench_precision.py's
+comparison, in the trained dtype: fp32 for fp32, bf16 for the others). No policy can move the input
+embedding's rows of ids the data never uses (zero gradients; the check's tokenizer has ~9.3k of the 32,016
+ids: about 4% of all elements); the few tag rows, set at load, count as changed under every policy.
+Estimated at about 2 minutes on one H100 (not measured): each speed run there took 24 to 41 s of process
+wall time, most of it start-up, the model load and the final save, plus a few seconds per run to compare
+1.1B weights on the CPU; in the default call (about 5 minutes, estimated) it would pass the 6 minutes that
+call is sized for.
+
+fsdp and scale are in gpu_scale.py: FSDP kill / --resume / from_pretrained
 on the ~1.1B model, and CodeLlama-shaped 7B and 13B runs at the largest --batch_tokens that fits.
 
 On a node without network (e.g. torch 2.11 with transformers, accelerate and peft preinstalled but not
@@ -85,7 +100,8 @@ class Size:
 GPU = Size(22, 2048, 32, 4, 5632, 32016, 32000, 2048, 16384, 0)
 SMOKE = Size(2, 64, 4, 2, 192, 1040, 1024, 512, 2048, 60)
 CHECK_SEQUENCES = 8
-PHASES = ("correctness", "speed", "fsdp", "scale")  # the data, the model and the matmul rate always come first
+# the data, the model and the matmul rate always come first
+PHASES = ("correctness", "speed", "precision", "fsdp", "scale")
 
 
 def log(msg):
@@ -316,14 +332,24 @@ class Run:
     worker_flags: tuple = ()  # e.g. ("--profile_step", "5"), ("--time_checkpoints",)
 
 
+def trainer_argv(size, paths, steps, log_every):
+    """The trainers' arguments every 1.1B run shares."""
+    model_dir, tok, train = paths
+    return ["--model_name", model_dir, "--tokenizer_dir", tok, "--train_dir", train, "--batch_tokens",
+            str(size.batch_tokens), "--max_steps", str(steps), "--epochs", "100", "--log_every", str(log_every),
+            "--warmup_ratio", "0", "--overwrite"]
+
+
+def optimizer_flags(adam8bit):
+    """(the full fine-tuning runs' optimizer flags, their label)."""
+    return (["--adam8bit"], "8-bit AdamW") if adam8bit else ([], "AdamW (bitsandbytes missing)")
+
+
 def speed_runs(args, size, paths, adam8bit, have_peft, trainer_batch):
     model_dir, tok, train = paths
     steps, log_every = args.steps, args.warmup
-    common = ["--model_name", model_dir, "--tokenizer_dir", tok, "--train_dir", train, "--batch_tokens",
-              str(size.batch_tokens), "--max_steps", str(steps), "--epochs", "100", "--log_every", str(log_every),
-              "--warmup_ratio", "0", "--overwrite"]
-    optim = ["--adam8bit"] if adam8bit else []
-    opt_label = "8-bit AdamW" if adam8bit else "AdamW (bitsandbytes missing)"
+    common = trainer_argv(size, paths, steps, log_every)
+    optim, opt_label = optimizer_flags(adam8bit)
     runs = [
         Run("full_packed", f"full FT, {opt_label}, packed, --flash_attn", "train_full",
             common + optim + ["--flash_attn", "--packing", "on"],
@@ -364,7 +390,7 @@ def run_worker(run, work, smoke, timeout):
     with open(log_path, "w", encoding="utf-8") as f:
         f.write(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
     for line in proc.stdout.splitlines():
-        if line.startswith(("attention:", "optimizer state:", "[full]", "[lora]", "trainer:")):
+        if line.startswith(("attention:", "precision:", "optimizer state:", "[full]", "[lora]", "trainer:")):
             log(f"  {line}")
     if proc.returncode != 0 or not os.path.exists(result_path):
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
@@ -376,6 +402,8 @@ def run_worker(run, work, smoke, timeout):
     if run.kind != "hf_trainer":
         result.update(trainer_throughput(os.path.join(out_dir, "metrics.jsonl"), warmup_steps=int(
             run.argv[run.argv.index("--log_every") + 1])))
+        with open(os.path.join(out_dir, "train_config.json"), encoding="utf-8") as f:
+            result["precision"] = json.load(f)["precision"]  # the policy --precision resolved to, as the run logged it
     result["process_s"] = round(time.time() - t0, 1)
     return result
 
@@ -532,7 +560,7 @@ def hf_trainer_baseline(argv):
     print(f"trainer: {a.max_steps} steps, batch {a.batch_size}, {timed_tokens} real tokens in the timed steps "
           f"{a.warmup + 1}-{a.max_steps}, {seconds:.2f} s", flush=True)
     return {"tokens_per_s": timed_tokens / seconds, "final_loss": losses[-1] if losses else None,
-            "batch_size": a.batch_size}
+            "batch_size": a.batch_size, "precision": {"policy": "Trainer's own: bf16 weights" if cuda else "fp32"}}
 
 
 # ---------------------------------------------------------------- 5. FLOPs and the report
@@ -548,19 +576,22 @@ def report(results, size, n_matmul, lengths, rate):
     rows = []
     base = results.get("hf_trainer", {}).get("tokens_per_s")
     for name, r in results.items():
+        policy = r.get("precision", {}).get("policy", "")
         if "tokens_per_s" not in r:
-            rows.append((name, r.get("label", ""), None, None, None, None))
+            rows.append((name, r.get("label", ""), policy, None, None, None, None))
             continue
         per_token = (4 if r.get("lora") else 6) * n_matmul + attn
         r["flops_per_token"] = per_token
         r["mfu"] = per_token * r["tokens_per_s"] / rate["flops_per_s"]
         r["vs_trainer"] = r["tokens_per_s"] / base if base else None
-        rows.append((name, r["label"], r["tokens_per_s"], r["mfu"], r.get("peak_gpu_memory_gib"), r["vs_trainer"]))
-    lines = ["| run | what | tokens/s | MFU | peak GPU memory (GiB) | x Trainer |", "|---|---|---:|---:|---:|---:|"]
-    for name, label, tps, mfu, mem, ratio in rows:
+        rows.append((name, r["label"], policy, r["tokens_per_s"], r["mfu"], r.get("peak_gpu_memory_gib"),
+                     r["vs_trainer"]))
+    lines = ["| run | what | --precision | tokens/s | MFU | peak GPU memory (GiB) | x Trainer |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for name, label, policy, tps, mfu, mem, ratio in rows:
         cells = [f"{tps:,.0f}" if tps else "failed", f"{100 * mfu:.1f}%" if mfu is not None else "",
                  f"{mem:.1f}" if mem is not None else "", f"{ratio:.2f}" if ratio else ""]
-        lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {label} | {policy} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -574,8 +605,8 @@ def main(argv=None):
     p.add_argument("--skip_speed", action="store_true", help="correctness and the matmul rate only")
     p.add_argument("--run_timeout", type=int, help="seconds one speed run may take (default 150; --smoke 600)")
     p.add_argument("--only", default="correctness,speed,fsdp",
-                   help=f"comma-separated phases of {','.join(PHASES)} (default: all but scale, which needs a "
-                        "call of its own: about 8 minutes on one H100)")
+                   help=f"comma-separated phases of {','.join(PHASES)} (default: all but precision, about 2 "
+                        "minutes on one H100 (estimated), and scale, about 8: each needs a call of its own)")
     p.add_argument("--scale_budget", type=int, default=420, help="seconds the scale phase may spend (default 420)")
     p.add_argument("--scale_steps", type=int, help="optimizer steps per scale run (default 8; --smoke 2)")
     p.add_argument("--scale_warmup", type=int, help="scale runs' steps left out of tokens/s (default 3; --smoke 1)")
@@ -676,9 +707,20 @@ def main(argv=None):
             sections += [f"## Speed (~1.1B)\n\n{table}"] + profile_sections(speed, "1.1B")
             write_report()
 
+        if "precision" in phases:
+            log(f"5. precision: --precision {', '.join(PRECISION_POLICIES)}, {args.steps} steps at lr {PRECISION_LR}")
+            runs = phase(failed, "precision", precision_phase, args, size, paths, work, adam8bit,
+                         results.setdefault("precision", {}), failed, save)
+            if runs:
+                table = precision_table(runs, args.steps)
+                log(table)
+                sections.append(f"## Precision policies (~1.1B, lr {PRECISION_LR}, {args.steps} steps)\n\n{table}")
+                write_report()
+            save()
+
         if "fsdp" in phases:
             import gpu_scale
-            log("5. FSDP: one process under " + ("configs/cpu.yaml (smoke)" if args.smoke else
+            log("6. FSDP: one process under " + ("configs/cpu.yaml (smoke)" if args.smoke else
                                                  "configs/fsdp_full_shard.yaml") + ": checkpoint, SIGKILL, --resume")
             fsdp = phase(failed, "fsdp", gpu_scale.fsdp_phase, args, paths, work, args.smoke)
             if fsdp is not None:
@@ -692,7 +734,7 @@ def main(argv=None):
 
         if "scale" in phases:
             import gpu_scale
-            log(f"6. scale: CodeLlama-shaped 7B and 13B, {args.scale_steps} steps per run, budget {args.scale_budget} s")
+            log(f"7. scale: CodeLlama-shaped 7B and 13B, {args.scale_steps} steps per run, budget {args.scale_budget} s")
             scale = phase(failed, "scale", gpu_scale.scale_phase, args, paths, work, args.smoke, adam8bit, rate,
                           lengths, results, save)
             if scale is not None:
@@ -728,6 +770,47 @@ def speed_phase(args, size, paths, work, adam8bit, versions, lengths, failed, sa
             failed.append(run.name)
         save()
     return speed
+
+
+PRECISION_POLICIES = ("fp32", "bf16", "bf16-nearest")
+PRECISION_LR = "2e-5"
+
+
+def precision_phase(args, size, paths, work, adam8bit, into, failed, save):
+    """Packed full fine-tuning on the ~1.1B model under each --precision policy at a constant lr 2e-5: tokens/s
+    and peak memory as the speed runs measure them, and the fraction of weight elements the run changed."""
+    from bench_precision import unchanged_fraction
+
+    optim, opt_label = optimizer_flags(adam8bit)
+    for policy in PRECISION_POLICIES:
+        run = Run(f"precision_{policy}", f"full FT, {opt_label}, packed, --flash_attn, lr {PRECISION_LR} constant",
+                  "train_full", trainer_argv(size, paths, args.steps, args.warmup) + optim + [
+                      "--flash_attn", "--packing", "on", "--precision", policy, "--lr", PRECISION_LR,
+                      "--lr_scheduler", "constant"])
+        log(f"   {run.name}: {run.label}")
+        into[policy] = result = dict(run_worker(run, work, args.smoke, args.run_timeout), label=run.label)
+        out_dir = os.path.join(work, run.name)
+        if "error" in result:
+            failed.append(run.name)
+        else:  # compared in the trained weights' dtype: fp32 for the fp32 policy, bf16 for the others
+            result["changed_fraction"] = 1 - unchanged_fraction(paths[0], out_dir)
+        shutil.rmtree(out_dir, ignore_errors=True)  # the fp32 run's final weights: 4.4 GB
+        save()
+    return into
+
+
+def precision_table(runs, steps):
+    lines = [f"| --precision | weights | update rounding | tokens/s | peak GPU memory (GiB) "
+             f"| weight elements changed after {steps} steps | final loss |", "|---|---|---|---:|---:|---:|---:|"]
+    for policy, r in runs.items():
+        if "tokens_per_s" not in r:
+            lines.append(f"| {policy} | | | {r.get('error', 'failed')} | | | |")
+            continue
+        p, mem, loss = r["precision"], r.get("peak_gpu_memory_gib"), r.get("final_loss")
+        lines.append(f"| {policy} | {p['weights_dtype']} | {p['update_rounding']} | {r['tokens_per_s']:,.0f} | "
+                     f"{'' if mem is None else f'{mem:.1f}'} | {100 * r['changed_fraction']:.2f}% | "
+                     f"{'' if loss is None else f'{loss:.4f}'} |")
+    return "\n".join(lines)
 
 
 def profile_sections(runs, size_label):

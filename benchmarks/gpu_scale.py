@@ -56,11 +56,10 @@ class ScaleRun:
 
 def scale_runs(smoke, adam8bit):
     """The runs of the phase, in order (7B first: its model dir is deleted before the 13B one is built)."""
-    optim = ["--adam8bit"] if adam8bit else []
+    optim, opt_label = gpu_check.optimizer_flags(adam8bit)
     full = optim + ["--packing", "on", "--flash_attn"]  # --smoke: the worker's reference varlen kernel, on CPU
     lora = ["--packing", "on", "--flash_attn", "--lora_r", "16", "--lora_alpha", "32"]
     sizes = (lambda *gpu: [1024] if smoke else list(gpu))
-    opt_label = "8-bit AdamW" if adam8bit else "AdamW (bitsandbytes missing)"
     runs = [
         ScaleRun("7b_full", f"7B full FT, {opt_label}, packed, --flash_attn", "7b", "train_full", full,
                  sizes(16384, 8192, 4096), measure_checkpoint=True, profile=True),

@@ -26,9 +26,31 @@ def test_gpu_check_smoke_runs_every_step(tmp_path, run_script):
     speed = results["speed"]
     assert speed["full_padded"]["batch_efficiency"] < 1 == speed["full_packed"]["batch_efficiency"]
     assert "attention: varlen reference" in proc.stdout  # the trainers' first lines name the kernel
+    for name in ("full_packed", "full_padded"):  # no --precision given: the default, auto, is bf16 under --flash_attn
+        assert speed[name]["precision"]["policy"] == "bf16", speed[name]
     table = (out / "results.md").read_text()
-    assert "| full_packed |" in table and "| hf_trainer |" in table
+    assert "| full_packed |" in table and "| hf_trainer |" in table and "| bf16 |" in table
     assert sorted(p.name for p in out.iterdir()) == ["results.json", "results.md"]  # the work dir is gone
+
+
+@pytest.mark.slow
+def test_gpu_check_precision_phase_smoke(tmp_path, run_script):
+    """--only precision at tiny size: one packed full fine-tuning run per --precision policy, each naming the
+    policy it ran; tokens/s, and the weight elements changed, which bf16's stochastic rounding keeps above
+    round-to-nearest's at lr 2e-5."""
+    out = tmp_path / "out"
+    proc = run_script("benchmarks/gpu_check.py", "--smoke", "--only", "precision", "--steps", 2, "--warmup", 1,
+                      "--out", out, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = json.loads((out / "results.json").read_text())["precision"]
+    assert list(runs) == ["fp32", "bf16", "bf16-nearest"]
+    for policy, run in runs.items():
+        assert run["precision"]["policy"] == policy and run["tokens_per_s"] > 0, run
+        assert run["precision"]["weights_dtype"] == ("float32" if policy == "fp32" else "bfloat16")
+    changed = [run["changed_fraction"] for run in runs.values()]
+    assert 1 >= changed[0] > changed[1] > changed[2] > 0, changed  # fp32 > stochastic > nearest
+    assert "## Precision policies" in (out / "results.md").read_text()
+    assert "precision: bf16-nearest (--precision bf16-nearest)" in proc.stdout
 
 
 def test_without_bitsandbytes_or_peft_the_runs_say_so():
@@ -51,6 +73,7 @@ def test_without_bitsandbytes_or_peft_the_runs_say_so():
                                     trainer_batch=3)
     assert [r.name for r in with8bit] == ["full_packed", "full_padded", "lora_packed", "hf_trainer"]
     assert all("--adam8bit" in r.argv for r in with8bit if r.kind != "train_peft")
+    assert not any("--precision" in r.argv for r in with8bit)  # the speed rows run the trainers' default
 
 
 @pytest.mark.slow
