@@ -10,13 +10,28 @@ import json
 import pytest
 
 
-@pytest.mark.slow
-def test_gpu_check_smoke_runs_every_step(tmp_path, run_script):
-    out = tmp_path / "out"
-    proc = run_script("benchmarks/gpu_check.py", "--smoke", "--only", "correctness,speed", "--steps", 2, "--warmup", 1,
-                      "--out", out, timeout=600)
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """One --smoke run of every phase (one process: stages 1-3 and the model are built once for all)."""
+    from conftest import run_script
+
+    out = tmp_path_factory.mktemp("gpu_check") / "out"
+    proc = run_script("benchmarks/gpu_check.py", "--smoke", "--only", "correctness,speed,precision,fsdp,scale",
+                      "--steps", 2, "--warmup", 1, "--scale_budget", 0, "--out", out, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    results = json.loads((out / "results.json").read_text())
+    return out, proc, json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke_runs_every_phase(smoke):
+    out, proc, results = smoke
+    assert sorted(p.name for p in out.iterdir()) == ["results.json", "results.md"]  # the work dir is gone
+    assert "attention: varlen reference" in proc.stdout  # the trainers' first lines name the kernel
+
+
+@pytest.mark.slow
+def test_correctness_and_speed_phases(smoke):
+    out, proc, results = smoke
     checks = results["correctness"]
     assert all(checks["ok"].values()), checks
     assert checks["kernel"].startswith("varlen reference") and checks["loss_rel_diff"] < 1e-5
@@ -25,24 +40,18 @@ def test_gpu_check_smoke_runs_every_step(tmp_path, run_script):
         assert run["tokens_per_s"] > 0 and run["mfu"] > 0, (name, run)  # CPU numbers: not meaningful
     speed = results["speed"]
     assert speed["full_padded"]["batch_efficiency"] < 1 == speed["full_packed"]["batch_efficiency"]
-    assert "attention: varlen reference" in proc.stdout  # the trainers' first lines name the kernel
     for name in ("full_packed", "full_padded"):  # no --precision given: the default, auto, is bf16 under --flash_attn
         assert speed[name]["precision"]["policy"] == "bf16", speed[name]
     table = (out / "results.md").read_text()
     assert "| full_packed |" in table and "| hf_trainer |" in table and "| bf16 |" in table
-    assert sorted(p.name for p in out.iterdir()) == ["results.json", "results.md"]  # the work dir is gone
 
 
 @pytest.mark.slow
-def test_gpu_check_precision_phase_smoke(tmp_path, run_script):
-    """--only precision at tiny size: one packed full fine-tuning run per --precision policy, each naming the
-    policy it ran; tokens/s, and the weight elements changed, which bf16's stochastic rounding keeps above
-    round-to-nearest's at lr 2e-5."""
-    out = tmp_path / "out"
-    proc = run_script("benchmarks/gpu_check.py", "--smoke", "--only", "precision", "--steps", 2, "--warmup", 1,
-                      "--out", out, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    runs = json.loads((out / "results.json").read_text())["precision"]
+def test_precision_phase(smoke):
+    """One packed full fine-tuning run per --precision policy, each naming the policy it ran; tokens/s, and
+    the weight elements changed, which bf16's stochastic rounding keeps above round-to-nearest's at lr 2e-5."""
+    out, proc, results = smoke
+    runs = results["precision"]
     assert list(runs) == ["fp32", "bf16", "bf16-nearest"]
     for policy, run in runs.items():
         assert run["precision"]["policy"] == policy and run["tokens_per_s"] > 0, run
@@ -51,6 +60,35 @@ def test_gpu_check_precision_phase_smoke(tmp_path, run_script):
     assert 1 >= changed[0] > changed[1] > changed[2] > 0, changed  # fp32 > stochastic > nearest
     assert "## Precision policies" in (out / "results.md").read_text()
     assert "precision: bf16-nearest (--precision bf16-nearest)" in proc.stdout
+
+
+@pytest.mark.slow
+def test_scale_phase(smoke):
+    """Both CodeLlama-shaped models built, trained through the trainers, the 7B run's checkpoint timed and
+    verified, one step profiled; --scale_budget 0 skips the optional runs, labelled."""
+    out, proc, results = smoke
+    scale = results["scale"]
+    assert set(scale["models"]) == {"7b", "13b"} and scale["models"]["13b"]["size"]["layers"] == 3
+    runs = scale["runs"]
+    assert runs["7b_full_gc"] == {"label": runs["7b_full_gc"]["label"], "skipped": "time budget"}
+    for name in ("7b_full", "13b_lora"):
+        assert runs[name]["tokens_per_s"] > 0 and runs[name]["batch_tokens"] == 1024, runs[name]
+    checkpoint = runs["7b_full"]["checkpoint"]
+    assert checkpoint["verified"] and checkpoint["gib"] > 0 and checkpoint["seal_s"] <= checkpoint["save_s"]
+    profile = runs["7b_full"]["profile"]
+    assert profile["categories_ms"]["matmul"] > 0 and profile["categories_ms"]["optimizer"] > 0
+    assert profile["categories_ms"]["loss head"] > 0 and len(profile["top_kernels"]) == 10
+    report = (out / "results.md").read_text()
+    assert "| 7b_full |" in report and "### Step profile: 7b_full" in report and "checkpoint:" in report
+
+
+@pytest.mark.slow
+def test_fsdp_phase(smoke):
+    """configs/cpu.yaml at smoke size (accelerate refuses FSDP on CPU): killed after its first checkpoint,
+    resumed, the final save loads with from_pretrained."""
+    fsdp = smoke[2]["fsdp"]
+    assert fsdp["ok"] and fsdp["killed_after"] == "checkpoint-2" and fsdp["finite"], fsdp
+    assert fsdp["resumed_line"].startswith("resumed from ") and "checkpoint-2: step 2" in fsdp["resumed_line"]
 
 
 def test_without_bitsandbytes_or_peft_the_runs_say_so():
@@ -74,42 +112,6 @@ def test_without_bitsandbytes_or_peft_the_runs_say_so():
     assert [r.name for r in with8bit] == ["full_packed", "full_padded", "lora_packed", "hf_trainer"]
     assert all("--adam8bit" in r.argv for r in with8bit if r.kind != "train_peft")
     assert not any("--precision" in r.argv for r in with8bit)  # the speed rows run the trainers' default
-
-
-@pytest.mark.slow
-def test_gpu_check_scale_phase_smoke(tmp_path, run_script):
-    """--only scale at tiny size: both CodeLlama-shaped models built, trained through the trainers, the 7B run's
-    checkpoint timed and verified, one step profiled; --scale_budget 0 skips the optional runs, labelled."""
-    out = tmp_path / "out"
-    proc = run_script("benchmarks/gpu_check.py", "--smoke", "--only", "scale", "--scale_budget", 0, "--out", out,
-                      timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    scale = json.loads((out / "results.json").read_text())["scale"]
-    assert set(scale["models"]) == {"7b", "13b"} and scale["models"]["13b"]["size"]["layers"] == 3
-    runs = scale["runs"]
-    assert runs["7b_full_gc"] == {"label": runs["7b_full_gc"]["label"], "skipped": "time budget"}
-    for name in ("7b_full", "13b_lora"):
-        assert runs[name]["tokens_per_s"] > 0 and runs[name]["batch_tokens"] == 1024, runs[name]
-    checkpoint = runs["7b_full"]["checkpoint"]
-    assert checkpoint["verified"] and checkpoint["gib"] > 0 and checkpoint["seal_s"] <= checkpoint["save_s"]
-    profile = runs["7b_full"]["profile"]
-    assert profile["categories_ms"]["matmul"] > 0 and profile["categories_ms"]["optimizer"] > 0
-    assert profile["categories_ms"]["loss head"] > 0 and len(profile["top_kernels"]) == 10
-    report = (out / "results.md").read_text()
-    assert "| 7b_full |" in report and "### Step profile: 7b_full" in report and "checkpoint:" in report
-    assert "attention: varlen reference" in proc.stdout
-
-
-@pytest.mark.slow
-def test_gpu_check_fsdp_phase_smoke(tmp_path, run_script):
-    """--only fsdp at tiny size (configs/cpu.yaml: accelerate refuses FSDP on CPU): killed after its first
-    checkpoint, resumed, the final save loads with from_pretrained."""
-    out = tmp_path / "out"
-    proc = run_script("benchmarks/gpu_check.py", "--smoke", "--only", "fsdp", "--out", out, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    fsdp = json.loads((out / "results.json").read_text())["fsdp"]
-    assert fsdp["ok"] and fsdp["killed_after"] == "checkpoint-2" and fsdp["finite"], fsdp
-    assert fsdp["resumed_line"].startswith("resumed from ") and "checkpoint-2: step 2" in fsdp["resumed_line"]
 
 
 def test_step_profile_categories():
