@@ -134,10 +134,10 @@ def install(step_to_profile, on_summary):
                 return fn(*args, **kwargs)
         return wrapper
 
-    def optimizer_step(trainer, batches):
+    def optimizer_step(trainer, batches, *rest):
         calls["n"] += 1
         if calls["n"] != step_to_profile:
-            return inner_step(trainer, batches)
+            return inner_step(trainer, batches, *rest)
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
         sync = torch.cuda.synchronize if cuda else (lambda: None)
         training.train_step = labelled(inner_train_step, FORWARD_BACKWARD)
@@ -147,7 +147,7 @@ def install(step_to_profile, on_summary):
             with profile(activities=activities) as prof:
                 t0 = time.perf_counter()
                 with record_function("gpu_check:step"):
-                    result = inner_step(trainer, batches)
+                    result = inner_step(trainer, batches, *rest)
                 sync()
                 wall = time.perf_counter() - t0
         finally:

@@ -4,7 +4,8 @@
 The decision is made from values that are already global: the loss sum is all-reduced in
 train_step and the gradient norm is taken after DDP's all-reduce (FSDP reduces it across shards),
 so every rank reads the same numbers and skips or stops at the same step without a collective of
-its own. Reading the verdict costs one host read a step (the update cannot be queued before it).
+its own. Reading the verdict costs one host read a step (the update cannot be queued before it); the
+SIGTERM vote (checkpoints.Preemption) is read in the same one.
 """
 
 import torch
@@ -20,16 +21,18 @@ class RunDiverged(UserError):
     exit_code = EXIT_DIVERGED
 
 
-def step_is_finite(loss_sum, grad_norm, loss_scaled):
-    """Whether this step may change the weights, read to the host once.
+def read_verdict(loss_sum, grad_norm, loss_scaled, stop_votes):
+    """(whether this step may change the weights, whether all ranks stop after it), in one host read.
 
     loss_scaled: fp16 with a loss scaler, whose own job is to skip steps whose gradients overflowed
     (and lower its scale); there, as where no norm is known (None), only the loss is judged here.
+    stop_votes: ranks that asked to stop (SIGTERM), summed in the step's all-reduce.
     """
     finite = torch.isfinite(loss_sum)
     if grad_norm is not None and not loss_scaled:
         finite &= torch.isfinite(torch.as_tensor(grad_norm, device=loss_sum.device))
-    return bool(finite.item())
+    finite, stop = torch.stack([finite, stop_votes > 0]).tolist()
+    return finite, stop
 
 
 class DivergenceGuard:

@@ -9,9 +9,10 @@ fp32 scratch is freed before the next), and rounds the result into bf16 stochast
 down with the probabilities that make the expected weight the exact fp32 one. Small updates
 then accumulate as they would in fp32 (the test and benchmarks/bench_precision.py show it).
 
-The rounding's random bits come from a generator seeded from (--seed, optimizer step, parameter
-index): every data-parallel rank draws the same bits, so replicas stay identical, and the step
-count is part of the optimizer's state_dict, so a resumed run draws what the uninterrupted one did.
+The rounding's random bits come from one generator per optimizer step, seeded from (--seed, step)
+and drawn from by the parameters in their fixed order: every data-parallel rank draws the same
+bits, so replicas stay identical, and the step count is part of the optimizer's state_dict, so a
+resumed run draws what the uninterrupted one did.
 
 Policies:
     fp32          fp32 weights; the accelerate config's mixed precision (bf16 autocast on GPU configs)
@@ -92,9 +93,9 @@ def round_stochastically_(target, value, generator):
         flat_target[start:start + ROUNDING_CHUNK].copy_(rounded.view(torch.float32))  # exact: low bits are 0
 
 
-def rounding_seed(seed, step, index):
-    """One 63-bit seed per (run seed, optimizer step, parameter), the same on every rank."""
-    state = np.random.SeedSequence([seed & 0xFFFFFFFF, step, index]).generate_state(2, np.uint32)
+def rounding_seed(seed, step):
+    """One 63-bit seed per (run seed, optimizer step), the same on every rank."""
+    state = np.random.SeedSequence([seed & 0xFFFFFFFF, step]).generate_state(2, np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
 
 
@@ -165,21 +166,21 @@ class StochasticRounding(torch.optim.Optimizer):
             for group, params in zip(groups, all_params):
                 group["params"] = [p for p in params if p.dtype != torch.bfloat16]
             self.optimizer.step()
-            index = 0
             for group in groups:
                 group["params"] = []
+            generators = {}  # one a device, seeded once a step: seeding costs more than a small parameter's step
             for group, params in zip(groups, all_params):
                 for p in params:
-                    if p.dtype != torch.bfloat16:
-                        continue
-                    index += 1
-                    if p.grad is not None:
-                        self._step_one(p, group, index)
+                    if p.dtype == torch.bfloat16 and p.grad is not None:
+                        if p.device not in generators:
+                            generators[p.device] = torch.Generator(device=p.device)
+                            generators[p.device].manual_seed(rounding_seed(self.seed, self.steps))
+                        self._step_one(p, group, generators[p.device])
         finally:
             for group, params in zip(groups, all_params):
                 group["params"] = params
 
-    def _step_one(self, p, group, index):
+    def _step_one(self, p, group, generator):
         """The wrapped optimizer's update of bf16 parameter `p`, computed in fp32, rounded stochastically.
 
         The optimizer steps an fp32 stand-in holding p's state: changing p's own dtype, even for a moment,
@@ -197,8 +198,6 @@ class StochasticRounding(torch.optim.Optimizer):
             if stand_in in state:
                 state[p] = state.pop(stand_in)
             group["params"] = []
-        generator = torch.Generator(device=p.device)
-        generator.manual_seed(rounding_seed(self.seed, self.steps, index))
         round_stochastically_(p.data, stand_in.data, generator)
 
 

@@ -17,7 +17,7 @@ import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from .batching import collate, empty_batch, step_schedule
 from .checkpoints import (Preemption, list_checkpoints, load_newest_checkpoint, register_trainable_only_checkpointing,
                           save_checkpoint)
 from .compiling import compile_decoder_layers
-from .divergence import DivergenceGuard, skip_line, step_is_finite
+from .divergence import DivergenceGuard, read_verdict, skip_line
 from .errors import UserError, add_verbose_flag
 from .generation import save_tokenizer_and_generation_config
 from .locking import LOCK_NAME, lock_output_dir
@@ -196,11 +196,22 @@ class Prefetcher:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def train_step(accelerator, model, batches):
-    """Forward/backward over the micro-batches of one step; returns global (loss sum, tokens, section sums, section tokens).
+class StepSums(NamedTuple):
+    """One step's global sums, reduced across ranks in one collective."""
+    loss_sum: torch.Tensor
+    tokens: torch.Tensor
+    section_loss: torch.Tensor
+    section_tokens: torch.Tensor
+    stop_votes: torch.Tensor  # ranks that had been sent SIGTERM when the step's sums were reduced
+
+
+def train_step(accelerator, model, batches, stop_requested=False):
+    """Forward/backward over the micro-batches of one step; returns its global StepSums.
 
     Gradients end up as d(global token mean)/d(params): each micro-batch's loss sum is divided
     by the global token count and multiplied by world size (DDP/FSDP average gradients over ranks).
+    The SIGTERM vote rides in the loss's all-reduce: all ranks agree to stop without a collective
+    (and a host read) of its own each step.
     """
     device = accelerator.device
     local_sections = to_device(sum(section_token_counts(b) for b in batches), device)
@@ -216,8 +227,9 @@ def train_step(accelerator, model, batches):
             accelerator.backward(batch_loss * accelerator.num_processes / global_tokens)
         loss_sum += batch_loss.detach()
         section_loss += per_section
-    totals = accelerator.reduce(torch.cat([loss_sum[None], section_loss]), reduction="sum")
-    return totals[0], global_tokens, totals[1:], global_sections
+    vote = torch.full((1,), float(stop_requested), device=device)
+    totals = accelerator.reduce(torch.cat([loss_sum[None], section_loss, vote]), reduction="sum")
+    return StepSums(totals[0], global_tokens, totals[1:-1], global_sections, totals[-1])
 
 
 @torch.no_grad()
@@ -416,24 +428,25 @@ def resume(trainer):
         forget_steps_after(os.path.join(trainer.args.output_dir, "metrics.jsonl"), state["global_step"])
 
 
-def optimizer_step(trainer, batches):
-    """One optimizer step over this rank's micro-batches; returns what is logged of it and whether it was applied.
+def optimizer_step(trainer, batches, stop_requested=False):
+    """One optimizer step over this rank's micro-batches; returns what is logged of it, whether it was
+    applied, and whether every rank is to stop after it (some rank had been sent SIGTERM).
 
     A step whose loss or gradient norm is not finite changes nothing: no update, no scheduler step
     (divergence.py). Both values are global, so every rank makes the same choice.
     """
     args, accelerator, optimizer = trainer.args, trainer.accelerator, trainer.optimizer
-    loss_sum, tokens, section_loss, section_tokens = train_step(accelerator, trainer.wrapper, batches)
+    sums = train_step(accelerator, trainer.wrapper, batches, stop_requested)
     # the global norm is needed even without clipping (--max_grad_norm 0): a max of inf measures, never clips
     grad_norm = accelerator.clip_grad_norm_(trainer.wrapper.parameters(), args.max_grad_norm or math.inf)
     loss_scaled = accelerator.scaler is not None
-    finite = step_is_finite(loss_sum, grad_norm, loss_scaled)
+    finite, stop = read_verdict(sums.loss_sum, grad_norm, loss_scaled, sums.stop_votes)
     if finite or loss_scaled:  # fp16's loss scaler must see every step: it skips an overflow itself
         optimizer.step()
     if finite:
         trainer.scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return (loss_sum, tokens, section_loss, section_tokens, grad_norm), finite
+    return (sums.loss_sum, sums.tokens, sums.section_loss, sums.section_tokens, grad_norm), finite, stop
 
 
 def step_record(trainer, plan, step_result, window):
@@ -470,7 +483,7 @@ def train_loop(trainer, metrics):
             plan = trainer.plans[pos.epoch]
             while pos.step_in_epoch < len(plan) and pos.global_step < trainer.total_steps:
                 batches = prefetch.get((pos.epoch, pos.step_in_epoch), next_step_key(trainer))
-                result, finite = optimizer_step(trainer, batches)
+                result, finite, stop = optimizer_step(trainer, batches, preemption.requested)
                 pos.global_step += 1  # a skipped step's data counts as seen: --resume goes on after it
                 pos.step_in_epoch += 1
                 in_a_row = guard.note(pos.global_step, finite)
@@ -497,14 +510,20 @@ def train_loop(trainer, metrics):
                         pos.global_step < trainer.total_steps:
                     save_checkpoint(accelerator, args.output_dir, pos.state(trainer.signature),
                                     args.keep_checkpoints)
-                if preemption.agreed(accelerator):
-                    path = save_checkpoint(accelerator, args.output_dir, pos.state(trainer.signature),
-                                           args.keep_checkpoints)
-                    log(accelerator, f"SIGTERM: saved {path}; run again with --resume to continue")
-                    return SystemExit(143)  # preempted: checkpointed, continue with --resume
+                if stop:
+                    return preempted(trainer)
             if pos.step_in_epoch >= len(plan):
                 pos.epoch, pos.step_in_epoch = pos.epoch + 1, 0
-        return None
+        # a SIGTERM that came after the last step's vote: one collective, once per run
+        return preempted(trainer) if preemption.agreed(accelerator) else None
+
+
+def preempted(trainer):
+    """Checkpoint where the loop stands; SystemExit(143): continue with --resume."""
+    path = save_checkpoint(trainer.accelerator, trainer.args.output_dir, trainer.position.state(trainer.signature),
+                           trainer.args.keep_checkpoints)
+    log(trainer.accelerator, f"SIGTERM: saved {path}; run again with --resume to continue")
+    return SystemExit(143)
 
 
 def next_step_key(trainer):

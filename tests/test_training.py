@@ -352,7 +352,7 @@ def test_grad_accum_gives_the_global_token_mean(tiny_model_dir, prepared, small_
     for groups in ([eight[i:i + 2] for i in range(0, 8, 2)], [eight]):
         wrapper = ChunkedLossLM(fresh_model(tiny_model_dir, prepared)).train()
         batches = [collate(g, pad, packed, tags) for g in groups]
-        loss_sum, tokens, _, _ = train_step(accelerator, wrapper, batches)
+        loss_sum, tokens, *_ = train_step(accelerator, wrapper, batches)
         grads = {n: p.grad.clone() for n, p in wrapper.named_parameters() if p.grad is not None}
         results.append((loss_sum / tokens, grads))
     (loss_a, grads_a), (loss_b, grads_b) = results
@@ -483,6 +483,50 @@ def test_sigterm_saves_a_checkpoint_and_exits(tmp_path, tiny_model_dir, tokenize
     assert len(checkpoints) == 1
     state = json.loads((out / checkpoints[0] / "trainer_state.json").read_text())
     assert state["global_step"] >= 2
+
+
+def worker_pids(parent_pid):
+    """{LOCAL_RANK: pid} of the processes whose parent is parent_pid (Linux /proc)."""
+    workers = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit() or (entry / "stat").read_text().rsplit(")", 1)[1].split()[1] != str(parent_pid):
+                continue
+            env = dict(v.split("=", 1) for v in (entry / "environ").read_text().split("\0") if "=" in v)
+        except OSError:  # gone meanwhile
+            continue
+        if "LOCAL_RANK" in env:
+            workers[int(env["LOCAL_RANK"])] = int(entry.name)
+    return workers
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_of_two_processes_stops_both_at_one_checkpoint(tmp_path, tiny_model_dir, tokenizer_dir,
+                                                                     small_encoded):
+    """Only rank 1 gets SIGTERM: its vote rides in the step's all-reduce, so rank 0 (which logs and was not
+    signalled) stops at the same step, both write one complete checkpoint together and exit, and nothing hangs."""
+    out = tmp_path / "preempted"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="true")
+    child = subprocess.Popen(train_cmd("train_full.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, out),
+                                       "--batch_tokens", 300, "--epochs", 50, launcher="torchrun"),
+                             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(metrics(out) if (out / "metrics.jsonl").exists() else []) < 2:
+            time.sleep(0.05)
+        workers = worker_pids(child.pid)
+        assert sorted(workers) == [0, 1], workers
+        os.kill(workers[1], signal.SIGTERM)
+        stdout, stderr = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode != 0
+    assert "SIGTERM: saved" in stdout, stdout[-3000:] + stderr[-3000:]
+    checkpoints = [p for p in out.iterdir() if p.name.startswith("checkpoint-")]
+    assert len(checkpoints) == 1
+    state = json.loads((checkpoints[0] / "trainer_state.json").read_text())
+    assert state["global_step"] >= 2
+    assert not (out / "model.safetensors").exists()
 
 
 def test_sigterm_is_ours_only_while_steps_run(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded, monkeypatch):
