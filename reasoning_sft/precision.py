@@ -117,7 +117,7 @@ class StochasticRounding(torch.optim.Optimizer):
     def __init__(self, optimizer, seed):
         self.optimizer = optimizer
         self.seed = seed
-        self.steps = 0  # optimizer steps taken: with seed and parameter index, picks the random bits
+        self.steps = 0  # optimizer steps taken: with the seed, picks the step's random bits
 
     # the wrapped optimizer holds groups, state and defaults
     param_groups = property(lambda self: self.optimizer.param_groups,
