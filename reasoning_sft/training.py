@@ -360,6 +360,13 @@ def param_groups(model, weight_decay):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def adamw(groups, lr):
+    """torch's AdamW, fused: one kernel a parameter group instead of a dozen element-wise passes over
+    every weight (on CPU too). The per-parameter fp32 step of --precision bf16 gains most: there a
+    step is one parameter."""
+    return torch.optim.AdamW(groups, lr=lr, fused=True)
+
+
 def optimizer_state_bytes_per_param(optimizer):
     n_params = sum(p.numel() for group in optimizer.param_groups for p in group["params"])
     n_bytes = sum(v.numel() * v.element_size() for state in optimizer.state.values()

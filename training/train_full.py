@@ -9,10 +9,9 @@ Ends with OUTPUT_DIR loadable by AutoModelForCausalLM.from_pretrained, plus the 
 For 13B-class models use configs/fsdp_full_shard.yaml.
 """
 
-import torch
 
 from reasoning_sft.errors import run_cli
-from reasoning_sft.training import Mode, common_parser, param_groups, run
+from reasoning_sft.training import Mode, adamw, common_parser, param_groups, run
 
 
 def parse_args(argv):
@@ -30,7 +29,7 @@ def build_optimizer(args, model):
     if args.adam8bit:
         import bitsandbytes as bnb
         return bnb.optim.AdamW8bit(groups, lr=args.lr)
-    return torch.optim.AdamW(groups, lr=args.lr)
+    return adamw(groups, args.lr)
 
 
 def save_final(args, model, state_dict, accelerator):

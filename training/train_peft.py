@@ -12,13 +12,12 @@ generation_config.json: a plain transformers model directory that serving stacks
 
 import os
 
-import torch
 
 from reasoning_sft.artifacts import load_tokenizer_files
 from reasoning_sft.errors import run_cli
 from reasoning_sft.generation import save_tokenizer_and_generation_config
 from reasoning_sft.modeling import lora_model
-from reasoning_sft.training import Mode, common_parser, param_groups, run
+from reasoning_sft.training import Mode, adamw, common_parser, param_groups, run
 
 
 def parse_args(argv):
@@ -46,7 +45,7 @@ def build_model(args, model, tag_rows):
 
 
 def build_optimizer(args, model):
-    return torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr)
+    return adamw(param_groups(model, args.weight_decay), args.lr)
 
 
 def save_final(args, model, state_dict, accelerator):
