@@ -33,3 +33,12 @@ def test_ours_packed_runs_wherever_the_trainer_has_a_varlen_kernel():
         assert bench_train.packed_skip_reason() is None
     if not torch.cuda.is_available():
         assert "torch.nn.attention.varlen" in bench_train.packed_skip_reason()
+
+
+def test_bench_optimizer_step_times_every_optimizer_and_policy():
+    proc = run_script("benchmarks/bench_optimizer_step.py", "--params", 3, "--shape", 8, 8, "--repeat", 1, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("  ")]
+    assert [row[0] for row in rows] == ["adamw_foreach", "adamw_fused", "adamw8bit"] * 2
+    assert all(float(row[-1]) > 0 for row in rows)
+    assert "fp32: AdamW foreach / fused = " in proc.stdout and "bf16: AdamW foreach / fused = " in proc.stdout
