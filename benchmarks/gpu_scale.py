@@ -217,7 +217,8 @@ def fsdp_phase(args, paths, work, smoke):
 
 
 def run_until_first_checkpoint(cmd, env, out, timeout):
-    """Start the run, SIGKILL its process group once a checkpoint is complete; the checkpoint's name, or None."""
+    """Start the run, SIGKILL its process group once a checkpoint is complete; the name of the newest complete
+    checkpoint after the kill (the one --resume takes: a fast run may finish another before the kill lands), or None."""
     from reasoning_sft.checkpoints import list_checkpoints
 
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -225,11 +226,10 @@ def run_until_first_checkpoint(cmd, env, out, timeout):
     deadline = time.time() + timeout
     try:
         while time.time() < deadline and proc.poll() is None:
-            done = list_checkpoints(out)
-            if done:
+            if list_checkpoints(out):
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-                return os.path.basename(done[0])
+                return os.path.basename(list_checkpoints(out)[-1])
             time.sleep(0.2)
         return None  # it ended (or timed out) before any checkpoint was seen
     finally:
