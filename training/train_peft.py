@@ -12,7 +12,6 @@ generation_config.json: a plain transformers model directory that serving stacks
 
 import os
 
-
 from reasoning_sft.artifacts import load_tokenizer_files
 from reasoning_sft.errors import run_cli
 from reasoning_sft.generation import save_tokenizer_and_generation_config
