@@ -445,11 +445,11 @@ def worker_main(argv):
 
 
 def time_checkpoints(into):
-    """Wrap the trainer's checkpoint writing (training.save_checkpoint: write + seal + rename), the sealing and
-    the verification at --resume; into["checkpoint_s"][name] gets each call's seconds."""
+    """Wrap the trainer's checkpoint writing (training.save_checkpoint: write + seal + rename) and the sealing;
+    into["checkpoint_s"][name] gets each call's seconds (verification is timed by the check, gpu_scale.py)."""
     from reasoning_sft import checkpoints, training
 
-    into["checkpoint_s"] = times = {"save": [], "seal": [], "verify": []}
+    into["checkpoint_s"] = times = {"save": [], "seal": []}
 
     def timed(fn, name):
         def wrapper(*args, **kwargs):
@@ -462,7 +462,6 @@ def time_checkpoints(into):
 
     training.save_checkpoint = timed(training.save_checkpoint, "save")
     checkpoints.seal = timed(checkpoints.seal, "seal")  # called by save_checkpoint through the module
-    checkpoints.verify = timed(checkpoints.verify, "verify")
 
 
 def worker(kind, result_path, reference_kernel, argv, profile_step=0, checkpoint_timers=False):
@@ -602,7 +601,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, help="optimizer steps per speed run (default 20; --smoke 4)")
     p.add_argument("--warmup", type=int, help="steps left out of tokens/s (default 5; --smoke 2)")
     p.add_argument("--work_dir", help="data, model and run outputs (default: a temporary dir, removed at the end)")
-    p.add_argument("--skip_speed", action="store_true", help="correctness and the matmul rate only")
+    p.add_argument("--skip_speed", action="store_true", help="leave the speed phase out of --only's phases")
     p.add_argument("--run_timeout", type=int, help="seconds one speed run may take (default 150; --smoke 600)")
     p.add_argument("--only", default="correctness,speed,fsdp",
                    help=f"comma-separated phases of {','.join(PHASES)} (default: all but precision, about 2 "

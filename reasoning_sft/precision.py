@@ -39,11 +39,8 @@ ROUNDING_CHUNK = 1 << 24  # elements rounded at a time: bounds the random bits' 
 class Policy:
     name: str             # fp32 | bf16 | bf16-nearest
     weights: torch.dtype
-    rounding: str         # how an update reaches the weights
-
-    @property
-    def stochastic(self):
-        return self.rounding.startswith("stochastic")
+    rounding: str         # how an update reaches the weights, in words (logged)
+    stochastic: bool = False  # whether the optimizer is wrapped in StochasticRounding
 
     def summary(self, optimizer):
         """For the first log lines and train_config.json."""
@@ -55,7 +52,8 @@ class Policy:
 
 POLICIES = {
     "fp32": Policy("fp32", torch.float32, "none: fp32 weights hold every update"),
-    "bf16": Policy("bf16", torch.bfloat16, "stochastic: exact in expectation (fp32 step, one parameter at a time)"),
+    "bf16": Policy("bf16", torch.bfloat16, "stochastic: exact in expectation (fp32 step, one parameter at a time)",
+                   stochastic=True),
     "bf16-nearest": Policy("bf16-nearest", torch.bfloat16, "nearest: updates under half a bf16 step are lost"),
 }
 
@@ -73,7 +71,8 @@ def resolve(requested, mode, flash_attn, fsdp):
         raise UserError(f"--precision must be one of {', '.join(CHOICES)}, not {requested!r}")
     policy = POLICIES[requested]
     if mode == "lora" and policy.weights == torch.bfloat16:  # nothing trained is bf16: nothing to round
-        return replace(policy, rounding="none: the trained adapters and tag rows are fp32; the bf16 base is frozen")
+        return replace(policy, stochastic=False,
+                       rounding="none: the trained adapters and tag rows are fp32; the bf16 base is frozen")
     return policy
 
 
@@ -102,8 +101,8 @@ def rounding_seed(seed, step):
 class StochasticRounding(torch.optim.Optimizer):
     """An optimizer whose bf16 parameters receive each update exactly in expectation.
 
-    step() runs the wrapped optimizer on the non-bf16 parameters as usual (fp32 LoRA adapters,
-    say), then on each bf16 parameter alone, through an fp32 copy of its weight and gradient that
+    step() runs the wrapped optimizer on the non-bf16 parameters as usual (any a model keeps in
+    fp32), then on each bf16 parameter alone, through an fp32 copy of its weight and gradient that
     holds its optimizer state meanwhile (the state is kept in the dtype the optimizer sees: fp32
     moments for torch's AdamW, 8-bit for bitsandbytes'); the updated copy is rounded stochastically
     back into the parameter's own storage. Only one parameter's fp32 copies exist at a time.

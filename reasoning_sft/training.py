@@ -453,19 +453,19 @@ def optimizer_step(trainer, batches, stop_requested=False):
     if finite:
         trainer.scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return (sums.loss_sum, sums.tokens, sums.section_loss, sums.section_tokens, grad_norm), finite, stop
+    return (sums, grad_norm), finite, stop
 
 
 def step_record(trainer, plan, step_result, window):
     """What metrics.jsonl holds of a step (a non-finite loss or norm is written as null)."""
-    loss_sum, tokens, section_loss, section_tokens, grad_norm = step_result
+    sums, grad_norm = step_result
     pos = trainer.position
     record = {"step": pos.global_step, "epoch": round(pos.epoch + pos.step_in_epoch / len(plan), 4),
-              "loss": loss_sum.item() / tokens.item(), "lr": trainer.scheduler.get_last_lr()[0],
-              "tokens": int(tokens.item()), **window.rates(trainer.accelerator.num_processes)}
+              "loss": sums.loss_sum.item() / sums.tokens.item(), "lr": trainer.scheduler.get_last_lr()[0],
+              "tokens": int(sums.tokens.item()), **window.rates(trainer.accelerator.num_processes)}
     if grad_norm is not None:  # None only where accelerate cannot say (DeepSpeed before its first step)
         record["grad_norm"] = float(grad_norm)
-    for name, value in section_means(section_loss, section_tokens).items():
+    for name, value in section_means(sums.section_loss, sums.section_tokens).items():
         if value is not None:
             record[f"loss_{name}"] = value
     return record

@@ -7,17 +7,13 @@ train as usual), and a learning rate so high that the weights overflow after a f
 
 import json
 import math
-import os
-import subprocess
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT
-from test_training import (common, metrics, one_and_two_processes, run_train, small_encoded,  # noqa: F401 (fixture)
-                           train_cmd)
+from test_training import common, metrics, one_and_two_processes, run_train, small_encoded  # noqa: F401 (fixture)
 
 BATCH_TOKENS = 600  # one sample row a step (the rows are 300-740 tokens)
 BAD_STEPS = (3, 6)  # the steps whose row carries a token with a NaN embedding
@@ -140,9 +136,7 @@ def test_non_finite_steps_in_a_row_stop_the_run_with_one_line(tmp_path, tiny_mod
     args = common(tiny_model_dir, tokenizer_dir, small_encoded, out) + [
         "--batch_tokens", BATCH_TOKENS, "--max_steps", 12, "--lr", 1e20, "--max_grad_norm", 0,
         "--lr_scheduler", "constant_with_warmup", "--warmup_ratio", 0.25, "--save_every", 2]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
-    proc = subprocess.run(train_cmd("train_peft.py", *args, launcher="python"), cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_train("train_peft.py", *args, launcher="python")
     assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     ours = [line for line in proc.stderr.splitlines() if line.startswith("train_peft.py: ")]
     assert ours == [f"train_peft.py: error: loss or gradient norm not finite at steps 3-5 (3 in a row, "
@@ -154,8 +148,7 @@ def test_non_finite_steps_in_a_row_stop_the_run_with_one_line(tmp_path, tiny_mod
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
     assert [r.get("bad_in_a_row") for r in rows] == [None, None, 1, 2, 3] and rows[2]["loss"] is None
 
-    proc = subprocess.run(train_cmd("train_peft.py", *args, "--max_bad_steps", 0, launcher="python"), cwd=REPO_ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = run_train("train_peft.py", *args, "--max_bad_steps", 0, launcher="python")
     assert proc.returncode == 2 and "--max_bad_steps must be >= 1" in proc.stderr, proc.stderr[-3000:]
 
 

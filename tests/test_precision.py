@@ -19,7 +19,8 @@ def make_optimizer(kind, params, lr, weight_decay=0.0):
     if kind == "adamw8bit":
         import bitsandbytes as bnb
         return bnb.optim.AdamW8bit(params, lr=lr, weight_decay=weight_decay)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    from reasoning_sft.training import adamw  # the trainers' own AdamW (fused)
+    return adamw([{"params": params, "weight_decay": weight_decay}], lr)
 
 
 def train_ones(kind, policy, steps=200, lr=1e-4, seed=3):
@@ -81,7 +82,7 @@ def fresh_params():
     torch.manual_seed(0)
     return [torch.nn.Parameter(torch.randn(64, 80).to(torch.bfloat16)),
             torch.nn.Parameter(torch.randn(80).to(torch.bfloat16)),
-            torch.nn.Parameter(torch.randn(16, 16))]  # an fp32 parameter (a LoRA adapter) steps as usual
+            torch.nn.Parameter(torch.randn(16, 16))]  # an fp32 parameter (one a model keeps in fp32) steps as usual
 
 
 @pytest.mark.parametrize("kind", ["adamw", "adamw8bit"])
