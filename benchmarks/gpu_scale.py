@@ -28,7 +28,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import gpu_check
 from gpu_check import REPO, Run, build_model, log, run_worker
@@ -51,7 +51,6 @@ class ScaleRun:
     optional: bool = False  # run only when the budget allows
     measure_checkpoint: bool = False
     profile: bool = False
-    result: dict = field(default_factory=dict)
 
 
 def scale_runs(smoke, adam8bit):
