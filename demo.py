@@ -184,8 +184,8 @@ def main(argv=None):
 
     if not args.model_name:
         run("tiny model + pre-training", [py, "-m", "reasoning_sft.tiny_llama", "--corpus", paths["train"],
-                                          "--out_dir", model, "--hidden", str(args.hidden), "--layers",
-                                          str(args.layers), "--vocab_size", str(args.vocab_size),
+                                          "--out_dir", model, "--hidden", str(args.hidden), "--heads", "4",
+                                          "--kv_heads", "2", "--layers", str(args.layers), "--vocab_size", str(args.vocab_size),
                                           "--pretrain_epochs", str(args.pretrain_epochs),
                                           "--pretrain_eval", paths["heldout"]], results, solo)
     run("stage 1: tokenizer", [py, "prepare_llamatokenizer.py", "--model", model, "--out_dir", d["tokenizer"],

@@ -16,8 +16,8 @@ import os
 from reasoning_sft.artifacts import (TOKENIZER_META, atomic_output_dir, check_output_dir, load_tokenizer_files,
                                     vocab_fingerprint, write_json)
 from reasoning_sft.errors import add_verbose_flag, run_cli
-from reasoning_sft.tokenizer import (add_chat_template, add_tags_and_pad, load_base_tokenizer, tokenizer_meta,
-                                    verify_chat_template, verify_tokenizer)
+from reasoning_sft.tokenizer import (add_chat_template, add_tags_and_pad, load_base_tokenizer, save_tokenizer,
+                                    tokenizer_meta, verify_chat_template, verify_tokenizer)
 
 
 def parse_args(argv):
@@ -38,7 +38,7 @@ def main(argv=None):
     added = add_tags_and_pad(tokenizer)
     add_chat_template(tokenizer)  # replaces a base model's own template: this one is the training format
     with atomic_output_dir(args.out_dir, overwrite=args.overwrite) as tmp:
-        tokenizer.save_pretrained(tmp)
+        save_tokenizer(tokenizer, tmp)  # with the base's tokenizer.model, where it has one (llama.cpp needs it)
         # verify what a later stage will load, not the object in memory
         saved = load_tokenizer_files(tmp)
         verify_tokenizer(saved)

@@ -130,7 +130,8 @@ def prepared_tokenizer_meta(tokenizer_dir):
     meta = read_json(meta_path, "tokenizer metadata")
     if meta.get("template_version") != TEMPLATE_VERSION:
         raise UserError(f"{tokenizer_dir}: prepared for template v{meta.get('template_version')}, "
-                        f"this code uses v{TEMPLATE_VERSION}; re-run prepare_llamatokenizer.py")
+                        f"this code uses v{TEMPLATE_VERSION}; re-run prepare_llamatokenizer.py, then filter_data.py and "
+                        "encode_dataset.py with the new directory")
     missing = [t for t in TAGS if t not in meta.get("added_tokens", {})]
     if missing:
         raise UserError(f"{tokenizer_dir}: tags {missing} missing from {TOKENIZER_META}; re-run prepare_llamatokenizer.py")
@@ -190,7 +191,8 @@ def check_dataset_matches(manifest, tokenizer_meta, dataset_dir, tokenizer_dir):
                         f"but {tokenizer_dir} is {tokenizer_meta.get('fingerprint')}; re-encode with this tokenizer")
     if manifest.get("template_version") != TEMPLATE_VERSION:
         raise UserError(f"{dataset_dir} uses template v{manifest.get('template_version')}, "
-                        f"this code uses v{TEMPLATE_VERSION}; re-encode it")
+                        f"this code uses v{TEMPLATE_VERSION}; re-run prepare_llamatokenizer.py, filter_data.py and "
+                        "encode_dataset.py")
 
 
 def _umask():

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from .errors import UserError
 from .records import python_parses
 from .template import CLOSE, OPEN, SECTIONS, TAGS, TEMPLATE_VERSION, prompt_text
+from .tokenizer import save_tokenizer
 
 # The tags a continuation must contain, in order (the prompt already holds "<reasoning>").
 EXPECTED = (CLOSE["reasoning"], OPEN["intention"], CLOSE["intention"], OPEN["code"], CLOSE["code"])
@@ -329,8 +330,8 @@ def write_generation_config(output_dir, tokenizer):
 
 def save_tokenizer_and_generation_config(output_dir, tokenizer):
     """What a model directory needs beside its weights to be served as trained: the tokenizer
-    (with its chat template) and generation_config.json."""
-    tokenizer.save_pretrained(output_dir)
+    (with its chat template and SentencePiece model) and generation_config.json."""
+    save_tokenizer(tokenizer, output_dir)
     return write_generation_config(output_dir, tokenizer)
 
 

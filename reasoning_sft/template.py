@@ -10,7 +10,8 @@ are refused (the version is written into every manifest).
 
 import numpy as np
 
-TEMPLATE_VERSION = 1
+# v2: the tags are plain added tokens, not special ones, so servers keep their text (tokenizer.add_tags_and_pad)
+TEMPLATE_VERSION = 2
 
 SECTIONS = ("reasoning", "intention", "code")
 TAGS = tuple(tag for name in SECTIONS for tag in (f"<{name}>", f"</{name}>"))

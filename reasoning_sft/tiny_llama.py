@@ -1,9 +1,10 @@
 """Build a tiny Llama-architecture model and a Llama-style tokenizer locally, offline.
 
-Tests and `make demo` use it instead of downloading CodeLlama. The tokenizer is built the
-way Llama-2/CodeLlama's tokenizer.json is (BPE with byte fallback, "▁" word prefix, BOS
-added, legacy mode), so it reproduces the stray-"▁"-after-special-tokens pitfall that
-stage 1 must remove.
+Tests and `make demo` use it instead of downloading CodeLlama. The tokenizer is a
+SentencePiece model trained the way Llama-2/CodeLlama's is (BPE with byte fallback, "▁" word
+prefix, BOS added) and shipped as they ship it: tokenizer.model plus a legacy-mode
+tokenizer.json, so it reproduces the stray-"▁"-after-special-tokens pitfall that stage 1 must
+remove, and llama.cpp's converter reads it as it reads CodeLlama's.
 
     python -m reasoning_sft.tiny_llama --corpus examples/sample.jsonl --out_dir demo_out/tiny-llama
 
@@ -19,10 +20,7 @@ import os
 from .artifacts import atomic_output_dir, write_json
 from .errors import UserError, run_cli
 from .records import read_records
-
-SPECIALS = ["<unk>", "<s>", "</s>"]  # ids 0, 1, 2 as in Llama
-BYTE_TOKENS = [f"<0x{i:02X}>" for i in range(256)]
-
+from .tokenizer import SENTENCEPIECE_MODEL
 
 def corpus_texts(records):
     for r in records:
@@ -33,33 +31,56 @@ def corpus_texts(records):
 
 
 def build_tokenizer(texts, out_dir, vocab_size=2048):
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """A SentencePiece BPE model trained like Llama-2's / CodeLlama's, saved as both files they ship.
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
-    # learn word-level merges ("▁def", "▁return"), newline kept apart like Llama's <0x0A>
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex("\n"), behavior="isolated"),
-        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True),
-    ])
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS + BYTE_TOKENS,
-                                  show_progress=False, max_token_length=12)
-    tok.train_from_iterator(texts, trainer)
-    # then the exact Llama-2 pipeline: legacy normalizer, no pre-tokenizer
-    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-    tok.pre_tokenizer = None
-    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
-                                     decoders.Strip(" ", 1, 0)])
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
-                                                       special_tokens=[("<s>", 1)])
-    tok.save(os.path.join(out_dir, "tokenizer.json"))
+    tokenizer.model is the SentencePiece model (what llama.cpp's converter reads); tokenizer.json is
+    transformers' conversion of it in legacy mode, like the hub's CodeLlama tokenizer.json. Llama's
+    options: byte fallback, digits split, "▁" dummy prefix, no normalization, whitespace kept. Each
+    line is a training sentence, so "\n" is no piece and encodes as the byte <0x0A>, as in Llama.
+    """
+    import io
+    import json
+
+    import sentencepiece as spm
+    from tokenizers import Tokenizer, processors
+    from transformers import AutoTokenizer
+
+    lines = [line for text in texts for line in text.split("\n") if line.strip()]
+    # every character of the corpus gets a piece (besides the 256 bytes and <unk>, <s>, </s>)
+    needed = len(set("".join(lines)) | {"▁"}) + 256 + 3
+    if vocab_size < needed:
+        raise UserError(f"--vocab_size {vocab_size} is too small for this corpus: its {needed - 259} characters, "
+                        f"the 256 byte pieces and 3 specials need at least {needed}")
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=model, vocab_size=vocab_size, model_type="bpe",
+        byte_fallback=True, split_digits=True, add_dummy_prefix=True, normalization_rule_name="identity",
+        remove_extra_whitespaces=False, allow_whitespace_only_pieces=True, character_coverage=1.0,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=1, minloglevel=2, max_sentence_length=1 << 16)
+    with open(os.path.join(out_dir, SENTENCEPIECE_MODEL), "wb") as f:
+        f.write(model.getvalue())
+    # transformers converts the SentencePiece model (it needs protobuf for that); the pipeline around it is
+    # then written as the hub's Llama-2 / CodeLlama tokenizer.json has it: the legacy normalizer, no
+    # pre-tokenizer, "<unk>" for pieces the model cannot make, BOS added
+    backend = AutoTokenizer.from_pretrained(out_dir, tokenizer_class="LlamaTokenizer").backend_tokenizer
+    state = json.loads(backend.to_str())
+    state["model"]["unk_token"] = "<unk>"
+    state["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"},
+                                                              {"type": "Replace", "pattern": {"String": " "},
+                                                               "content": "▁"}]}
+    state["pre_tokenizer"] = None
+    tokenizer = Tokenizer.from_str(json.dumps(state))
+    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                             special_tokens=[("<s>", 1)])
+    tokenizer.save(os.path.join(out_dir, "tokenizer.json"))
     write_json(os.path.join(out_dir, "tokenizer_config.json"), {
         "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
         "add_bos_token": True, "add_eos_token": False, "legacy": True, "model_max_length": 4096,
     })
-    return tok.get_vocab_size()
+    return tokenizer.get_vocab_size()
 
 
-def build_model(out_dir, vocab_size, hidden=64, layers=2, heads=4, kv_heads=2, seed=0):
+def build_model(out_dir, vocab_size, hidden=64, layers=2, heads=2, kv_heads=1, seed=0):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -98,8 +119,9 @@ def main(argv=None):
     p.add_argument("--vocab_size", type=int, default=2048)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--kv_heads", type=int, default=2)
+    p.add_argument("--heads", type=int, default=2,
+                   help="attention heads; keep hidden/heads >= 32: vLLM's CPU kernels have no head size 16")
+    p.add_argument("--kv_heads", type=int, default=1)
     p.add_argument("--pretrain_epochs", type=float, default=0,
                    help="then pre-train on the corpus' text without tags for this many epochs (0: random weights)")
     p.add_argument("--pretrain_lr", type=float, default=3e-3)

@@ -8,18 +8,21 @@ checks below prove that for the saved directory, not for the object in memory.
 """
 
 import json
+import os
+import shutil
 
 from .errors import UserError
 from .template import OPEN, SEPARATOR, TAGS, TEMPLATE_VERSION, full_text, prompt_text, tag_ids, target_text
 
 PAD_TOKEN = "<pad>"
+# the SentencePiece model file of Llama-family tokenizers; transformers 5 loads tokenizer.json and saves no
+# tokenizer.model, but llama.cpp's converter needs it to reproduce the tokenizer: stages copy it along
+SENTENCEPIECE_MODEL = "tokenizer.model"
 # Pieces of text that follow a tag in real data: code, prose, indentation, digits.
 PROBES = ("def solve(nums):", "First, sort the list.", "x", "    return 1", "42 items")
 
 
 def load_base_tokenizer(model):
-    import os
-
     from transformers import AutoTokenizer
 
     if not os.path.isdir(model) and (model.startswith((".", "/", "~")) or model.count("/") > 1):
@@ -31,15 +34,49 @@ def load_base_tokenizer(model):
 
 
 def add_tags_and_pad(tokenizer):
-    """Add the six tags as special tokens and a dedicated pad token. Idempotent."""
-    vocab = tokenizer.get_vocab()
-    new_tags = [t for t in TAGS if t not in vocab]
-    if new_tags:
-        tokenizer.add_special_tokens({"additional_special_tokens": new_tags}, replace_extra_special_tokens=False)
+    """Add the six tags as plain added tokens and a dedicated pad token. Idempotent.
+
+    Plain, not special: an added token is split out of the text before the model's pieces (one
+    id each, like a special token), but only special tokens are dropped by decoders that skip
+    them, and that is what every serving stack does by default (vLLM's `skip_special_tokens`,
+    llama-server's control tokens, `decode(skip_special_tokens=True)`). With plain tags the text
+    a server returns still shows where reasoning, intention and code start. A tokenizer whose
+    tags are special (one prepared under template v1) has them turned plain.
+    """
+    from tokenizers import AddedToken
+
+    new_tags = [t for t in TAGS if t not in tokenizer.get_vocab()]
+    extra = list(getattr(tokenizer, "extra_special_tokens", None) or [])
+    if any(t in extra for t in TAGS):
+        tokenizer.extra_special_tokens = [t for t in extra if t not in TAGS]
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAGS])
     # EOS must stay a learned target: a pad that is EOS would be masked out of the loss
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
     return new_tags
+
+
+def sentencepiece_model_path(name_or_path):
+    """The tokenizer.model beside a tokenizer (a local directory, or a hub id's cached files), or None."""
+    if os.path.isdir(name_or_path):
+        path = os.path.join(name_or_path, SENTENCEPIECE_MODEL)
+        return path if os.path.isfile(path) else None
+    from transformers.utils import cached_file
+
+    try:
+        return cached_file(name_or_path, SENTENCEPIECE_MODEL, _raise_exceptions_for_missing_entries=False)
+    except OSError:
+        return None
+
+
+def save_tokenizer(tokenizer, out_dir):
+    """save_pretrained, plus the SentencePiece model the tokenizer was loaded with (transformers 5 drops it)."""
+    tokenizer.save_pretrained(out_dir)
+    source = sentencepiece_model_path(tokenizer.name_or_path) if tokenizer.name_or_path else None
+    target = os.path.join(out_dir, SENTENCEPIECE_MODEL)
+    if source and os.path.abspath(source) != os.path.abspath(target):
+        shutil.copyfile(source, target)
+    return source is not None
 
 
 def _ids(tokenizer, text):
@@ -70,6 +107,9 @@ def verify_tokenizer(tokenizer):
         decoded = tokenizer.decode(_ids(tokenizer, text))
         if decoded != text:
             raise UserError(f"tokenizer does not round-trip {text!r} (got {decoded!r})")
+        if tokenizer.decode(_ids(tokenizer, text), skip_special_tokens=True) != text:
+            raise UserError(f"tag {tag} is a special token: servers would drop its text from their output "
+                            "(re-run prepare_llamatokenizer.py, which adds the tags as plain tokens)")
 
 
 # ---------------------------------------------------------------------------------------
@@ -179,4 +219,5 @@ def tokenizer_meta(tokenizer, base_model, fingerprint):
         "eos_token_id": tokenizer.eos_token_id,
         "vocab_size": len(tokenizer),
         "fingerprint": fingerprint,
+        "sentencepiece_model": os.path.isfile(os.path.join(tokenizer.name_or_path, SENTENCEPIECE_MODEL)),
     }

@@ -70,7 +70,7 @@ def test_pretraining_reads_the_instruction_the_filter_reads(sample_records):
     assert pretraining_documents([record]) == []
 
 
-TINY = ["--vocab_size", "300", "--hidden", "8", "--layers", "1", "--heads", "2", "--kv_heads", "1"]
+TINY = ["--vocab_size", "400", "--hidden", "8", "--layers", "1", "--heads", "2", "--kv_heads", "1"]
 
 
 @pytest.mark.parametrize("flag", ["--heads", "--kv_heads", "--pretrain_seq_len", "--pretrain_batch_size"])
@@ -97,13 +97,23 @@ def test_pretraining_refuses_a_corpus_it_cannot_train_on(tmp_path, sample_record
         assert not (tmp_path / "m").exists()  # nothing half-built is left
 
 
+def test_a_vocabulary_too_small_for_the_corpus_is_one_line(tmp_path, sample_records):
+    from reasoning_sft import tiny_llama
+    from reasoning_sft.errors import UserError
+
+    corpus = write_jsonl(tmp_path / "c.jsonl", sample_records[:4])
+    with pytest.raises(UserError, match="--vocab_size 280 is too small for this corpus"):
+        tiny_llama.main(["--corpus", str(corpus), "--out_dir", str(tmp_path / "m"), "--vocab_size", "280"])
+    assert not (tmp_path / "m").exists()
+
+
 def test_build_returns_the_pretraining_summary_it_wrote(tmp_path, sample_records):
     from reasoning_sft import tiny_llama
     from reasoning_sft.pretrain import PRETRAIN_SUMMARY
 
     corpus = write_jsonl(tmp_path / "c.jsonl", sample_records[:4])
-    assert tiny_llama.build(str(corpus), str(tmp_path / "plain"), 300, hidden=8, heads=2, kv_heads=1) is None
-    summary = tiny_llama.build(str(corpus), str(tmp_path / "m"), 300, pretrain_epochs=1,
+    assert tiny_llama.build(str(corpus), str(tmp_path / "plain"), 400, hidden=8, heads=2, kv_heads=1) is None
+    summary = tiny_llama.build(str(corpus), str(tmp_path / "m"), 400, pretrain_epochs=1,
                                pretrain_kwargs={"seq_len": 32, "batch_size": 2}, hidden=8, heads=2, kv_heads=1)
     assert summary == json.loads((tmp_path / "m" / PRETRAIN_SUMMARY).read_text())
     assert summary["documents"] == 4 and summary["steps"] >= 1

@@ -98,6 +98,52 @@ def test_metadata_file(tokenizer_dir, tiny_model_dir):
     assert meta["vocab_size"] == len(tok)
     assert meta["fingerprint"] == vocab_fingerprint(tok)
     assert len(meta["fingerprint"]) == 16 and int(meta["fingerprint"], 16) >= 0
+    assert meta["sentencepiece_model"] is True
+
+
+# ---------------------------------------------------------------- what serving stacks need
+
+def test_the_base_sentencepiece_model_travels_with_the_tokenizer(tokenizer_dir, tiny_model_dir):
+    """llama.cpp's converter reproduces a Llama tokenizer only from its tokenizer.model, which
+    transformers 5 neither saves nor needs: stage 1 copies the base's, byte for byte."""
+    import sentencepiece as spm
+
+    base = (tiny_model_dir / "tokenizer.model").read_bytes()
+    assert (tokenizer_dir / "tokenizer.model").read_bytes() == base
+    sp = spm.SentencePieceProcessor(model_file=str(tokenizer_dir / "tokenizer.model"))
+    tok = _auto(tokenizer_dir)
+    # the same piece at every id of the base vocabulary; the tags and pad come after it
+    assert [sp.id_to_piece(i) for i in range(sp.get_piece_size())] == \
+        tok.convert_ids_to_tokens(list(range(sp.get_piece_size())))
+    assert min(tok.convert_tokens_to_ids(list(TAGS) + [PAD_TOKEN])) == sp.get_piece_size()
+
+
+def test_tags_are_plain_tokens_whose_text_survives_skipping_special_tokens(tokenizer_dir):
+    """Servers decode with skip_special_tokens by default: the tags must stay in that text."""
+    tok = _auto(tokenizer_dir)
+    text = "<reasoning>Sort.</reasoning><intention>Loop.</intention><code>def f(x):\n    return x</code>"
+    ids = tok(text)["input_ids"]
+    assert tok.decode(ids, skip_special_tokens=True) == text
+    assert set(TAGS).isdisjoint(tok.all_special_tokens)
+    assert tok.pad_token in tok.all_special_tokens and tok.eos_token in tok.all_special_tokens
+    saved = json.loads((tokenizer_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    flags = {t["content"]: t["special"] for t in saved["added_tokens"]}
+    assert all(flags[tag] is False for tag in TAGS) and flags[PAD_TOKEN] is True
+
+
+def test_a_base_whose_tags_are_special_gets_them_plain(tiny_model_dir, tmp_path):
+    """A tokenizer prepared under template v1 (tags special) as --model: the tags become plain."""
+    import prepare_llamatokenizer
+
+    old = _auto(tiny_model_dir, legacy=False)
+    old.add_special_tokens({"additional_special_tokens": list(TAGS), "pad_token": PAD_TOKEN},
+                           replace_extra_special_tokens=False)
+    old.save_pretrained(tmp_path / "v1")
+    assert old.decode(_ids(old, "<code>x</code>"), skip_special_tokens=True) == "x"
+    assert prepare_llamatokenizer.main(["--model", str(tmp_path / "v1"), "--out_dir", str(tmp_path / "v2")]) == 0
+    new = _auto(tmp_path / "v2")
+    assert new.decode(_ids(new, "<code>x</code>"), skip_special_tokens=True) == "<code>x</code>"
+    assert _meta(tmp_path / "v2")["added_tokens"] == {tag: old.convert_tokens_to_ids(tag) for tag in TAGS}
 
 
 def test_stage1_is_idempotent(tokenizer_dir, tmp_path, capsys):
