@@ -6,16 +6,16 @@
         --batch_tokens 2048 --epochs 1 --lora_r 16 --lora_alpha 32 --lr 2e-4
 
 Ends with OUTPUT_DIR holding the adapter (PeftModel.from_pretrained) and the tokenizer;
---merge_lora also writes merged full weights to OUTPUT_DIR/merged, with the tokenizer and
-generation_config.json: a plain transformers model directory that serving stacks load.
+--merge_lora also writes OUTPUT_DIR/merged, the serving directory that export.py writes (merged
+weights, tokenizer, stop tokens; no GGUF): `python export.py --model_dir OUTPUT_DIR` does the same later.
 """
 
 import os
 
 from reasoning_sft.artifacts import load_tokenizer_files
 from reasoning_sft.errors import run_cli
-from reasoning_sft.generation import save_tokenizer_and_generation_config
 from reasoning_sft.modeling import lora_model
+from reasoning_sft.serve.export import write_serving_dir
 from reasoning_sft.training import Mode, adamw, common_parser, param_groups, run
 
 
@@ -29,7 +29,8 @@ def parse_args(argv):
     p.add_argument("--lora_target_modules", default="all-linear",
                    help="comma-separated module names; default: every linear layer of the decoder")
     p.add_argument("--load_in_4bit", action="store_true", help="QLoRA: 4-bit NF4 base weights (bitsandbytes)")
-    p.add_argument("--merge_lora", action="store_true", help="also write merged weights to OUTPUT_DIR/merged")
+    p.add_argument("--merge_lora", action="store_true",
+                   help="also write the serving directory (as export.py does) to OUTPUT_DIR/merged")
     p.set_defaults(lr=2e-4)
     return p.parse_args(argv)
 
@@ -53,12 +54,10 @@ def save_final(args, model, state_dict, accelerator):
         # head ("auto" does when the vocabulary grew: two 32023 x 4096 matrices for CodeLlama-7B); the
         # trained tag rows are already in the adapter, and every other row is the base model's.
         model.save_pretrained(args.output_dir, state_dict=state_dict, save_embedding_layers=False)
-        if args.merge_lora:
-            merged = model.merge_and_unload()
-            merged.save_pretrained(os.path.join(args.output_dir, "merged"))
-            # a plain transformers model dir, servable as trained: tokenizer (chat template) + stop tokens
-            save_tokenizer_and_generation_config(os.path.join(args.output_dir, "merged"),
-                                                 load_tokenizer_files(args.tokenizer_dir))
+        if args.merge_lora:  # the export stage's serving directory, written by its code (export.py)
+            write_serving_dir(model.merge_and_unload(), load_tokenizer_files(args.tokenizer_dir),
+                              os.path.join(args.output_dir, "merged"), args.output_dir, "lora",
+                              base_model=args.model_name, overwrite=True)
     accelerator.wait_for_everyone()
 
 

@@ -1,0 +1,352 @@
+"""The serving directory: what vLLM, TGI, transformers and llama.cpp load, written once and checked.
+
+A training output (full weights, or a LoRA adapter merged into its base) becomes one
+self-contained directory:
+
+    config.json, model.safetensors        merged weights in --dtype; vocabulary rows = the tokenizer's
+    tokenizer.json, tokenizer_config.json the tokenizer, its chat template also in tokenizer_config.json
+    chat_template.jinja                   the chat template (one user message -> the training prompt)
+    tokenizer.model, added_tokens.json    the base's SentencePiece model and the tags' ids, which is
+                                          what llama.cpp's converter reads to reproduce the tokenizer
+    generation_config.json                stop ids: EOS and </code>
+    README.md                             the commands that serve it
+    sft_export.json                       what was exported, from where, and what was checked
+    model.gguf                            with --gguf: llama.cpp's converter's output, with </code> as
+                                          end of turn and a chat template for llama.cpp's tokenizer
+
+Everything is written into a temporary sibling, checked (reloaded; the chat template gives
+the training ids; the stop ids are there; the GGUF's vocabulary, token types and stop ids),
+and only then renamed into place.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+from ..artifacts import atomic_output_dir, read_json, write_json
+from ..errors import UserError
+from ..generation import GENERATION_CONFIG, stop_ids, write_generation_config
+from ..template import CLOSE, TAGS, TEMPLATE_VERSION
+from ..tokenizer import (SENTENCEPIECE_MODEL, add_tags_and_pad, chat_template, save_tokenizer, verify_chat_template,
+                         verify_tokenizer)
+
+EXPORT_META = "sft_export.json"
+GGUF_FILE = "model.gguf"
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+GGUF_OUTTYPES = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+LLAMA_CPP_VERSION = "0.3.36"  # the llama-cpp-python sdist whose llama.cpp sources `make serve-env` builds
+# llama.cpp's SentencePiece tokenizer puts the "▁" prefix before the first text after BOS itself
+# (tokenizer.ggml.add_space_prefix), and its server strips a leading BOS from the rendered template
+# before tokenizing with BOS: the GGUF's template is bos_token + instruction, with no ' ' between
+GGUF_CHAT_PREFIX = "bos_token"
+# gguf token types (gguf.TokenType): text of CONTROL tokens is dropped from llama-server's output
+GGUF_USER_DEFINED, GGUF_CONTROL = 4, 3
+
+
+def default_llama_cpp_dir():
+    """Where `make serve-env` puts llama.cpp's sources and build: $REASONING_SFT_LLAMA_CPP, else the cache."""
+    if os.environ.get("REASONING_SFT_LLAMA_CPP"):
+        return os.environ["REASONING_SFT_LLAMA_CPP"]
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "reasoning-sft", f"llama.cpp-{LLAMA_CPP_VERSION}", "vendor", "llama.cpp")
+
+
+def llama_cpp_tools(llama_cpp_dir):
+    """(converter script, gguf-py dir, new-metadata script) of a llama.cpp checkout; UserError if absent."""
+    llama_cpp_dir = llama_cpp_dir or default_llama_cpp_dir()
+    convert = os.path.join(llama_cpp_dir, "convert_hf_to_gguf.py")
+    gguf_py = os.path.join(llama_cpp_dir, "gguf-py")
+    new_metadata = os.path.join(gguf_py, "gguf", "scripts", "gguf_new_metadata.py")
+    missing = [p for p in (convert, new_metadata) if not os.path.isfile(p)]
+    if missing:
+        raise UserError(f"--gguf needs llama.cpp's converter: {missing[0]} not found; run `make serve-env` "
+                        "or pass --llama_cpp DIR (a llama.cpp source tree)")
+    return convert, gguf_py, new_metadata
+
+
+# ---------------------------------------------------------------------------------------
+# reading what training wrote
+
+
+def training_output(model_dir):
+    """(mode, train_config) of a trainer's --output_dir; UserError for anything else."""
+    if not os.path.isdir(model_dir):
+        raise UserError(f"{model_dir}: no such directory")
+    path = os.path.join(model_dir, "train_config.json")
+    if not os.path.isfile(path):
+        raise UserError(f"{model_dir}: not a training output of this project (no train_config.json); "
+                        "give the --output_dir of training/train_full.py or training/train_peft.py")
+    config = read_json(path, "training config")
+    mode = config.get("mode")
+    weights = "adapter_config.json" if mode == "lora" else "config.json"
+    if mode not in ("full", "lora") or not os.path.isfile(os.path.join(model_dir, weights)):
+        raise UserError(f"{model_dir}: the run has no final model (mode {mode!r}, no {weights}); "
+                        "was it stopped before the end? resume it with --resume")
+    return mode, config
+
+
+def load_tokenizer_for_serving(model_dir):
+    """The run's tokenizer with the tags as plain tokens (a template v1 run's special tags are made plain:
+    same ids, so the weights are unchanged); UserError unless it is one of ours."""
+    from ..artifacts import load_tokenizer_files
+
+    try:
+        tokenizer = load_tokenizer_files(model_dir)
+    except Exception as err:
+        raise UserError(f"{model_dir}: cannot load the tokenizer ({type(err).__name__}: {err})") from None
+    if any(tokenizer.convert_tokens_to_ids(tag) in (None, tokenizer.unk_token_id) for tag in TAGS):
+        raise UserError(f"{model_dir}: its tokenizer has no {'/'.join(TAGS)} tags; not trained by this project")
+    add_tags_and_pad(tokenizer)
+    return tokenizer
+
+
+def load_merged_model(model_dir, mode, train_config, tokenizer, base_model=None, dtype="auto"):
+    """The run's model as plain full weights: the full fine-tuning output, or base + LoRA adapter merged."""
+    import torch
+
+    from ..modeling import load_causal_lm, load_for_inference
+
+    torch_dtype = None if dtype == "auto" else getattr(torch, DTYPES[dtype])
+    if mode == "full":
+        if base_model:
+            raise UserError("--base_model is for a LoRA output; a full fine-tuning output holds its whole model")
+        model = load_causal_lm(model_dir, dtype=torch_dtype or "auto")
+        return model.eval(), None
+    base = base_model or train_config.get("args", {}).get("model_name")
+    if not base:
+        raise UserError(f"{model_dir}: a LoRA adapter; pass --base_model (its train_config.json names none)")
+    try:
+        model = load_for_inference(base, tokenizer, adapter_dir=model_dir, dtype=torch_dtype or "auto")
+    except RuntimeError as err:  # peft: the adapter's shapes do not fit this base
+        raise UserError(f"the adapter in {model_dir} does not fit --base_model {base}: "
+                        f"{str(err).strip().splitlines()[-1][:200]}") from None
+    missing = _adapter_keys_missing(model, model_dir)
+    if missing:
+        raise UserError(f"the adapter in {model_dir} does not fit --base_model {base}: "
+                        f"{len(missing)} adapter weights have no place in it (e.g. {missing[0]})")
+    return model.merge_and_unload().eval(), base
+
+
+def _adapter_keys_missing(model, adapter_dir):
+    """Adapter weights that found no place in the base (peft only warns about them)."""
+    from peft.utils import get_peft_model_state_dict
+    from safetensors import safe_open
+
+    path = os.path.join(adapter_dir, "adapter_model.safetensors")
+    if not os.path.isfile(path):
+        raise UserError(f"{adapter_dir}: no adapter_model.safetensors")
+    with safe_open(path, "pt") as f:
+        stored = set(f.keys())
+    return sorted(stored - set(get_peft_model_state_dict(model, save_embedding_layers=False).keys()))
+
+
+# ---------------------------------------------------------------------------------------
+# writing and checking the serving directory
+
+
+def _dtype_name(model):
+    return {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(str(model.dtype).replace("torch.", ""),
+                                                                       str(model.dtype))
+
+
+def write_tokenizer_files(tokenizer, out_dir):
+    """The tokenizer, its chat template in both places servers look, and added_tokens.json for llama.cpp.
+
+    Returns whether a SentencePiece model (tokenizer.model) went with it.
+    """
+    has_sp = save_tokenizer(tokenizer, out_dir)
+    config_path = os.path.join(out_dir, "tokenizer_config.json")
+    config = read_json(config_path, "tokenizer config")
+    config["chat_template"] = tokenizer.chat_template  # transformers 5 writes it to chat_template.jinja only
+    write_json(config_path, config)
+    with open(os.path.join(out_dir, "chat_template.jinja"), "w", encoding="utf-8") as f:
+        f.write(tokenizer.chat_template)
+    if has_sp:
+        import sentencepiece as spm
+
+        pieces = spm.SentencePieceProcessor(model_file=os.path.join(out_dir, SENTENCEPIECE_MODEL)).get_piece_size()
+        # the tokens after the SentencePiece model's own (the tags, the pad): the converter takes their
+        # text and ids from here; it reads no added_tokens_decoder, which transformers 5 does not write
+        added = {token: i for token, i in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1]) if i >= pieces}
+        write_json(os.path.join(out_dir, "added_tokens.json"), added)
+    return has_sp
+
+
+def check_serving_dir(out_dir, tokenizer):
+    """Reload what was written and check it serves as trained; UserError naming the first problem."""
+    from transformers import AutoConfig, GenerationConfig
+
+    from ..artifacts import load_tokenizer_files
+
+    saved = load_tokenizer_files(out_dir)
+    verify_tokenizer(saved)
+    verify_chat_template(saved)
+    if saved.get_vocab() != tokenizer.get_vocab():
+        raise UserError(f"{out_dir}: the saved tokenizer's vocabulary differs from the model's")
+    want = set(stop_ids(saved))
+    got = GenerationConfig.from_pretrained(out_dir).eos_token_id
+    got = set(got if isinstance(got, list) else [got])
+    if not want <= got:
+        raise UserError(f"{out_dir}: {GENERATION_CONFIG} stops at {sorted(got)}, not at EOS and {CLOSE['code']}")
+    rows = AutoConfig.from_pretrained(out_dir).vocab_size
+    if rows < len(saved):
+        raise UserError(f"{out_dir}: config.json has {rows} vocabulary rows for {len(saved)} tokens")
+    return sorted(want)
+
+
+def write_readme(directory, out_dir, meta):
+    """directory/README.md: the commands that serve out_dir (the path it will have once renamed into place)."""
+    gguf = meta.get("gguf")
+    lines = [
+        "# Serving this model",
+        "",
+        f"Exported by reasoning-sft's export.py from `{meta['source']}` ({meta['mode']}, {meta['dtype']}).",
+        "A user message renders as the training prompt; the model answers",
+        "`reasoning</reasoning><intention>…</intention><code>…</code>` and stops by itself at `</code>`",
+        f"(stop ids {meta['stop_ids']} in generation_config.json). The tags are plain tokens: default",
+        "requests return them in the text.",
+        "",
+        "vLLM (OpenAI-compatible server):",
+        "",
+        f"    vllm serve {out_dir} --generation-config auto",
+        "",
+        "transformers:",
+        "",
+        "    from transformers import AutoModelForCausalLM, AutoTokenizer",
+        f"    tok = AutoTokenizer.from_pretrained({out_dir!r})",
+        f"    model = AutoModelForCausalLM.from_pretrained({out_dir!r}, dtype=\"auto\")",
+        "    ids = tok.apply_chat_template([{\"role\": \"user\", \"content\": \"...\"}], add_generation_prompt=True,",
+        "                                  return_tensors=\"pt\")",
+        "    print(tok.decode(model.generate(**ids, max_new_tokens=1024)[0, ids[\"input_ids\"].shape[1]:]))",
+        "",
+    ]
+    if gguf:
+        lines += ["llama.cpp (GGUF, `</code>` is its end of turn):", "",
+                  f"    llama-server -m {os.path.join(out_dir, GGUF_FILE)} --jinja", ""]
+    with open(os.path.join(directory, "README.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------
+# GGUF through llama.cpp's own tools
+
+
+def gguf_chat_template():
+    return chat_template(GGUF_CHAT_PREFIX)
+
+
+def _run_tool(argv, what, env=None):
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        tail = [line for line in (proc.stderr or proc.stdout).strip().splitlines() if line.strip()][-1:] or ["?"]
+        raise UserError(f"{what} failed (exit {proc.returncode}): {tail[0][:300]}")
+    return proc
+
+
+def write_gguf(out_dir, tokenizer, dtype, llama_cpp_dir=None, python=None):
+    """out_dir/model.gguf by llama.cpp's convert_hf_to_gguf.py, then </code> as EOT and the GGUF chat template."""
+    if not os.path.isfile(os.path.join(out_dir, SENTENCEPIECE_MODEL)):
+        raise UserError("--gguf: this tokenizer has no tokenizer.model (a SentencePiece model), so llama.cpp "
+                        "cannot reproduce it and would show the model other prompts than it was trained on; "
+                        "no GGUF written (export without --gguf, or prepare the tokenizer from a base that ships "
+                        "its tokenizer.model)")
+    convert, gguf_py, new_metadata = llama_cpp_tools(llama_cpp_dir)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [gguf_py, os.environ.get("PYTHONPATH")])),
+               NO_LOCAL_GGUF="")
+    python = python or sys.executable
+    raw = os.path.join(out_dir, ".converted.gguf")
+    _run_tool([python, convert, out_dir, "--outfile", raw, "--outtype", GGUF_OUTTYPES[dtype]],
+              "llama.cpp's convert_hf_to_gguf.py", env)
+    _run_tool([python, new_metadata, raw, os.path.join(out_dir, GGUF_FILE), "--force",
+               "--chat-template", gguf_chat_template(), "--special-token", "eot", CLOSE["code"]],
+              "gguf-py's gguf_new_metadata.py", env)
+    os.remove(raw)
+    return check_gguf(os.path.join(out_dir, GGUF_FILE), tokenizer)
+
+
+def check_gguf(path, tokenizer):
+    """The GGUF's vocabulary is the tokenizer's id for id, the tags are text (not control) tokens, and it
+    stops at EOS and at </code>; returns a summary dict, UserError naming the first problem."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(path)
+
+    def field(name):
+        f = reader.get_field(name)
+        if f is None:
+            raise UserError(f"{path}: no {name}")
+        return f
+
+    def scalar(name):
+        f = field(name)
+        return f.parts[f.data[0]].tolist()[0]
+
+    tokens_field = field("tokenizer.ggml.tokens")
+    tokens = [bytes(tokens_field.parts[i]).decode("utf-8") for i in tokens_field.data]
+    types_field = field("tokenizer.ggml.token_type")
+    types = [int(types_field.parts[i][0]) for i in types_field.data]
+    ours = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    wrong = [i for i, t in enumerate(ours) if i >= len(tokens) or tokens[i] != t]
+    if wrong:
+        i = wrong[0]
+        raise UserError(f"{path}: token {i} is {tokens[i] if i < len(tokens) else None!r}, the tokenizer's is "
+                        f"{ours[i]!r} ({len(wrong)} ids differ)")
+    tags = tokenizer.convert_tokens_to_ids(list(TAGS))
+    control = [t for t, i in zip(TAGS, tags) if types[i] != GGUF_USER_DEFINED]
+    if control:
+        raise UserError(f"{path}: {control[0]} has token type {types[tags[TAGS.index(control[0])]]}, not "
+                        "user-defined: llama-server would drop its text")
+    eos, eot = scalar("tokenizer.ggml.eos_token_id"), scalar("tokenizer.ggml.eot_token_id")
+    code = tokenizer.convert_tokens_to_ids(CLOSE["code"])
+    if eos != tokenizer.eos_token_id or eot != code:
+        raise UserError(f"{path}: stops at eos {eos} / eot {eot}, expected {tokenizer.eos_token_id} / {code}")
+    template = bytes(field("tokenizer.chat_template").parts[-1]).decode("utf-8")
+    if template != gguf_chat_template():
+        raise UserError(f"{path}: the chat template is not the one export.py wrote")
+    return {"file": os.path.basename(path), "tokens": len(tokens), "eos_token_id": eos, "eot_token_id": eot,
+            "bytes": os.path.getsize(path)}
+
+
+# ---------------------------------------------------------------------------------------
+# the stage
+
+
+def write_serving_dir(model, tokenizer, out_dir, source, mode, base_model=None, gguf=False, llama_cpp_dir=None,
+                      overwrite=False):
+    """Write and check the serving directory (atomically); returns its sft_export.json content."""
+    dtype = _dtype_name(model)
+    if gguf and dtype not in GGUF_OUTTYPES:
+        raise UserError(f"--gguf: no GGUF type for weights in {dtype}")
+    if gguf:
+        llama_cpp_tools(llama_cpp_dir)  # a missing converter is said before any weights are written
+    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
+        model.save_pretrained(tmp)
+        has_sp = write_tokenizer_files(tokenizer, tmp)
+        write_generation_config(tmp, tokenizer)
+        stops = check_serving_dir(tmp, tokenizer)
+        meta = {"source": os.path.abspath(source), "mode": mode, "base_model": base_model, "dtype": dtype,
+                "template_version": TEMPLATE_VERSION, "tag_ids": dict(zip(TAGS, tokenizer.convert_tokens_to_ids(
+                    list(TAGS)))), "stop_ids": stops, "sentencepiece_model": has_sp,
+                "chat_template_checked": True, "gguf": None}
+        if gguf:
+            meta["gguf"] = write_gguf(tmp, tokenizer, dtype, llama_cpp_dir)
+            meta["gguf"]["chat_template_prefix"] = GGUF_CHAT_PREFIX
+        write_readme(tmp, out_dir, meta)
+        write_json(os.path.join(tmp, EXPORT_META), meta)
+    return meta
+
+
+def export(model_dir, out_dir, base_model=None, dtype="auto", gguf=False, llama_cpp_dir=None, overwrite=False):
+    """The export stage: a training output -> a checked serving directory. Returns sft_export.json's content."""
+    from ..artifacts import check_output_dir
+
+    check_output_dir(out_dir, overwrite)
+    if dtype != "auto" and dtype not in DTYPES:
+        raise UserError(f"--dtype must be auto or one of {', '.join(DTYPES)}")
+    mode, train_config = training_output(model_dir)
+    if gguf:
+        llama_cpp_tools(llama_cpp_dir)
+    tokenizer = load_tokenizer_for_serving(model_dir)
+    model, base = load_merged_model(model_dir, mode, train_config, tokenizer, base_model, dtype)
+    return write_serving_dir(model, tokenizer, out_dir, model_dir, mode, base, gguf, llama_cpp_dir, overwrite)
