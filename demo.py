@@ -11,7 +11,9 @@
    (side by side, each on half the cores, at most 4 threads: a model this small gains little from more)
 4. generate.py on held-out prompts (never seen by the tokenizer, pre-training or fine-tuning),
    with the format check
-5. reasoning_sft.report: demo_out/report.html, one page with all of it
+5. export.py: the full model's serving directory, demo_out/serve (with model.gguf where
+   `make serve-env` built llama.cpp's converter)
+6. reasoning_sft.report: demo_out/report.html, one page with all of it
 
 Every stage runs as its own command (printed before it runs), so the demo proves the
 README's commands. Running it again replaces its own outputs.
@@ -30,11 +32,13 @@ import time
 from reasoning_sft.errors import UserError, run_cli
 from reasoning_sft.execution import default_workers
 from reasoning_sft.records import read_records
+from reasoning_sft.serve.export import default_llama_cpp_dir
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 HELD_OUT = 16      # the sample's last records: kept out of all training, used as generation prompts
 MAX_LEN = 512
-SUMMARY_PREFIXES = ("tokenizer ->", "filter:", "encode:", "done:", "tiny Llama", "format ok", "report ->")
+SUMMARY_PREFIXES = ("tokenizer ->", "filter:", "encode:", "done:", "tiny Llama", "format ok", "report ->",
+                    "serving dir ->")
 
 
 def parse_args(argv):
@@ -151,7 +155,7 @@ def split_sample(sample, out_dir):
 
 def stage_dirs(out):
     return {name: os.path.join(out, name) for name in ("tiny-llama", "tokenizer", "filtered", "encoded", "lora", "full",
-                                                       "heldout_filtered", "heldout_encoded")}
+                                                       "heldout_filtered", "heldout_encoded", "serve")}
 
 
 def trainer_stages(args, model, d, launch):
@@ -213,6 +217,10 @@ def main(argv=None):
                                 "--max_new_tokens", str(args.max_new_tokens), "--batch_size", str(HELD_OUT)])
         for name, flag in (("lora", "--adapter_dir"), ("full", "--model_dir"))
     ], results, pair)
+    # stage 5: the serving directory (a GGUF too where `make serve-env` built llama.cpp's converter)
+    gguf = ["--gguf"] if os.path.isfile(os.path.join(default_llama_cpp_dir(), "convert_hf_to_gguf.py")) else []
+    run("stage 5: export (full)", [py, "export.py", "--model_dir", d["full"], "--out_dir", d["serve"],
+                                   "--overwrite", *gguf], results, solo)
 
     timings = os.path.join(out, "timings.json")
     with open(timings, "w", encoding="utf-8") as f:
@@ -231,6 +239,7 @@ def main(argv=None):
         ("encoded Arrow dataset + manifest", d["encoded"]),
         ("LoRA adapter, metrics.jsonl, loss.png", d["lora"]),
         ("full model, metrics.jsonl, loss.png", d["full"]),
+        ("serving directory of the full model (stage 5)", d["serve"]),
     ] + [(f"generations + format summary ({k})", v) for k, v in generations.items()]
     for what, path in artifacts:
         print(f"  {what:45s} {path}")

@@ -209,7 +209,7 @@ def write_readme(directory, out_dir, meta):
         "",
         "vLLM (OpenAI-compatible server):",
         "",
-        f"    vllm serve {out_dir} --generation-config auto",
+        f"    vllm serve {out_dir}",
         "",
         "transformers:",
         "",
