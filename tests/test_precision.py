@@ -131,7 +131,7 @@ def test_auto_policy_and_refusals():
 
 # ------------------------------------------------------------------ the trainers
 
-ARGS = ["--batch_tokens", 1024, "--epochs", 2, "--max_steps", 12, "--lr", 3e-4, "--seed", 4, "--warmup_ratio", 0,
+ARGS = ["--batch_tokens", 1024, "--epochs", 2, "--max_steps", 12, "--lr", 1e-3, "--seed", 4, "--warmup_ratio", 0,
         "--lr_scheduler", "constant", "--adam8bit"]
 
 
