@@ -76,7 +76,7 @@ def test_full_output_exports_to_a_directory_that_serves_as_trained(full_out, tmp
     meta = json.loads((out / "sft_export.json").read_text())
     assert meta["mode"] == "full" and meta["dtype"] == "fp32" and meta["gguf"] is None
     stops = GenerationConfig.from_pretrained(str(out)).eos_token_id
-    assert sorted(stops) == sorted([tok.eos_token_id, tok.convert_tokens_to_ids(CLOSE["code"])]) == meta["stop_ids"]
+    assert stops == [tok.eos_token_id] == meta["stop_ids"]  # EOS follows </code>: generation.serving_stop_ids
     # the chat template gives the training prompt, and the weights are the run's
     model = AutoModelForCausalLM.from_pretrained(str(out))
     trained = AutoModelForCausalLM.from_pretrained(str(full_out))

@@ -360,9 +360,10 @@ def test_in_process_prompts_default_model_and_replace(gen_main, tokenizer_dir, t
 
 # --------------------------------------------------------------------------- generation_config.json (serving)
 
-def test_saved_generation_config_stops_generate_at_code_close(tiny_model, prepared_tokenizer, tmp_path):
-    """A model dir with save_tokenizer_and_generation_config stops at </code> in a plain generate() call,
-    with no eos argument, as vLLM/TGI do from the same file; the base model's other fields are kept."""
+def test_saved_generation_config_stops_generate_after_code_close(tiny_model, prepared_tokenizer, tmp_path):
+    """A model dir with save_tokenizer_and_generation_config stops at the EOS after </code> in a plain
+    generate() call, with no eos argument, as vLLM/TGI do from the same file (stopping at EOS, not at
+    </code>, is what keeps "</code>" in vLLM's text); the base model's other fields are kept."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     from reasoning_sft.generation import save_tokenizer_and_generation_config
@@ -370,10 +371,10 @@ def test_saved_generation_config_stops_generate_at_code_close(tiny_model, prepar
     tok, _ = prepared_tokenizer
     out = tmp_path / "served"
     tiny_model.save_pretrained(out)
-    GenerationConfig(do_sample=True, temperature=0.7, eos_token_id=tok.eos_token_id).save_pretrained(out)  # a base's
+    GenerationConfig(do_sample=True, temperature=0.7, eos_token_id=7).save_pretrained(out)  # a base's
     save_tokenizer_and_generation_config(str(out), tok)
     config = GenerationConfig.from_pretrained(out)
-    assert config.eos_token_id == [tok.eos_token_id, tok.convert_tokens_to_ids(CLOSE["code"])]
+    assert config.eos_token_id == [tok.eos_token_id]
     assert (config.pad_token_id, config.bos_token_id) == (tok.pad_token_id, tok.bos_token_id)
     assert (config.do_sample, config.temperature) == (True, 0.7)
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
@@ -382,12 +383,15 @@ def test_saved_generation_config_stops_generate_at_code_close(tiny_model, prepar
     model = AutoModelForCausalLM.from_pretrained(out).eval()
     prompt = served_tok.apply_chat_template([{"role": "user", "content": "Add two numbers."}],
                                             add_generation_prompt=True, return_tensors="pt")
-    code_close = tok.convert_tokens_to_ids(CLOSE["code"])
-    with torch.no_grad():  # make </code> the model's first choice after this prompt
+    code_close, eos = tok.convert_tokens_to_ids(CLOSE["code"]), tok.eos_token_id
+    with torch.no_grad():  # make </code> the model's first choice after this prompt, EOS the next
         hidden = model.model(input_ids=prompt["input_ids"]).last_hidden_state[0, -1]
         model.lm_head.weight[code_close] = hidden * (100.0 / hidden.norm() ** 2)
+        after = torch.cat([prompt["input_ids"], torch.tensor([[code_close]])], dim=1)
+        hidden = model.model(input_ids=after).last_hidden_state[0, -1]
+        model.lm_head.weight[eos] = hidden * (200.0 / hidden.norm() ** 2)
         out_ids = model.generate(**prompt, max_new_tokens=5, do_sample=False)
-    assert out_ids[0, prompt["input_ids"].shape[1]:].tolist() == [code_close]  # stopped right there
+    assert out_ids[0, prompt["input_ids"].shape[1]:].tolist() == [code_close, eos]  # stopped right there
 
 
 def test_cli_sampling_defaults_are_generates_defaults():

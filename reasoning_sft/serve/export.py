@@ -8,7 +8,7 @@ self-contained directory:
     chat_template.jinja                   the chat template (one user message -> the training prompt)
     tokenizer.model, added_tokens.json    the base's SentencePiece model and the tags' ids, which is
                                           what llama.cpp's converter reads to reproduce the tokenizer
-    generation_config.json                stop ids: EOS and </code>
+    generation_config.json                stop id: EOS, which follows </code> (generation.serving_stop_ids)
     README.md                             the commands that serve it
     sft_export.json                       what was exported, from where, and what was checked
     model.gguf                            with --gguf: llama.cpp's converter's output, with </code> as
@@ -26,7 +26,7 @@ import sys
 
 from ..artifacts import atomic_output_dir, read_json, write_json
 from ..errors import UserError
-from ..generation import GENERATION_CONFIG, stop_ids, write_generation_config
+from ..generation import GENERATION_CONFIG, serving_stop_ids, write_generation_config
 from ..template import CLOSE, TAGS, TEMPLATE_VERSION
 from ..tokenizer import (SENTENCEPIECE_MODEL, add_tags_and_pad, chat_template, save_tokenizer, verify_chat_template,
                          verify_tokenizer)
@@ -184,11 +184,11 @@ def check_serving_dir(out_dir, tokenizer):
     verify_chat_template(saved)
     if saved.get_vocab() != tokenizer.get_vocab():
         raise UserError(f"{out_dir}: the saved tokenizer's vocabulary differs from the model's")
-    want = set(stop_ids(saved))
+    want = serving_stop_ids(saved)
     got = GenerationConfig.from_pretrained(out_dir).eos_token_id
-    got = set(got if isinstance(got, list) else [got])
-    if not want <= got:
-        raise UserError(f"{out_dir}: {GENERATION_CONFIG} stops at {sorted(got)}, not at EOS and {CLOSE['code']}")
+    got = got if isinstance(got, list) else [got]
+    if got != want:
+        raise UserError(f"{out_dir}: {GENERATION_CONFIG} stops at {got}, not at EOS {want}")
     rows = AutoConfig.from_pretrained(out_dir).vocab_size
     if rows < len(saved):
         raise UserError(f"{out_dir}: config.json has {rows} vocabulary rows for {len(saved)} tokens")
@@ -203,9 +203,9 @@ def write_readme(directory, out_dir, meta):
         "",
         f"Exported by reasoning-sft's export.py from `{meta['source']}` ({meta['mode']}, {meta['dtype']}).",
         "A user message renders as the training prompt; the model answers",
-        "`reasoning</reasoning><intention>…</intention><code>…</code>` and stops by itself at `</code>`",
-        f"(stop ids {meta['stop_ids']} in generation_config.json). The tags are plain tokens: default",
-        "requests return them in the text.",
+        "`reasoning</reasoning><intention>…</intention><code>…</code>` and stops by itself right after",
+        f"`</code>`, at EOS (stop ids {meta['stop_ids']} in generation_config.json). The tags are plain tokens:",
+        "default requests return them in the text, `</code>` included.",
         "",
         "vLLM (OpenAI-compatible server):",
         "",
