@@ -1,11 +1,13 @@
 # Two commands do all the set-up on a fresh machine:
 #   make test   - install into .venv and run the test suite (what CI runs)
 #   make demo   - install into .venv and run the whole pipeline on a tiny local model
+# The serving tier (CI runs it too):
+#   make test-serve - builds .venv-serve (vLLM) and llama.cpp (make serve-env), then runs real servers
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test demo install clean
+.PHONY: test demo install clean serve-env test-serve
 
 install: $(VENV)/.installed
 
@@ -16,7 +18,13 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 test: install
-	$(BIN)/python -m pytest -q -x
+	$(BIN)/python -m pytest -q -x --ignore=tests/serving
+
+serve-env:
+	bash scripts/serve_env.sh
+
+test-serve: install serve-env
+	$(BIN)/python -m pytest -q -x tests/serving
 
 demo: install
 	$(BIN)/python demo.py
