@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from torch.overrides import TorchFunctionMode
 
 from . import attention, precision
 from .errors import UserError
@@ -123,6 +124,21 @@ class PlannedVarlen(torch.autograd.Function):
         dq = dq_accum.to(q.dtype)
         del dq_accum, delta
         return dq, dk, dv
+
+
+class CudaDropout(TorchFunctionMode):
+    """Dropout as CUDA runs it: torch's fused kernel (native_dropout), which keeps a 1-byte mask for backward.
+    On CPU, F.dropout multiplies by a noise tensor of the input's dtype and keeps that (4 bytes an element
+    for fp32 input: LoRA's adapters cast their input to fp32), which a fake CPU step would otherwise count."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.nn.functional.dropout:
+            named = dict(zip(("input", "p", "training", "inplace"), args), **kwargs)
+            p, training = named.get("p", 0.5), named.get("training", True)
+            if training and 0 < p < 1 and not named.get("inplace", False):
+                return torch.native_dropout(named["input"], p, True)[0]
+        return func(*args, **kwargs)
 
 
 def planned_varlen_attn(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, scale=None,
@@ -258,6 +274,26 @@ class PlanAccelerator:
         return model
 
 
+class _NoHook:
+    def remove(self):
+        pass
+
+
+def memory_tracker():
+    """torch's MemTracker, for models with frozen parameters too (LoRA's base): it hooks every parameter's
+    gradient, which a parameter without requires_grad refuses; those get a do-nothing entry instead."""
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    class Tracker(MemTracker):
+        def _track_module_params_and_buffers(self, module, install_grad_hooks=True):
+            for p in module.parameters():
+                if not p.requires_grad and self._param_to_grad_hook_handles.get(p) is None:
+                    self._param_to_grad_hook_handles[p] = (_NoHook(), _NoHook())
+            return super()._track_module_params_and_buffers(module, install_grad_hooks)
+
+    return Tracker()
+
+
 def finite_verdict(loss_sum, grad_norm, loss_scaled, stop_votes):
     """A fake step's verdict: finite, no stop (its values do not exist to be read)."""
     return True, False
@@ -316,31 +352,50 @@ def _gib(snapshot):
             "temporaries": get(_MemRefType.TEMP, _MemRefType.OTH), "peak": snapshot.get("Total", 0) / GIB}
 
 
-def run_fake_step(args, mode, launch, kernel_name, weights_dtype=None):
-    """Build the model and optimizer on fake tensors and run the trainer's step twice under MemTracker.
+def fake_model(args, mode, data, policy, kernel_name):
+    """The run's model as build_model makes it, from config.json alone, on fake tensors; and its tag rows."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    kernel = attention.kernel_override(planned_kernel(kernel_name)) if args.flash_attn else contextlib.nullcontext()
+    # built on the meta device, then given fake CPU storage: a Parameter made of a fake tensor cannot be
+    # moved with .to() (torch swaps it in place, and fake Parameters carry a weakref), which peft does
+    with kernel, torch.device("meta"):
+        model, tag_rows = build_model(args, mode, data.tokenizer, policy, weights=False)
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        model.to_empty(device="cpu")
+    return model, tag_rows
+
+
+def measure_step(args, mode, launch, kernel_name, weights_dtype=None, fake=True):
+    """Build the model and optimizer and run the trainer's step under MemTracker: on fake tensors (the plan:
+    the optimizer state primed, then one step), or with fake=False on real ones, the weights loaded and two
+    real steps (what tests/test_plan.py compares the plan with, on CPU at small sizes; no --flash_attn).
 
     Returns (peak snapshot in GiB by category, facts about the model and step)."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.distributed._tools.mem_tracker import MemTracker
-
     data = load_data(args)
     policy = precision.resolve(args.precision, mode.name, args.flash_attn, fsdp=launch.fsdp)
     if weights_dtype is not None:  # FSDP: compute on unsharded bf16 copies (see fsdp_per_device)
         policy = replace(policy, weights=weights_dtype, stochastic=False)
-    fake = FakeTensorMode(allow_non_fake_inputs=True)
-    kernel = attention.kernel_override(planned_kernel(kernel_name)) if args.flash_attn else contextlib.nullcontext()
-    with kernel, fake:
-        model, tag_rows = build_model(args, mode, data.tokenizer, policy, weights=False)
-    plan_mode = replace(mode, build_optimizer=_optimizer_for_plan(mode))
+    if fake:
+        model, tag_rows = fake_model(args, mode, data, policy, kernel_name)
+        mode = replace(mode, build_optimizer=_optimizer_for_plan(mode))
+    else:
+        model, tag_rows = build_model(args, mode, data.tokenizer, policy)
     accelerator = PlanAccelerator(launch.mixed_precision)
-    trainer = prepare_training(args, accelerator, data, model, plan_mode, policy)
+    trainer = prepare_training(args, accelerator, data, model, mode, policy)
     step, rank, slots = largest_step(data, trainer, launch.world)
     batches = micro_batches(data.train_set, step, rank, data.pad_id, data.packed, data.tags)
-    tracker = MemTracker()
+    tracker = memory_tracker()
     tracker.track_external(trainer.wrapper, precision.unwrap(trainer.optimizer))
     with tracker:
-        prime_optimizer_state(trainer)
-        optimizer_step(trainer, batches, verdict=finite_verdict)
+        if fake:
+            prime_optimizer_state(trainer)
+            with CudaDropout():
+                optimizer_step(trainer, batches, verdict=finite_verdict)
+        else:
+            for _ in range(2):
+                optimizer_step(trainer, batches)
+                tracker.reset_mod_stats()
     snapshot = tracker.get_tracker_snapshot("peak")
     peak = _gib(snapshot.get(torch.device("cpu"), {}))
     params = list(model.parameters())
@@ -350,6 +405,7 @@ def run_fake_step(args, mode, launch, kernel_name, weights_dtype=None):
         "micro_batches": len(batches), "tag_rows": len(tag_rows),
         "n_params": sum(p.numel() for p in params), "n_trainable": sum(p.numel() for p in trainable),
         "param_bytes": sum(p.numel() * p.element_size() for p in params),
+        "buffer_bytes": sum(b.numel() * b.element_size() for b in model.buffers()),
         "trainable_bytes": sum(p.numel() * p.element_size() for p in trainable),
         "optimizer_state_bytes": state_bytes(precision.unwrap(trainer.optimizer)),
         "optimizer": type(precision.unwrap(trainer.optimizer)).__name__,
@@ -453,6 +509,8 @@ def make_plan(args, mode, launch, kernel_name=None):
         notes.append(f"varlen attention ({kernel_name}): saved q, k, v, output and fp32 log-sum-exp, by formula")
     if getattr(args, "adam8bit", False):
         notes.append("8-bit AdamW state: uint8 moments + fp32 absmax per 256 (fp32 under 4096 elements), by formula")
+    if getattr(args, "lora_dropout", 0):
+        notes.append("dropout as CUDA's fused kernel runs it (a 1-byte mask kept for backward), not as on CPU")
     if args.compile:
         notes.append("planned without --compile (its fused kernels keep fewer temporaries: the plan is an upper bound)")
     fsdp_dtype = None
@@ -460,7 +518,7 @@ def make_plan(args, mode, launch, kernel_name=None):
         if mode.name != "full":
             raise UserError("--plan plans FSDP for full fine-tuning only")
         fsdp_dtype = torch.bfloat16 if launch.mixed_precision in ("bf16", "fp16") else None
-    fake, facts = run_fake_step(args, mode, launch, kernel_name, weights_dtype=fsdp_dtype)
+    fake, facts = measure_step(args, mode, launch, kernel_name, weights_dtype=fsdp_dtype)
     policy = precision.resolve(args.precision, mode.name, args.flash_attn, fsdp=launch.fsdp)
     per_device = dict(fake)
     if launch.fsdp:
