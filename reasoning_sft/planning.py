@@ -291,6 +291,14 @@ def memory_tracker():
                     self._param_to_grad_hook_handles[p] = (_NoHook(), _NoHook())
             return super()._track_module_params_and_buffers(module, install_grad_hooks)
 
+        def _update_peak_stats(self, peak_state):
+            # the whole step's peak only: torch's also updates each active module's own peak, scanning
+            # every module seen so far at every op (a 13B LoRA step: thousands of modules, minutes)
+            for dev, snap in self._curr_mem_snap.items():
+                if self._peak_mem.get(dev, 0) < snap["Total"]:
+                    self._peak_mem[dev] = snap["Total"]
+                    self._peak_mem_snap[dev] = dict(snap)
+
     return Tracker()
 
 
@@ -390,7 +398,8 @@ def measure_step(args, mode, launch, kernel_name, weights_dtype=None, fake=True)
     with tracker:
         if fake:
             prime_optimizer_state(trainer)
-            with CudaDropout():
+            # (a TorchFunctionMode sees every torch call: only where dropout runs)
+            with CudaDropout() if getattr(args, "lora_dropout", 0) else contextlib.nullcontext():
                 optimizer_step(trainer, batches, verdict=finite_verdict)
         else:
             for _ in range(2):
@@ -509,6 +518,10 @@ def make_plan(args, mode, launch, kernel_name=None):
         notes.append(f"varlen attention ({kernel_name}): saved q, k, v, output and fp32 log-sum-exp, by formula")
     if getattr(args, "adam8bit", False):
         notes.append("8-bit AdamW state: uint8 moments + fp32 absmax per 256 (fp32 under 4096 elements), by formula")
+    if launch.mixed_precision == "no" and not launch.fsdp and launch.source.startswith("this process"):
+        notes.append("no mixed precision (this process was not launched by accelerate): plan with "
+                     "--accelerate_config FILE for the config the run will be launched with (bf16 autocast changes "
+                     "what is kept for backward)")
     if getattr(args, "lora_dropout", 0):
         notes.append("dropout as CUDA's fused kernel runs it (a 1-byte mask kept for backward), not as on CPU")
     if args.compile:
@@ -588,7 +601,7 @@ def format_plan(plan):
     lines.append(f"| card | {plan.gpu_gib:.1f} |" if plan.gpu_gib else "| card | (none: --gpu_memory_gib) |")
     lines.append("")
     for note in plan.notes:
-        lines.append(f"by formula: {note}")
+        lines.append(f"note: {note}")
     lines.append(f"checkpoint on disk: {plan.checkpoint_gib:.2f} GiB; final weights {plan.final_weights_gib:.2f} GiB, "
                  f"host memory for the final save: {plan.final_save_host_gib:.2f} GiB")
     lines.append(f"planned in {plan.seconds:.0f} s on fake tensors; nothing was read but config.json, nothing written")
