@@ -554,10 +554,12 @@ def make_plan(args, mode, launch, kernel_name=None):
     if mode.name == "lora":
         final_weights = facts["trainable_bytes"] / GIB
         checkpoint = (facts["trainable_bytes"] + facts["optimizer_state_bytes"]) / GIB
+    elif launch.fsdp:  # the sharded fp32 (policy dtype) masters and optimizer state, all shards together
+        final_weights = facts["n_params"] * saved_dtype / GIB
+        checkpoint = (facts["n_trainable"] * saved_dtype + facts["optimizer_state_bytes_full"]) / GIB
     else:
         final_weights = facts["n_params"] * saved_dtype / GIB
-        checkpoint = (facts["trainable_bytes"] + facts.get("optimizer_state_bytes_full",
-                                                            facts["optimizer_state_bytes"])) / GIB
+        checkpoint = (facts["trainable_bytes"] + facts["optimizer_state_bytes"]) / GIB
     # safetensors serializes a shard's tensors on the host at once (transformers' default shard: 50 GB, so
     # the whole model); FSDP first gathers the full state dict on the main process's host too
     host = final_weights * (2 if launch.fsdp else 1)
