@@ -473,23 +473,28 @@ def fsdp_per_device(fake, facts, launch, policy_dtype):
 
 
 def suggest(args, mode, launch, per_device, facts, usable):
-    """The flag that would help most, estimated from the plan's categories (run --plan with it to check)."""
+    """The flag that would help most, estimated from the plan's categories (run --plan with it to check).
+
+    Activations and temporaries shrink with the micro-batch, or to each layer's input plus one layer's
+    activations under gradient checkpointing; the model states do not, and once activations are small the
+    peak is the optimizer step's, where the gradients exist too."""
     act = per_device["activations"] + per_device["temporaries"]
-    states = per_device["peak"] - act
+    grads = per_device["grads"] or facts["trainable_bytes"] / GIB / (launch.world if launch.fsdp else 1)
+    states = per_device["params"] + per_device["optimizer"]
+    step_floor = states + grads  # the optimizer step: weights, gradients, state
     options = []
     if not args.gradient_checkpointing:
         model = facts["model"]
         layers = sum(1 for m in model.modules() if type(m).__name__.endswith("DecoderLayer")) or 1
-        hidden = model.config.hidden_size
-        kept = facts["micro_batch_slots"] * hidden * 2 * layers / GIB  # each layer's input, bf16
-        options.append((states + kept + act / layers, "--gradient_checkpointing"))
+        kept = facts["micro_batch_slots"] * model.config.hidden_size * 2 * layers / GIB  # each layer's input, bf16
+        options.append((max(states + kept + act / layers, step_floor), "--gradient_checkpointing"))
     for div in (2, 4, 8):
         if args.batch_tokens // div >= 512:
-            options.append((states + act / div, f"--batch_tokens {args.batch_tokens // div}"))
+            options.append((max(states + act / div, step_floor), f"--batch_tokens {args.batch_tokens // div}"))
     if mode.name == "full" and not launch.fsdp:
         for world in (2, 4, 8):  # model states sharded; the gathered layers not counted in this estimate
-            options.append((act + states / world, f"FSDP over {world} GPUs (configs/fsdp_full_shard.yaml with "
-                                                  f"num_processes {world})"))
+            options.append((act + step_floor / world, f"FSDP over {world} GPUs (configs/fsdp_full_shard.yaml with "
+                                                      f"num_processes {world})"))
     for estimate, flag in options:
         if estimate <= usable:
             return f"{flag} (estimated peak {estimate:.1f} GiB; run --plan with it to check)"
