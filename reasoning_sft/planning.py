@@ -68,7 +68,8 @@ class AdamW8bitState(torch.optim.Optimizer):
                     "state2": torch.zeros_like(p, dtype=torch.float32)}
         blocks = math.ceil(p.numel() / BLOCK_8BIT)
         return {"state1": torch.zeros_like(p, dtype=torch.uint8), "state2": torch.zeros_like(p, dtype=torch.uint8),
-                "absmax1": p.new_zeros(blocks, dtype=torch.float32), "absmax2": p.new_zeros(blocks, dtype=torch.float32)}
+                "absmax1": p.new_zeros(blocks, dtype=torch.float32),
+                "absmax2": p.new_zeros(blocks, dtype=torch.float32)}
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -332,9 +333,10 @@ class Plan:
         return d
 
 
-def largest_step(data, trainer, world):
+def largest_step(data, trainer):
     """The optimizer step of the first epoch whose largest micro-batch (in token slots) is the largest, and
-    the rank it is largest on."""
+    the rank it is largest on. The plan's schedule is one process's: --batch_tokens is per device, so a
+    rank's micro-batches fill the same budget under any world size."""
     lengths = np.asarray(data.train_set["length"])
     best, best_slots = None, -1
     for step in trainer.plans[0]:
@@ -391,7 +393,7 @@ def measure_step(args, mode, launch, kernel_name, weights_dtype=None, fake=True)
         model, tag_rows = build_model(args, mode, data.tokenizer, policy)
     accelerator = PlanAccelerator(launch.mixed_precision)
     trainer = prepare_training(args, accelerator, data, model, mode, policy)
-    step, rank, slots = largest_step(data, trainer, launch.world)
+    step, rank, slots = largest_step(data, trainer)
     batches = micro_batches(data.train_set, step, rank, data.pad_id, data.packed, data.tags)
     tracker = memory_tracker()
     tracker.track_external(trainer.wrapper, precision.unwrap(trainer.optimizer))
@@ -598,7 +600,8 @@ def format_plan(plan):
     lines = [f"plan [{s['mode']}] {s['model']}: {s['n_params']:,} parameters, {s['n_trainable']:,} trainable; "
              f"{s['weights_dtype']} weights (--precision {s['precision']}), {s['optimizer']}, mixed precision "
              f"{s['mixed_precision']}, {s['world_size']} process(es){' FSDP' if s['fsdp'] else ''} ({s['launch']})",
-             f"step: {s['micro_batch_slots']:,} token slots in the largest micro-batch ({'packed' if s['packed'] else 'padded'}, "
+             f"step: {s['micro_batch_slots']:,} token slots in the largest micro-batch "
+             f"({'packed' if s['packed'] else 'padded'}, "
              f"--batch_tokens {s['batch_tokens']}, --grad_accum {s['grad_accum']}), gradient checkpointing "
              f"{'on' if s['gradient_checkpointing'] else 'off'}, attention {s['attention']}",
              "", "| category | peak per device (GiB) |", "|---|---:|"]

@@ -189,3 +189,17 @@ def test_plan_matches_the_real_cpu_step_within_5_percent(tmp_path, tokenizer_dir
         planned, _ = planning.measure_step(args, mode, launch, None, fake=True)
         real, _ = planning.measure_step(args, mode, launch, None, fake=False)
         assert abs(planned["peak"] - real["peak"]) / real["peak"] < 0.05, (script, planned, real)
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--model_name", "/nonexistent/model"], "cannot load a model"),
+    (["--gpu_memory_gib", "-1"], "--gpu_memory_gib must be positive"),
+    (["--accelerate_config", "/nonexistent/config.yaml"], "--accelerate_config"),
+])
+def test_bad_plan_input_is_one_user_error(tiny_model_dir, tokenizer_dir, train_dir, tmp_path, extra, words):
+    from reasoning_sft.errors import UserError
+
+    argv = plan_argv(tiny_model_dir, tokenizer_dir, train_dir, tmp_path / "out", "--plan") + extra
+    with pytest.raises(UserError, match=words.replace("-", r"\-")):
+        load_trainer("train_full").main(argv)
+    assert not (tmp_path / "out").exists()
