@@ -628,17 +628,27 @@ def main(args, mode):
 
 
 def preflight(args, mode, accelerator):
-    """A real run's check before anything is loaded: on CUDA, the plan's peak (logged) must fit the card
-    (UserError otherwise, unless --no_plan_check). Elsewhere nothing is planned; returns the peak or None."""
-    if args.no_plan_check or not (torch.cuda.is_available() or args.gpu_memory_gib):
+    """A real run's check before anything is loaded: on CUDA (or with --gpu_memory_gib) the plan's peak is
+    logged and must fit the card, else UserError; --no_plan_check logs it and starts anyway (and starts
+    without a plan where none can be made). Returns the planned peak GiB, or None."""
+    if not (torch.cuda.is_available() or args.gpu_memory_gib):
+        return None
+    say = print if accelerator.is_main_process else (lambda *a, **k: None)
+    if getattr(args, "load_in_4bit", False):
+        say("plan: none (--plan cannot build 4-bit weights); starting without a memory check", flush=True)
         return None
     kernel = args.plan_kernel if args.plan_kernel != "auto" else None
-    if args.flash_attn and kernel is None and torch.cuda.is_available():
-        kernel = "flash-attn" if attention.select_kernel().name == "flash-attn" else default_kernel_name()
-    plan = make_plan(args, mode, launch_settings(args, accelerator), kernel)
-    if accelerator.is_main_process:
-        print(f"plan: peak {plan.per_device['peak']:.2f} GiB per device predicted "
-              f"({', '.join(f'{k} {plan.per_device[k]:.2f}' for k in CATEGORIES)}); {verdict_line(plan)}", flush=True)
+    try:
+        if args.flash_attn and kernel is None and torch.cuda.is_available():
+            kernel = "flash-attn" if attention.select_kernel().name == "flash-attn" else default_kernel_name()
+        plan = make_plan(args, mode, launch_settings(args, accelerator), kernel)
+    except Exception as err:  # noqa: BLE001 -- a plan that cannot be made must not stop a run told to start
+        if not args.no_plan_check:
+            raise
+        say(f"plan: could not plan ({type(err).__name__}: {err}); --no_plan_check: starting anyway", flush=True)
+        return None
+    say(f"plan: peak {plan.per_device['peak']:.2f} GiB per device predicted "
+        f"({', '.join(f'{k} {plan.per_device[k]:.2f}' for k in CATEGORIES)}); {verdict_line(plan)}", flush=True)
     if plan.fits is False and not args.no_plan_check:
         raise UserError(f"the plan does not fit: {verdict_line(plan)} (--no_plan_check starts anyway)")
     return plan.per_device["peak"]

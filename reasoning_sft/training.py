@@ -98,7 +98,8 @@ def common_parser(description):
       help="--plan with --flash_attn: the varlen kernel to plan for (auto: what this software would select; "
            "torch-varlen-repeat-kv is torch 2.11's, which repeats KV heads for grouped-query attention)")
     a("--no_plan_check", action="store_true",
-      help="on a GPU, start even if the plan says the run does not fit (by default it is refused before loading)")
+      help="on a GPU, start even if the plan says the run does not fit (by default it is refused before loading; "
+           "the plan is still made and logged)")
     add_verbose_flag(p)
     return p
 

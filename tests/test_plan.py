@@ -203,3 +203,15 @@ def test_bad_plan_input_is_one_user_error(tiny_model_dir, tokenizer_dir, train_d
     with pytest.raises(UserError, match=words.replace("-", r"\-")):
         load_trainer("train_full").main(argv)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_no_plan_check_logs_the_plan_and_starts_anyway(tiny_model_dir, tokenizer_dir, train_dir, tmp_path, run_script):
+    out = tmp_path / "out"
+    proc = run_script("training/train_full.py", *plan_argv(tiny_model_dir, tokenizer_dir, train_dir, out,
+                                                           "--batch_tokens", 1024, "--max_steps", 1, "--report_to",
+                                                           "none", "--gpu_memory_gib", 0.001, "--no_plan_check"))
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("plan: peak") and "does not fit" in first
+    assert (out / "model.safetensors").exists()
