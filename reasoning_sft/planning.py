@@ -3,10 +3,14 @@
 The model is built from its config.json under FakeTensorMode (shapes and dtypes, no storage) by
 the trainer's own build_model: tokenizer resize with the tag rows, LoRA with its trainable token
 rows, the --precision policy's dtype, --flash_attn, gradient checkpointing. prepare_training
-builds the loss wrapper, optimizer and schedule as for the run, and the trainer's own
-optimizer_step runs twice (so the optimizer state exists) on the largest micro-batch of the run's
-schedule (--batch_tokens, packing), under torch's MemTracker, which tracks every tensor's storage by
-category: parameters, gradients, optimizer state, activations, temporaries.
+builds the loss wrapper, optimizer and schedule as for the run; the optimizer steps once on zero
+gradients (step 1 as far as memory goes: its state now exists), and the trainer's own optimizer_step
+runs on the largest micro-batch of the run's schedule (--batch_tokens, packing), all under torch's
+MemTracker, which tracks every tensor's storage by category: parameters, gradients, optimizer state,
+activations, temporaries. The categories are those at the moment of the peak (with no gradient
+checkpointing, the end of the forward pass, before any gradient exists). --precision bf16's fp32
+copies of one parameter at a time are made outside the wrapped optimizer's step and count as
+activations there.
 
 The step runs on fake CPU tensors: fake CUDA tensors fail on a CPU-only torch. The parameters are
 fake; the batch stays real (so the trainer's data-dependent host logic, its target positions and
@@ -198,8 +202,7 @@ def launch_from_config(path):
             config = yaml.safe_load(f) or {}
     except (OSError, yaml.YAMLError) as err:
         raise UserError(f"--accelerate_config {path}: cannot read it ({type(err).__name__}: {err})") from None
-    world = int(config.get("num_processes", 1) or 1) * (int(config.get("num_machines", 1) or 1)
-                                                         if int(config.get("num_processes", 1) or 1) == 1 else 1)
+    world = int(config.get("num_processes", 1) or 1)  # accelerate's count: all machines' processes
     fsdp = str(config.get("distributed_type", "NO")).upper() == "FSDP"
     if fsdp and str((config.get("fsdp_config") or {}).get("fsdp_sharding_strategy", "FULL_SHARD")) not in (
             "FULL_SHARD", "1"):
@@ -532,7 +535,7 @@ def make_plan(args, mode, launch, kernel_name=None):
     if getattr(args, "lora_dropout", 0):
         notes.append("dropout as CUDA's fused kernel runs it (a 1-byte mask kept for backward), not as on CPU")
     if args.compile:
-        notes.append("planned without --compile (its fused kernels keep fewer temporaries: the plan is an upper bound)")
+        notes.append("planned without --compile: what the compiled layers keep is not planned")
     fsdp_dtype = None
     if launch.fsdp:
         if mode.name != "full":
@@ -550,7 +553,7 @@ def make_plan(args, mode, launch, kernel_name=None):
         notes.append(f"FSDP FULL_SHARD over {launch.world}: {size}-byte parameters, gradients and optimizer state "
                      f"/ {launch.world}, plus {gathered:.2f} GiB of gathered units, by formula (not validated)")
     elif launch.world > 1:
-        per_device["temporaries"] += fake["grads"] if fake["grads"] else facts["trainable_bytes"] / GIB
+        per_device["temporaries"] += facts["trainable_bytes"] / GIB
         per_device["peak"] += facts["trainable_bytes"] / GIB
         notes.append(f"DDP over {launch.world}: gradient buckets, one more copy of the gradients, by formula")
     gpu = card_memory_gib(args)
@@ -604,7 +607,7 @@ def format_plan(plan):
              f"({'packed' if s['packed'] else 'padded'}, "
              f"--batch_tokens {s['batch_tokens']}, --grad_accum {s['grad_accum']}), gradient checkpointing "
              f"{'on' if s['gradient_checkpointing'] else 'off'}, attention {s['attention']}",
-             "", "| category | peak per device (GiB) |", "|---|---:|"]
+             "", "| category | at the peak, per device (GiB) |", "|---|---:|"]
     for k in CATEGORIES:
         lines.append(f"| {k} | {plan.per_device[k]:.2f} |")
     lines.append(f"| **total (peak)** | **{plan.per_device['peak']:.2f}** |")
