@@ -337,7 +337,7 @@ def trainer_argv(size, paths, steps, log_every):
     model_dir, tok, train = paths
     return ["--model_name", model_dir, "--tokenizer_dir", tok, "--train_dir", train, "--batch_tokens",
             str(size.batch_tokens), "--max_steps", str(steps), "--epochs", "100", "--log_every", str(log_every),
-            "--warmup_ratio", "0", "--overwrite"]
+            "--warmup_ratio", "0", "--overwrite", "--no_plan_check"]  # measured, not refused; the plan is logged
 
 
 def optimizer_flags(adam8bit):
@@ -390,7 +390,8 @@ def run_worker(run, work, smoke, timeout):
     with open(log_path, "w", encoding="utf-8") as f:
         f.write(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
     for line in proc.stdout.splitlines():
-        if line.startswith(("attention:", "precision:", "optimizer state:", "[full]", "[lora]", "trainer:")):
+        if line.startswith(("attention:", "precision:", "optimizer state:", "[full]", "[lora]", "trainer:", "plan:",
+                            "memory after step 2:")):
             log(f"  {line}")
     if proc.returncode != 0 or not os.path.exists(result_path):
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])

@@ -61,9 +61,10 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         ctx.weight_dtype, ctx.bias_dtype = weight.dtype, (bias.dtype if bias is not None else None)
         grad_hidden = torch.empty_like(hidden) if need_h else None
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
-        grad_bias = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if need_b else None
-        token_losses = torch.empty(targets.shape[0], dtype=torch.float32, device=hidden.device)
+        # new_zeros/new_empty, not torch.zeros(device=...): on --plan's fake tensors these stay fake
+        grad_weight = weight.new_zeros(weight.shape, dtype=torch.float32) if need_w else None
+        grad_bias = bias.new_zeros(bias.shape, dtype=torch.float32) if need_b else None
+        token_losses = hidden.new_empty(targets.shape[0], dtype=torch.float32)
         for start in range(0, targets.shape[0], chunk):
             h, t = hidden[start:start + chunk], targets[start:start + chunk]
             logits = F.linear(h, weight, bias).float()

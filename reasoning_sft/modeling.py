@@ -22,10 +22,12 @@ LOSS_CHUNK = 4096  # positions per output-head chunk: 4096 x 32k fp32 logits = 0
 N_SECTIONS = 5     # prompt, reasoning, intention, code, eos (see template.section_ids)
 
 
-def load_causal_lm(model_name, dtype=None, flash_attn=False, load_in_4bit=False, for_generation=False):
+def load_causal_lm(model_name, dtype=None, flash_attn=False, load_in_4bit=False, for_generation=False, weights=True):
     """flash_attn: packed-row training through the varlen kernel (reasoning_sft.attention); with
-    for_generation (padded, cached decoding), flash_attention_2 where flash-attn runs, else sdpa."""
-    from transformers import AutoModelForCausalLM
+    for_generation (padded, cached decoding), flash_attention_2 where flash-attn runs, else sdpa.
+    weights=False: the model built from its config.json alone, nothing else read (--plan builds it
+    under FakeTensorMode: shapes and dtypes, no storage)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     if os.path.isfile(os.path.join(model_name, "adapter_config.json")) and \
             not os.path.isfile(os.path.join(model_name, "config.json")):
@@ -49,6 +51,9 @@ def load_causal_lm(model_name, dtype=None, flash_attn=False, load_in_4bit=False,
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16)
     try:
+        if not weights:
+            config = AutoConfig.from_pretrained(model_name)
+            return AutoModelForCausalLM.from_config(config, dtype=dtype or torch.float32, **kwargs)
         return AutoModelForCausalLM.from_pretrained(model_name, dtype=dtype or torch.float32, **kwargs)
     except (OSError, ValueError) as err:  # not found / not a model directory transformers knows
         raise UserError(f"cannot load a model from {model_name!r}: {str(err).splitlines()[0]}") from None
@@ -127,14 +132,18 @@ class ChunkedLossLM(torch.nn.Module):
             # a filler batch (see batching.empty_batch): zero loss that still reaches every
             # parameter, so DDP's gradient all-reduce on this rank matches the others
             return head(hidden[:, :1]).float().sum() * 0.0, hidden.new_zeros(N_SECTIONS, dtype=torch.float32)
-        hidden, targets, sections = hidden[keep], targets[keep], sections[keep]
+        # hidden[keep] by its positions: the same rows, and under --plan (fake hidden states, real
+        # targets) a size known from the targets, where a boolean mask on a fake tensor has none
+        positions = keep.reshape(-1).nonzero().squeeze(1)
+        hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions.to(hidden.device))
+        targets, sections = targets[keep], sections[keep]
         if self.training and torch.is_grad_enabled():
             loss_sum, token_loss = self._loss_with_gradients(head, hidden, targets)
         else:
             token_loss = torch.cat([_chunk_loss(head, hidden[i:i + self.chunk], targets[i:i + self.chunk])
                                     for i in range(0, targets.numel(), self.chunk)])
             loss_sum = token_loss.sum()
-        per_section = torch.zeros(N_SECTIONS, dtype=torch.float32, device=token_loss.device)
+        per_section = token_loss.new_zeros(N_SECTIONS, dtype=torch.float32)
         per_section.index_add_(0, sections.long(), token_loss.detach())
         return loss_sum, per_section
 

@@ -87,7 +87,8 @@ def round_stochastically_(target, value, generator):
     flat_target, flat_value = target.view(-1), value.view(-1)
     for start in range(0, flat_value.numel(), ROUNDING_CHUNK):
         bits = flat_value[start:start + ROUNDING_CHUNK].view(torch.int32)
-        noise = torch.randint(0, 1 << 16, bits.shape, dtype=torch.int32, device=bits.device, generator=generator)
+        # randint_like: the same bits as torch.randint(..., device=bits.device), and fake under --plan
+        noise = torch.randint_like(bits, 0, 1 << 16, generator=generator)
         rounded = noise.add_(bits).bitwise_and_(-65536)  # -65536 == 0xFFFF0000: keep the bf16 bits
         flat_target[start:start + ROUNDING_CHUNK].copy_(rounded.view(torch.float32))  # exact: low bits are 0
 

@@ -88,6 +88,18 @@ def common_parser(description):
       help="where metrics go besides OUTPUT_DIR/metrics.jsonl and loss.png (accelerate's trackers; tensorboard "
            "writes OUTPUT_DIR/tensorboard). Default: tensorboard if installed, else none (here: %(default)s)")
     a("--overwrite", action="store_true", help="allow a non-empty --output_dir without --resume")
+    a("--plan", action="store_true",
+      help="print the run's peak GPU memory per category and whether it fits (fake tensors: no weights read, "
+           "nothing written), then exit; see README")
+    a("--gpu_memory_gib", type=float, help="--plan: the card's memory (default: the visible card's)")
+    a("--accelerate_config", help="--plan: the accelerate config the run will be launched with (processes, FSDP, "
+                                  "mixed precision); default: this process's launch")
+    a("--plan_kernel", choices=("auto", "flash-attn", "torch-varlen", "torch-varlen-repeat-kv"), default="auto",
+      help="--plan with --flash_attn: the varlen kernel to plan for (auto: what this software would select; "
+           "torch-varlen-repeat-kv is torch 2.11's, which repeats KV heads for grouped-query attention)")
+    a("--no_plan_check", action="store_true",
+      help="on a GPU, start even if the plan says the run does not fit (by default it is refused before loading; "
+           "the plan is still made and logged)")
     add_verbose_flag(p)
     return p
 
@@ -319,10 +331,12 @@ def load_data(args):
     return Data(tokenizer, train_set, eval_set, manifest, packed, tag_ids(tokenizer), tokenizer.pad_token_id)
 
 
-def build_model(args, mode, tokenizer, policy):
-    """The model to train, its weights in the precision policy's dtype, and the ids of its tag rows."""
+def build_model(args, mode, tokenizer, policy, weights=True):
+    """The model to train, its weights in the precision policy's dtype, and the ids of its tag rows.
+
+    weights=False: from the config alone (--plan runs this under FakeTensorMode)."""
     model = load_causal_lm(args.model_name, dtype=policy.weights, flash_attn=args.flash_attn,
-                           load_in_4bit=getattr(args, "load_in_4bit", False))
+                           load_in_4bit=getattr(args, "load_in_4bit", False), weights=weights)
     tag_rows = resize_and_init_new_tokens(model, tokenizer)
     model = mode.build_model(args, model, tag_rows)
     if args.gradient_checkpointing:
@@ -400,6 +414,7 @@ class Trainer:
     total_steps: int
     signature: dict
     position: Position = field(default_factory=Position)
+    planned_peak_gib: float = None  # the plan's predicted peak (planning.preflight), on CUDA
 
 
 def prepare_training(args, accelerator, data, model, mode, policy):
@@ -435,19 +450,20 @@ def resume(trainer):
         forget_steps_after(os.path.join(trainer.args.output_dir, "metrics.jsonl"), state["global_step"])
 
 
-def optimizer_step(trainer, batches, stop_requested=False):
+def optimizer_step(trainer, batches, stop_requested=False, verdict=read_verdict):
     """One optimizer step over this rank's micro-batches; returns what is logged of it, whether it was
     applied, and whether every rank is to stop after it (some rank had been sent SIGTERM).
 
     A step whose loss or gradient norm is not finite changes nothing: no update, no scheduler step
     (divergence.py). Both values are global, so every rank makes the same choice.
+    verdict: read_verdict; --plan's fake step, whose values do not exist, passes one that says finite.
     """
     args, accelerator, optimizer = trainer.args, trainer.accelerator, trainer.optimizer
     sums = train_step(accelerator, trainer.wrapper, batches, stop_requested)
     # the global norm is needed even without clipping (--max_grad_norm 0): a max of inf measures, never clips
     grad_norm = accelerator.clip_grad_norm_(trainer.wrapper.parameters(), args.max_grad_norm or math.inf)
     loss_scaled = accelerator.scaler is not None
-    finite, stop = read_verdict(sums.loss_sum, grad_norm, loss_scaled, sums.stop_votes)
+    finite, stop = verdict(sums.loss_sum, grad_norm, loss_scaled, sums.stop_votes)
     if finite or loss_scaled:  # fp16's loss scaler must see every step: it skips an overflow itself
         optimizer.step()
     if finite:
@@ -499,6 +515,8 @@ def train_loop(trainer, metrics):
                                      f"bytes per trainable parameter ({type(precision.unwrap(trainer.optimizer)).__name__})")
                     state_unreported = False
                 window.add(batches)
+                if pos.global_step == 2 and trainer.planned_peak_gib is not None and accelerator.device.type == "cuda":
+                    report_planned_peak(trainer, metrics)
                 if not finite or pos.global_step % args.log_every == 0 or pos.global_step in (1, trainer.total_steps):
                     record = step_record(trainer, plan, result, window)
                     if not finite:  # every skipped step has its own record, whatever --log_every
@@ -523,6 +541,16 @@ def train_loop(trainer, metrics):
                 pos.epoch, pos.step_in_epoch = pos.epoch + 1, 0
         # a SIGTERM that came after the last step's vote: one collective, once per run
         return preempted(trainer) if preemption.agreed(accelerator) else None
+
+
+def report_planned_peak(trainer, metrics):
+    """After step 2 on CUDA (the optimizer state exists): the plan's peak beside the measured one."""
+    measured = torch.cuda.max_memory_allocated(trainer.accelerator.device) / 2 ** 30
+    planned = trainer.planned_peak_gib
+    log(trainer.accelerator, f"memory after step 2: max_memory_allocated {measured:.2f} GiB, planned peak "
+                             f"{planned:.2f} GiB ({(planned - measured) / measured:+.1%})")
+    metrics.write({"step": trainer.position.global_step, "planned_peak_gib": round(planned, 3),
+                   "max_memory_allocated_gib": round(measured, 3)})
 
 
 def preempted(trainer):
@@ -599,12 +627,17 @@ def resolve_precision(args, mode, accelerator):
                              fsdp=accelerator.distributed_type == DistributedType.FSDP)
 
 
-def run(args, mode):
-    """Train with `mode`; returns the output directory."""
+def run(args, mode, preflight=None):
+    """Train with `mode`; returns the output directory.
+
+    preflight(args, mode, accelerator) -> the planned peak GiB or None; it runs before anything is
+    loaded or written, and raises UserError to refuse the run (planning.preflight: on CUDA, the
+    plan must fit the card)."""
     from accelerate.utils import set_seed
 
     check_args(args)
     accelerator = start_accelerator(args)
+    planned_peak = preflight(args, mode, accelerator) if preflight is not None else None
     lock = prepare_output_dir(args, accelerator)
     try:
         set_seed(args.seed)  # before anything random: resize_token_embeddings, LoRA init, dropout
@@ -612,6 +645,7 @@ def run(args, mode):
         policy = resolve_precision(args, mode, accelerator)
         model, tag_rows = build_model(args, mode, data.tokenizer, policy)
         trainer = prepare_training(args, accelerator, data, model, mode, policy)
+        trainer.planned_peak_gib = planned_peak
         if args.resume:
             resume(trainer)
         describe(trainer, mode, model, tag_rows)

@@ -9,6 +9,7 @@ Ends with OUTPUT_DIR loadable by AutoModelForCausalLM.from_pretrained, plus the 
 For 13B-class models use configs/fsdp_full_shard.yaml.
 """
 
+from reasoning_sft import planning
 from reasoning_sft.errors import run_cli
 from reasoning_sft.training import Mode, adamw, common_parser, param_groups, run
 
@@ -41,7 +42,10 @@ FULL = Mode("full", build_model, build_optimizer, save_final)
 
 
 def main(argv=None):
-    run(parse_args(argv), FULL)
+    args = parse_args(argv)
+    if args.plan:  # peak memory per category and the verdict, on fake tensors; nothing loaded or written
+        return planning.main(args, FULL)
+    run(args, FULL, preflight=planning.preflight)
     return 0
 
 

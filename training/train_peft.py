@@ -12,6 +12,7 @@ weights, tokenizer, stop tokens; no GGUF): `python export.py --model_dir OUTPUT_
 
 import os
 
+from reasoning_sft import planning
 from reasoning_sft.artifacts import load_tokenizer_files
 from reasoning_sft.errors import run_cli
 from reasoning_sft.modeling import lora_model
@@ -65,7 +66,10 @@ LORA = Mode("lora", build_model, build_optimizer, save_final)
 
 
 def main(argv=None):
-    run(parse_args(argv), LORA)
+    args = parse_args(argv)
+    if args.plan:  # peak memory per category and the verdict, on fake tensors; nothing loaded or written
+        return planning.main(args, LORA)
+    run(args, LORA, preflight=planning.preflight)
     return 0
 
 
