@@ -7,6 +7,7 @@ by calling each stage's main(argv). Tests that are about the command line itself
 repository's script path, captured stdout/stderr and the real exit code.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +28,7 @@ if str(REPO_ROOT) not in sys.path:
 SAMPLE_RELPATH = "examples/sample.jsonl"
 TINY_VOCAB = 1024
 MAX_LEN = 256
+SMALL_N, SMALL_MAX_LEN = 16, 768  # small_encoded: the trainer tests' data
 
 
 def run_script(script_relpath, *args, cwd=None, timeout=180, env=None):
@@ -146,3 +148,78 @@ def encoded_dir(tmp_path_factory, filtered_dir, tokenizer_dir):
 def run_script_fixture():
     """run_script(script_relpath, *args, cwd=None, timeout=180, env=None) -> CompletedProcess."""
     return run_script
+
+
+# ---------------------------------------------------------------------------------------
+# the trainers, run as users run them (test_training, test_crashes, test_divergence, test_precision)
+
+
+
+
+def train_cmd(script, *args, launcher="accelerate"):
+    if launcher == "accelerate":
+        head = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "configs/cpu.yaml"]
+    elif launcher == "torchrun":
+        head = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"]
+    else:
+        head = [sys.executable]
+    return head + [f"training/{script}", *map(str, args)]
+
+
+def run_train(script, *args, launcher="accelerate", env=None, timeout=300):
+    full_env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    full_env.update(env or {})
+    proc = subprocess.run(train_cmd(script, *args, launcher=launcher), cwd=REPO_ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    return proc
+
+
+def metrics(output_dir):
+    with open(Path(output_dir) / "metrics.jsonl") as f:
+        return [json.loads(line) for line in f]
+
+
+def train_losses(output_dir):
+    return [r["loss"] for r in metrics(output_dir) if "loss" in r]
+
+
+@pytest.fixture(scope="session")
+def small_encoded(tmp_path_factory, sample_records, tokenizer_dir):
+    """The first records of the sample, filtered and encoded: (arrow_dataset path, encode dir)."""
+    import encode_dataset
+    import filter_data
+
+    root = tmp_path_factory.mktemp("small")
+    raw = root / "raw.json"
+    raw.write_text(json.dumps(sample_records[:SMALL_N]))
+    assert filter_data.main(["--json", str(raw), "--tokenizer", str(tokenizer_dir), "--out_dir", str(root / "f"),
+                             "--max_len", str(SMALL_MAX_LEN), "--no_plot"]) == 0
+    assert encode_dataset.main(["--json", str(root / "f" / "data.json"), "--tokenizer", str(tokenizer_dir),
+                                "--encode_dir", str(root / "e"), "--max_len", str(SMALL_MAX_LEN), "--num_proc", "1"]) == 0
+    return root / "e" / "arrow_dataset"
+
+
+def common(tiny_model_dir, tokenizer_dir, train_dir, output_dir, *extra):
+    return ["--model_name", tiny_model_dir, "--tokenizer_dir", tokenizer_dir, "--train_dir", train_dir,
+            "--output_dir", output_dir, "--log_every", 1, *extra]
+
+
+def one_and_two_processes(tmp_path, model_dir, tokenizer_dir, small_encoded):
+    """The same full fine-tuning run as 1 process with --grad_accum 2 and as 2 gloo processes with 1, on a
+    batch budget that gives an even number (>= 4) of micro-batches; returns both output dirs."""
+    import datasets
+    from reasoning_sft.batching import token_budget_batches
+
+    lengths = datasets.load_from_disk(str(small_encoded))["length"]
+    budget = next(b for b in range(400, 2000, 8) if len(token_budget_batches(lengths, b, False, 7, 0)) % 2 == 0
+                  and len(token_budget_batches(lengths, b, False, 7, 0)) >= 4)
+    args = ["--batch_tokens", budget, "--epochs", 1, "--lr", 1e-3, "--seed", 7, "--warmup_ratio", 0]
+    one, two = tmp_path / "one", tmp_path / "two"
+    proc = run_train("train_full.py", *common(model_dir, tokenizer_dir, small_encoded, one), *args,
+                     "--grad_accum", 2, launcher="python")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_train("train_full.py", *common(model_dir, tokenizer_dir, small_encoded, two), *args,
+                     launcher="torchrun", env={"ACCELERATE_USE_CPU": "true"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MULTI_CPU x2" in proc.stdout, proc.stdout
+    return one, two

@@ -22,8 +22,7 @@ import pytest
 import torch
 import xxhash
 
-from conftest import REPO_ROOT
-from test_training import common, metrics, run_train, small_encoded, train_cmd  # noqa: F401 (fixture)
+from conftest import REPO_ROOT, common, metrics, run_train, train_cmd
 
 STALL_WRAPPER = """
 import os, runpy, sys, time

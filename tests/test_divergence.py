@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_training import common, metrics, one_and_two_processes, run_train, small_encoded  # noqa: F401 (fixture)
+from conftest import common, metrics, one_and_two_processes, run_train
 
 BATCH_TOKENS = 600  # one sample row a step (the rows are 300-740 tokens)
 BAD_STEPS = (3, 6)  # the steps whose row carries a token with a NaN embedding

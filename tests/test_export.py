@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT, leftovers, our_error_line
-from reasoning_sft.template import CLOSE, TAGS, prompt_text
+from reasoning_sft.template import TAGS, prompt_text
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,6 @@ import re
 import tempfile
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 

@@ -11,8 +11,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO_ROOT
-from test_training import common, metrics, run_train, small_encoded, train_losses  # noqa: F401 (fixture)
+from conftest import REPO_ROOT, common, metrics, run_train, train_losses
 
 
 def make_optimizer(kind, params, lr, weight_decay=0.0):

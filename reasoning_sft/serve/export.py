@@ -19,7 +19,6 @@ the training ids; the stop ids are there; the GGUF's vocabulary, token types and
 and only then renamed into place.
 """
 
-import json
 import os
 import subprocess
 import sys
