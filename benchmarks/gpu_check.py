@@ -78,6 +78,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from reasoning_sft.training import Callback
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)  # the stage scripts at the repository root
@@ -445,24 +447,16 @@ def worker_main(argv):
     return 0
 
 
-def time_checkpoints(into):
-    """Wrap the trainer's checkpoint writing (training.save_checkpoint: write + seal + rename) and the sealing;
-    into["checkpoint_s"][name] gets each call's seconds (verification is timed by the check, gpu_scale.py)."""
-    from reasoning_sft import checkpoints, training
+class CheckpointTimes(Callback):
+    """A trainer callback: into["checkpoint_s"] = {"save": [s, ...], "seal": [s, ...]}, one entry per checkpoint
+    (save: the state's parts; seal: the integrity record; verification is timed by the check, gpu_scale.py)."""
 
-    into["checkpoint_s"] = times = {"save": [], "seal": []}
+    def __init__(self, into):
+        self.times = into["checkpoint_s"] = {"save": [], "seal": []}
 
-    def timed(fn, name):
-        def wrapper(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                times[name].append(round(time.perf_counter() - t0, 3))
-        return wrapper
-
-    training.save_checkpoint = timed(training.save_checkpoint, "save")
-    checkpoints.seal = timed(checkpoints.seal, "seal")  # called by save_checkpoint through the module
+    def on_checkpoint(self, trainer, path, seconds):
+        for name in self.times:
+            self.times[name].append(seconds[name])
 
 
 def worker(kind, result_path, reference_kernel, argv, profile_step=0, checkpoint_timers=False):
@@ -473,18 +467,18 @@ def worker(kind, result_path, reference_kernel, argv, profile_step=0, checkpoint
     quiet_third_party_logs()
     cuda = torch.cuda.is_available()
     context = attention.kernel_override(attention.reference_kernel()) if reference_kernel else contextlib.nullcontext()
-    extra = {}
+    extra, callbacks = {}, []
     if profile_step:
         import step_profile
-        step_profile.install(profile_step, lambda summary: extra.__setitem__("profile", summary))
+        callbacks.append(step_profile.StepProfiler(profile_step, lambda summary: extra.__setitem__("profile", summary)))
     if checkpoint_timers:
-        time_checkpoints(extra)
+        callbacks.append(CheckpointTimes(extra))
     t0 = time.time()
     with context:
         if kind == "hf_trainer":
             result = hf_trainer_baseline(argv)
         else:
-            load_script(f"training/{kind}.py").main(argv)
+            load_script(f"training/{kind}.py").main(argv, callbacks=callbacks)
             result = {}
     result.update(extra)
     result["wall_s"] = round(time.time() - t0, 1)

@@ -17,10 +17,15 @@ On CPU (--smoke) there are no kernels; the same split is made over the CPU opera
 which exercises the code and means nothing about a GPU.
 """
 
+import contextlib
 import re
 import time
 
-LOSS_HEAD, FORWARD_BACKWARD = "gpu_check:loss_head", "gpu_check:forward_backward"
+from reasoning_sft.modeling import PROFILE_LOSS_HEAD
+from reasoning_sft.training import PROFILE_FORWARD_BACKWARD, Callback
+
+STEP = "gpu_check:step"
+RANGES = (STEP, PROFILE_LOSS_HEAD, PROFILE_FORWARD_BACKWARD)  # the profile ranges this split reads
 CATEGORIES = ["matmul", "attention", "element-wise/normalization", "loss head", "optimizer", "memory copies",
               "host waits/idle"]
 BY_NAME = [  # first match wins; attention before matmul (flash kernels' names can contain "gemm")
@@ -33,9 +38,9 @@ BY_NAME = [  # first match wins; attention before matmul (flash kernels' names c
 def category(name, ranges):
     """The category of a kernel (or a CPU operator) named `name` launched inside `ranges` (nearest first)."""
     for r in ranges:
-        if r == LOSS_HEAD:
+        if r == PROFILE_LOSS_HEAD:
             return "loss head"
-        if r == FORWARD_BACKWARD:
+        if r == PROFILE_FORWARD_BACKWARD:
             break
     else:
         if ranges:  # inside the profiled step but outside forward/backward
@@ -47,10 +52,10 @@ def category(name, ranges):
 
 
 def ranges_of(event):
-    """Names of the gpu_check ranges enclosing a profiler event, nearest first."""
+    """Names of the ranges (RANGES) enclosing a profiler event, nearest first."""
     out, parent = [], event.cpu_parent
     while parent is not None:
-        if parent.name.startswith("gpu_check:"):
+        if parent.name in RANGES:
             out.append(parent.name)
         parent = parent.cpu_parent
     return out
@@ -80,7 +85,7 @@ def summarize(events, wall_s, device):
                 items.append((k.name, category(k.name, ranges_of(e)), k.duration))
             if str(e.device_type).endswith("CUDA"):
                 intervals.append((e.time_range.start, e.time_range.end))
-        elif str(e.device_type).endswith("CPU") and not e.name.startswith("gpu_check:") and e.self_cpu_time_total:
+        elif str(e.device_type).endswith("CPU") and e.name not in RANGES and e.self_cpu_time_total:
             items.append((e.name, category(e.name, ranges_of(e)), e.self_cpu_time_total))
     wall_us = wall_s * 1e6
     busy = busy_us(intervals) if cuda else min(wall_us, sum(us for _, _, us in items))
@@ -116,46 +121,35 @@ def markdown(title, summary):
     return "\n".join(lines)
 
 
-def install(step_to_profile, on_summary):
-    """Profile the Nth optimizer step of the trainer that runs next in this process; on_summary(dict) gets the result."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile, record_function
+class StepProfiler(Callback):
+    """Profiles the Nth optimizer step of a run (a trainer callback); on_summary(dict) gets the result.
 
-    from reasoning_sft import modeling, training
+    The trainer labels its forward/backward and loss head itself (training.PROFILE_FORWARD_BACKWARD,
+    modeling.PROFILE_LOSS_HEAD); what runs outside them in the step is the optimizer.
+    """
 
-    cuda = torch.cuda.is_available()
-    calls = {"n": 0}
-    inner_step, inner_train_step = training.optimizer_step, training.train_step
-    inner_loss = modeling.ChunkedLossLM._loss_with_gradients
+    def __init__(self, step_to_profile, on_summary):
+        self.step_to_profile, self.on_summary = step_to_profile, on_summary
 
-    def labelled(fn, label):
-        def wrapper(*args, **kwargs):
-            with record_function(label):
-                return fn(*args, **kwargs)
-        return wrapper
+    @contextlib.contextmanager
+    def step_context(self, trainer):
+        if trainer.position.global_step + 1 != self.step_to_profile:
+            yield
+            return
+        import torch
+        from torch.profiler import ProfilerActivity, profile, record_function
 
-    def optimizer_step(trainer, batches, *rest):
-        calls["n"] += 1
-        if calls["n"] != step_to_profile:
-            return inner_step(trainer, batches, *rest)
+        cuda = torch.cuda.is_available()
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
         sync = torch.cuda.synchronize if cuda else (lambda: None)
-        training.train_step = labelled(inner_train_step, FORWARD_BACKWARD)
-        modeling.ChunkedLossLM._loss_with_gradients = labelled(inner_loss, LOSS_HEAD)
-        try:
+        sync()
+        with profile(activities=activities) as prof:
+            t0 = time.perf_counter()
+            with record_function(STEP):
+                yield
             sync()
-            with profile(activities=activities) as prof:
-                t0 = time.perf_counter()
-                with record_function("gpu_check:step"):
-                    result = inner_step(trainer, batches, *rest)
-                sync()
-                wall = time.perf_counter() - t0
-        finally:
-            training.train_step, modeling.ChunkedLossLM._loss_with_gradients = inner_train_step, inner_loss
+            wall = time.perf_counter() - t0
         try:
-            on_summary(summarize(prof.events(), wall, "cuda" if cuda else "cpu"))
+            self.on_summary(summarize(prof.events(), wall, "cuda" if cuda else "cpu"))
         except Exception as err:  # noqa: BLE001 (a profile that cannot be summarized must not fail the run)
-            on_summary({"error": f"{type(err).__name__}: {err}"})
-        return result
-
-    training.optimizer_step = optimizer_step
+            self.on_summary({"error": f"{type(err).__name__}: {err}"})

@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import sys
+import time
 
 import torch
 
@@ -61,8 +62,11 @@ def register_trainable_only_checkpointing(accelerator):
     accelerator.register_load_state_pre_hook(load_hook)
 
 
-def save_checkpoint(accelerator, output_dir, state, keep):
+def save_checkpoint(accelerator, output_dir, state, keep, seconds=None):
     """Atomic: written under a temporary name, sealed with its integrity record, renamed when every rank is done.
+
+    seconds (a dict), if given, gets this rank's "save" (the state's parts) and "seal" (the integrity
+    record) wall times.
 
     A write that fails (a full disk) removes the temporary directory and stops every rank with one
     line; the checkpoints already there are not touched.
@@ -84,8 +88,11 @@ def save_checkpoint(accelerator, output_dir, state, keep):
     def write_record():  # last: the integrity record; every rank hashes a share of the bytes
         seal(tmp, shared_hasher(accelerator), write=accelerator.is_main_process)
 
-    for write in (write_parts, write_state, write_record):
+    timings = {"save": 0.0, "seal": 0.0}
+    for write, part in ((write_parts, "save"), (write_state, "save"), (write_record, "seal")):
+        t0 = time.perf_counter()
         failure = _first_failure(accelerator, _write_failure(write))  # also the barrier between them
+        timings[part] += time.perf_counter() - t0
         if failure is not None:
             if accelerator.is_main_process:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -96,6 +103,8 @@ def save_checkpoint(accelerator, output_dir, state, keep):
         for old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
+    if seconds is not None:
+        seconds.update({k: round(v, 3) for k, v in timings.items()})
     return final
 
 

@@ -9,6 +9,8 @@ see the whole computation inside forward() (FSDP materializes the head's weight 
 
 import os
 
+PROFILE_LOSS_HEAD = "sft:loss_head"  # torch.profiler label of the fused loss head's forward+backward
+
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
@@ -138,7 +140,8 @@ class ChunkedLossLM(torch.nn.Module):
         hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions.to(hidden.device))
         targets, sections = targets[keep], sections[keep]
         if self.training and torch.is_grad_enabled():
-            loss_sum, token_loss = self._loss_with_gradients(head, hidden, targets)
+            with torch.profiler.record_function(PROFILE_LOSS_HEAD):  # a label for profilers; free without one
+                loss_sum, token_loss = self._loss_with_gradients(head, hidden, targets)
         else:
             token_loss = torch.cat([_chunk_loss(head, hidden[i:i + self.chunk], targets[i:i + self.chunk])
                                     for i in range(0, targets.numel(), self.chunk)])

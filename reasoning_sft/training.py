@@ -400,6 +400,25 @@ class Position:
                 "signature": signature}
 
 
+PROFILE_FORWARD_BACKWARD = "sft:forward_backward"  # torch.profiler label of a step's forward/backward
+
+
+class Callback:
+    """Observes the loop without patching it (benchmarks, profilers): override what you need.
+
+    step_context(trainer) wraps one optimizer step (forward/backward of its micro-batches, clipping,
+    the update); trainer.position.global_step is the number of steps before it. on_checkpoint(trainer,
+    path, seconds) follows each checkpoint written, seconds = {"save": s, "seal": s} on this rank.
+    Profile labels: PROFILE_FORWARD_BACKWARD, and modeling.PROFILE_LOSS_HEAD inside it.
+    """
+
+    def step_context(self, trainer):
+        return contextlib.nullcontext()
+
+    def on_checkpoint(self, trainer, path, seconds):
+        pass
+
+
 @dataclass
 class Trainer:
     """What the loop works with, set up once by run()."""
@@ -415,6 +434,7 @@ class Trainer:
     signature: dict
     position: Position = field(default_factory=Position)
     planned_peak_gib: float = None  # the plan's predicted peak (planning.preflight), on CUDA
+    callbacks: tuple = ()  # Callback objects
 
 
 def prepare_training(args, accelerator, data, model, mode, policy):
@@ -459,7 +479,8 @@ def optimizer_step(trainer, batches, stop_requested=False, verdict=read_verdict)
     verdict: read_verdict; --plan's fake step, whose values do not exist, passes one that says finite.
     """
     args, accelerator, optimizer = trainer.args, trainer.accelerator, trainer.optimizer
-    sums = train_step(accelerator, trainer.wrapper, batches, stop_requested)
+    with torch.profiler.record_function(PROFILE_FORWARD_BACKWARD):  # a label for profilers; free without one
+        sums = train_step(accelerator, trainer.wrapper, batches, stop_requested)
     # the global norm is needed even without clipping (--max_grad_norm 0): a max of inf measures, never clips
     grad_norm = accelerator.clip_grad_norm_(trainer.wrapper.parameters(), args.max_grad_norm or math.inf)
     loss_scaled = accelerator.scaler is not None
@@ -506,7 +527,10 @@ def train_loop(trainer, metrics):
             plan = trainer.plans[pos.epoch]
             while pos.step_in_epoch < len(plan) and pos.global_step < trainer.total_steps:
                 batches = prefetch.get((pos.epoch, pos.step_in_epoch), next_step_key(trainer))
-                result, finite, stop = optimizer_step(trainer, batches, preemption.requested)
+                with contextlib.ExitStack() as observed:
+                    for callback in trainer.callbacks:
+                        observed.enter_context(callback.step_context(trainer))
+                    result, finite, stop = optimizer_step(trainer, batches, preemption.requested)
                 pos.global_step += 1  # a skipped step's data counts as seen: --resume goes on after it
                 pos.step_in_epoch += 1
                 in_a_row = guard.note(pos.global_step, finite)
@@ -533,8 +557,7 @@ def train_loop(trainer, metrics):
                 # never in a streak of skipped steps: the checkpoint a stop names is from a good step
                 if args.save_every and pos.global_step % args.save_every == 0 and not guard.streak and \
                         pos.global_step < trainer.total_steps:
-                    save_checkpoint(accelerator, args.output_dir, pos.state(trainer.signature),
-                                    args.keep_checkpoints)
+                    checkpoint(trainer)
                 if stop:
                     return preempted(trainer)
             if pos.step_in_epoch >= len(plan):
@@ -553,10 +576,19 @@ def report_planned_peak(trainer, metrics):
                    "max_memory_allocated_gib": round(measured, 3)})
 
 
+def checkpoint(trainer):
+    """save_checkpoint where the loop stands, then the callbacks' on_checkpoint; returns its path."""
+    seconds = {}
+    path = save_checkpoint(trainer.accelerator, trainer.args.output_dir, trainer.position.state(trainer.signature),
+                           trainer.args.keep_checkpoints, seconds)
+    for callback in trainer.callbacks:
+        callback.on_checkpoint(trainer, path, seconds)
+    return path
+
+
 def preempted(trainer):
     """Checkpoint where the loop stands; SystemExit(143): continue with --resume."""
-    path = save_checkpoint(trainer.accelerator, trainer.args.output_dir, trainer.position.state(trainer.signature),
-                           trainer.args.keep_checkpoints)
+    path = checkpoint(trainer)
     log(trainer.accelerator, f"SIGTERM: saved {path}; run again with --resume to continue")
     return SystemExit(143)
 
@@ -585,7 +617,7 @@ def finish(trainer, metrics, mode):
     args, accelerator, pos = trainer.args, trainer.accelerator, trainer.position
     if trainer.data.eval_set is not None and (not args.eval_every or pos.global_step % args.eval_every):
         run_eval(trainer, metrics)
-    save_checkpoint(accelerator, args.output_dir, pos.state(trainer.signature), args.keep_checkpoints)
+    checkpoint(trainer)
     metrics.close()
     # gathered on every rank (FSDP shards must all take part); only the main process writes
     state = {k.removeprefix("model."): v for k, v in accelerator.get_state_dict(trainer.wrapper).items()}
@@ -593,7 +625,7 @@ def finish(trainer, metrics, mode):
     mark_tag_rows_trained(trained_model, trainer.data.tokenizer)  # a later run on this model keeps its tag rows
     mode.save_final(args, trained_model, state, accelerator)
     if accelerator.is_main_process:
-        # the tokenizer, and generation_config.json: stop at EOS and </code>, in generate() and servers
+        # the tokenizer, and generation_config.json: stop at the EOS after </code>, in generate() and servers
         save_tokenizer_and_generation_config(args.output_dir, trainer.data.tokenizer)
         from .plots import loss_curves
         loss_curves(os.path.join(args.output_dir, "metrics.jsonl"), os.path.join(args.output_dir, "loss.png"))
@@ -627,8 +659,8 @@ def resolve_precision(args, mode, accelerator):
                              fsdp=accelerator.distributed_type == DistributedType.FSDP)
 
 
-def run(args, mode, preflight=None):
-    """Train with `mode`; returns the output directory.
+def run(args, mode, preflight=None, callbacks=()):
+    """Train with `mode`; returns the output directory. callbacks: Callback objects that observe the loop.
 
     preflight(args, mode, accelerator) -> the planned peak GiB or None; it runs before anything is
     loaded or written, and raises UserError to refuse the run (planning.preflight: on CUDA, the
@@ -646,6 +678,7 @@ def run(args, mode, preflight=None):
         model, tag_rows = build_model(args, mode, data.tokenizer, policy)
         trainer = prepare_training(args, accelerator, data, model, mode, policy)
         trainer.planned_peak_gib = planned_peak
+        trainer.callbacks = tuple(callbacks)
         if args.resume:
             resume(trainer)
         describe(trainer, mode, model, tag_rows)

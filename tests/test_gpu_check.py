@@ -126,7 +126,7 @@ def test_step_profile_categories():
     sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
     import step_profile as sp
 
-    step, fb, head = "gpu_check:step", sp.FORWARD_BACKWARD, sp.LOSS_HEAD
+    step, fb, head = sp.STEP, sp.PROFILE_FORWARD_BACKWARD, sp.PROFILE_LOSS_HEAD
     assert sp.category("sm90_xmma_gemm_bf16", [head, fb, step]) == "loss head"
     assert sp.category("sm90_xmma_gemm_bf16", [fb, step]) == "matmul"
     assert sp.category("nvjet_tst_128x256", []) == "matmul"  # backward: the autograd thread, no range

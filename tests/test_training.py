@@ -382,9 +382,9 @@ def test_lora_trains_tag_rows_only_and_adapter_reloads(tmp_path, tiny_model_dir,
     with torch.no_grad():
         torch.testing.assert_close(tuned(input_ids=ids).logits, merged(input_ids=ids).logits, rtol=1e-4, atol=1e-4)
         assert not torch.allclose(base(input_ids=ids).logits, merged(input_ids=ids).logits)
-    # servable as trained: the merged dir has the tokenizer (chat template) and stops at EOS and </code>
+    # servable as trained: the merged dir has the tokenizer (chat template) and stops at the EOS after </code>
     from transformers import AutoTokenizer, GenerationConfig
-    stops = [prepared.eos_token_id, prepared.convert_tokens_to_ids("</code>")]
+    stops = [prepared.eos_token_id]  # right after </code> (generation.serving_stop_ids)
     for served in (out, out / "merged"):
         assert GenerationConfig.from_pretrained(str(served)).eos_token_id == stops
     merged_tok = AutoTokenizer.from_pretrained(str(out / "merged"))
@@ -407,7 +407,7 @@ def test_full_adam8bit_overfits_and_saves_a_loadable_model(tmp_path, tiny_model_
     assert losses[-1] < 0.6 * losses[0], losses
     model = AutoModelForCausalLM.from_pretrained(str(out))
     assert model.get_input_embeddings().weight.shape[0] == len(prepared)
-    assert model.generation_config.eos_token_id == [prepared.eos_token_id, prepared.convert_tokens_to_ids("</code>")]
+    assert model.generation_config.eos_token_id == [prepared.eos_token_id]  # right after </code>
     assert (out / "loss.png").stat().st_size > 10_000
     # a second run on this model keeps the tag rows it learned
     from reasoning_sft.modeling import resize_and_init_new_tokens

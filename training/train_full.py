@@ -41,11 +41,11 @@ def save_final(args, model, state_dict, accelerator):
 FULL = Mode("full", build_model, build_optimizer, save_final)
 
 
-def main(argv=None):
+def main(argv=None, callbacks=()):
     args = parse_args(argv)
     if args.plan:  # peak memory per category and the verdict, on fake tensors; nothing loaded or written
         return planning.main(args, FULL)
-    run(args, FULL, preflight=planning.preflight)
+    run(args, FULL, preflight=planning.preflight, callbacks=callbacks)
     return 0
 
 

@@ -65,11 +65,11 @@ def save_final(args, model, state_dict, accelerator):
 LORA = Mode("lora", build_model, build_optimizer, save_final)
 
 
-def main(argv=None):
+def main(argv=None, callbacks=()):
     args = parse_args(argv)
     if args.plan:  # peak memory per category and the verdict, on fake tensors; nothing loaded or written
         return planning.main(args, LORA)
-    run(args, LORA, preflight=planning.preflight)
+    run(args, LORA, preflight=planning.preflight, callbacks=callbacks)
     return 0
 
 
