@@ -30,13 +30,12 @@ import sys
 import time
 from dataclasses import dataclass, replace
 
-import gpu_check
-from gpu_check import REPO, Run, build_model, log, run_worker
+from gpu_common import GPU, REPO, SMOKE, Run, attention_flops_per_token, build_model, log, optimizer_flags, run_worker
 
-CODELLAMA_7B = replace(gpu_check.GPU, layers=32, hidden=4096, heads=32, kv_heads=32, intermediate=11008)
-CODELLAMA_13B = replace(gpu_check.GPU, layers=40, hidden=5120, heads=40, kv_heads=40, intermediate=13824)
-SMOKE_7B = replace(gpu_check.SMOKE, heads=4, kv_heads=4)  # multi-head like CodeLlama: KV heads = heads
-SMOKE_13B = replace(gpu_check.SMOKE, layers=3, hidden=80, heads=4, kv_heads=4, intermediate=224)
+CODELLAMA_7B = replace(GPU, layers=32, hidden=4096, heads=32, kv_heads=32, intermediate=11008)
+CODELLAMA_13B = replace(GPU, layers=40, hidden=5120, heads=40, kv_heads=40, intermediate=13824)
+SMOKE_7B = replace(SMOKE, heads=4, kv_heads=4)  # multi-head like CodeLlama: KV heads = heads
+SMOKE_13B = replace(SMOKE, layers=3, hidden=80, heads=4, kv_heads=4, intermediate=224)
 
 
 @dataclass
@@ -55,7 +54,7 @@ class ScaleRun:
 
 def scale_runs(smoke, adam8bit):
     """The runs of the phase, in order (7B first: its model dir is deleted before the 13B one is built)."""
-    optim, opt_label = gpu_check.optimizer_flags(adam8bit)
+    optim, opt_label = optimizer_flags(adam8bit)
     full = optim + ["--packing", "on", "--flash_attn"]  # --smoke: the worker's reference varlen kernel, on CPU
     lora = ["--packing", "on", "--flash_attn", "--lora_r", "16", "--lora_alpha", "32"]
     sizes = (lambda *gpu: [1024] if smoke else list(gpu))
@@ -168,7 +167,7 @@ def scale_table(scale, sizes, lengths, rate):
             lines.append(f"| {name} | {r.get('label', '')} | | {why} | | |")
             continue
         n_matmul = scale["models"][model]["parameters_without_input_embedding"]
-        per_token = (4 if r.get("lora") else 6) * n_matmul + gpu_check.attention_flops_per_token(sizes[model], lengths)
+        per_token = (4 if r.get("lora") else 6) * n_matmul + attention_flops_per_token(sizes[model], lengths)
         r["mfu"] = per_token * r["tokens_per_s"] / rate["flops_per_s"]
         mem = r.get("peak_gpu_memory_gib")
         lines.append(f"| {name} | {r['label']} | {r['batch_tokens']} | {r['tokens_per_s']:,.0f} | "
@@ -191,7 +190,7 @@ def fsdp_phase(args, paths, work, smoke):
     out = os.path.join(work, "fsdp")
     config = "configs/cpu.yaml" if smoke else "configs/fsdp_full_shard.yaml"
     argv = ["--model_name", model_dir, "--tokenizer_dir", tok, "--train_dir", train, "--output_dir", out,
-            "--batch_tokens", str(gpu_check.SMOKE.batch_tokens if smoke else 8192), "--max_steps", "8",
+            "--batch_tokens", str(SMOKE.batch_tokens if smoke else 8192), "--max_steps", "8",
             "--save_every", "2", "--keep_checkpoints", "2", "--log_every", "1", "--epochs", "100",
             "--warmup_ratio", "0"] + ([] if smoke else ["--flash_attn"])  # no reference-kernel hook in this launch
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, "--num_processes", "1",

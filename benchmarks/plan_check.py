@@ -6,7 +6,7 @@
    torch's varlen_attn repeating KV heads, bf16 autocast as configs/single_gpu.yaml, 8-bit AdamW on bf16
    weights, i.e. today's --precision bf16-nearest, --batch_tokens 16384): the same model shape (TinyLlama's:
    22 layers, hidden 2048, 32/4 heads, intermediate 5632, vocabulary 32016; config only), the sample through
-   stages 1-3 at --max_len 2048 (gpu_check.build_data; today's tiny-tokenizer builder is SentencePiece and
+   stages 1-3 at --max_len 2048 (gpu_common.build_data; today's tiny-tokenizer builder is SentencePiece and
    stops near 10k pieces where the check's BPE one stopped near 9.3k, so the lengths differ a little), and
    the runs' flags, planned with the trainers' own --plan code.
 2. On CPU: a small Llama (4 layers, hidden 256) with random weights, the plan on fake tensors against the
@@ -51,15 +51,15 @@ def mode_of(module):
 
 
 def gpu_rows(work):
-    import gpu_check
+    import gpu_common
     from reasoning_sft import planning
 
     data_dir = os.path.join(work, "data")
     if not os.path.isdir(os.path.join(data_dir, "encoded")):
         os.makedirs(data_dir, exist_ok=True)
-        gpu_check.build_data(dataclasses.replace(gpu_check.GPU, tokenizer_vocab=10000), data_dir)
+        gpu_common.build_data(dataclasses.replace(gpu_common.GPU, tokenizer_vocab=10000), data_dir)
     model_dir = os.path.join(work, "model-1.1b")
-    gpu_check.llama_config(gpu_check.GPU).save_pretrained(model_dir)  # config.json only: nothing else is read
+    gpu_common.llama_config(gpu_common.GPU).save_pretrained(model_dir)  # config.json only: nothing else is read
     launch = planning.launch_from_config(os.path.join(REPO, "configs", "single_gpu.yaml"))
     rows = []
     for name, script, flags, measured in GPU_RUNS:

@@ -20,10 +20,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# The stage scripts live at the repository root, not in the package: make them importable
-# so that tests can call their main(argv) in-process (much faster than a subprocess).
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+# The scripts live at the repository root, in training/ and in benchmarks/, not in the package: make
+# them importable so that tests can call their main(argv) in-process (much faster than a subprocess).
+# The only sys.path edit of the test suite.
+for _scripts in (REPO_ROOT / "benchmarks", REPO_ROOT / "training", REPO_ROOT):
+    if str(_scripts) not in sys.path:
+        sys.path.insert(0, str(_scripts))
 
 SAMPLE_RELPATH = "examples/sample.jsonl"
 TINY_VOCAB = 1024

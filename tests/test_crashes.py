@@ -198,7 +198,6 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_checkpoint
     """Once checkpoint-2 is saved the disk is full: torch.save writes part of a file and fails the way it
     does on a full filesystem (its message, seen on a 200 KiB tmpfs, is a RuntimeError, not an OSError);
     then, a second time, the trainer state's JSON write gets ENOSPC."""
-    sys.path.insert(0, str(REPO_ROOT / "training"))
     import train_full
     from reasoning_sft.checkpoints import verify
     from reasoning_sft.errors import UserError
@@ -414,7 +413,6 @@ def test_every_record_and_token_is_accounted_for_from_raw_data_to_the_train_log(
     import encode_dataset
     import filter_data
 
-    sys.path.insert(0, str(REPO_ROOT / "training"))
     import train_full
 
     good = list(sample_records[:12])

@@ -237,7 +237,6 @@ def test_readme_shows_the_trainer_commands_the_demo_runs():
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory, tiny_model_dir, tokenizer_dir, encoded_dir, sample_path):
     """Both trainers for two steps, then generate.py on three prompts: real outputs, tiny."""
-    sys.path.insert(0, str(REPO_ROOT / "training"))
     import generate
     import train_full
     import train_peft

@@ -98,13 +98,8 @@ def test_fsdp_phase(smoke):
 def test_without_bitsandbytes_or_peft_the_runs_say_so():
     """No bitsandbytes: plain AdamW everywhere, labelled; no peft: no LoRA run."""
     import argparse
-    import importlib.util
 
-    from conftest import REPO_ROOT
-
-    spec = importlib.util.spec_from_file_location("gpu_check", REPO_ROOT / "benchmarks" / "gpu_check.py")
-    gpu_check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gpu_check)
+    import gpu_check
     args = argparse.Namespace(steps=4, warmup=2)
     runs = gpu_check.speed_runs(args, gpu_check.SMOKE, ("m", "t", "d"), adam8bit=False, have_peft=False,
                                 trainer_batch=3)
@@ -120,10 +115,7 @@ def test_without_bitsandbytes_or_peft_the_runs_say_so():
 
 def test_step_profile_categories():
     """Ranges decide first (loss head, optimizer), then kernel names; idle is wall minus the kernels' union."""
-    import sys
 
-    from conftest import REPO_ROOT
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
     import step_profile as sp
 
     step, fb, head = sp.STEP, sp.PROFILE_FORWARD_BACKWARD, sp.PROFILE_LOSS_HEAD

@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -481,7 +480,6 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_checkpoint(tmp_path, 
 
 def test_sigterm_is_ours_only_while_steps_run(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded, monkeypatch):
     """After the loop, finish() (last eval, checkpoint, full save) gets the SIGTERM handler there was before."""
-    sys.path.insert(0, str(REPO_ROOT / "training"))
     import train_full
     from reasoning_sft import training
 
@@ -543,7 +541,6 @@ def test_refuses_step_settings_that_would_crash_or_mislead(flag, value):
 
 
 def test_an_output_dir_that_cannot_be_one_is_one_line(tmp_path):
-    sys.path.insert(0, str(REPO_ROOT / "training"))
     import train_full
     from reasoning_sft.errors import UserError
 
@@ -645,7 +642,6 @@ def test_filler_batch_adds_zero_loss_but_reaches_every_parameter(tiny_model_dir,
 
 def test_qlora_trains_on_4bit_base_weights(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded, capsys):
     """--load_in_4bit: NF4 base weights (bitsandbytes runs them on CPU too), LoRA on top."""
-    sys.path.insert(0, str(REPO_ROOT / "training"))
     import train_peft
 
     counts = {}
