@@ -1,13 +1,15 @@
 # Two commands do all the set-up on a fresh machine:
 #   make test   - install into .venv and run the test suite (what CI runs)
 #   make demo   - install into .venv and run the whole pipeline on a tiny local model
+# The edit-test loop (under 3 minutes): ruff, then the tests not marked slow
+#   make check
 # The serving tier (CI runs it too):
 #   make test-serve - builds .venv-serve (vLLM) and llama.cpp (make serve-env), then runs real servers
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test demo install clean serve-env test-serve
+.PHONY: test demo install clean serve-env test-serve check
 
 install: $(VENV)/.installed
 
@@ -19,6 +21,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 test: install
 	$(BIN)/python -m pytest -q -x --ignore=tests/serving
+
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -x -m "not slow" --ignore=tests/serving
 
 serve-env:
 	bash scripts/serve_env.sh

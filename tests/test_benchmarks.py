@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from conftest import run_script
 
 
+@pytest.mark.slow
 def test_bench_train_quick_times_ours_against_trainer(tmp_path):
     out = tmp_path / "bench"
     proc = run_script("benchmarks/bench_train.py", "--quick", "--only", "trainer_group,ours_padded",

@@ -193,6 +193,7 @@ def test_full_killed_at_a_random_time_resumes_bit_identical(tmp_path, tiny_model
     assert train_losses_by_step(out) == train_losses_by_step(whole)
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_checkpoint(
         tmp_path, tiny_model_dir, tokenizer_dir, small_encoded, monkeypatch):
     """Once checkpoint-2 is saved the disk is full: torch.save writes part of a file and fails the way it

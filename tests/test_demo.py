@@ -107,6 +107,7 @@ def test_a_vocabulary_too_small_for_the_corpus_is_one_line(tmp_path, sample_reco
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 def test_build_returns_the_pretraining_summary_it_wrote(tmp_path, sample_records):
     from reasoning_sft import tiny_llama
     from reasoning_sft.pretrain import PRETRAIN_SUMMARY
@@ -119,6 +120,7 @@ def test_build_returns_the_pretraining_summary_it_wrote(tmp_path, sample_records
     assert summary["documents"] == 4 and summary["steps"] >= 1
 
 
+@pytest.mark.slow
 def test_pretraining_lowers_train_and_held_out_loss(pretrained_dir, tiny_model_dir):
     from transformers import AutoModelForCausalLM
 

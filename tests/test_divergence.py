@@ -93,6 +93,7 @@ def assert_same(a, b, where=""):
         assert a == b, where
 
 
+@pytest.mark.slow
 def test_a_non_finite_step_is_skipped_changes_nothing_and_the_run_goes_on(
         tmp_path, nan_row_model, tokenizer_dir, small_encoded):
     from safetensors.torch import load_file
@@ -127,6 +128,7 @@ def test_a_non_finite_step_is_skipped_changes_nothing_and_the_run_goes_on(
     assert final["model.embed_tokens.weight"].isnan().any(dim=1).sum() == len(BAD_STEPS)  # the base's NaN rows only
 
 
+@pytest.mark.slow
 def test_non_finite_steps_in_a_row_stop_the_run_with_one_line(tmp_path, tiny_model_dir, tokenizer_dir,
                                                                small_encoded):
     """An LR far too high without clipping: the weights overflow after two steps; three non-finite
@@ -152,6 +154,7 @@ def test_non_finite_steps_in_a_row_stop_the_run_with_one_line(tmp_path, tiny_mod
     assert proc.returncode == 2 and "--max_bad_steps must be >= 1" in proc.stderr, proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_every_process_skips_the_same_steps(tmp_path, nan_row_model, tokenizer_dir, small_encoded):
     """2 processes (gloo): a NaN row lands on one rank; the reduced loss tells both, so both skip that step.
     Same skipped steps, step losses and weights as 1 process with --grad_accum 2."""

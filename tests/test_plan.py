@@ -57,6 +57,7 @@ def test_lora_plan_with_8bit_free_flags_runs(tiny_model_dir, tokenizer_dir, trai
     assert summary["optimizer_gib"] < summary["params_gib"]  # adapters and tag rows only
 
 
+@pytest.mark.slow
 def test_a_run_whose_plan_does_not_fit_is_refused_before_loading(tiny_model_dir, tokenizer_dir, train_dir, tmp_path,
                                                                   run_script):
     # a model directory with config.json and no weights: a run that got as far as loading would fail otherwise

@@ -56,6 +56,7 @@ def test_the_simulated_warning_is_real(noisy_env, tmp_path):
     assert WARNING in proc.stderr
 
 
+@pytest.mark.slow
 def test_trainer_run_and_its_bad_input_stay_clean_despite_the_warning(noisy_env, tmp_path, tiny_model_dir,
                                                                       tokenizer_dir, encoded_dir):
     common = ["--model_name", tiny_model_dir, "--tokenizer_dir", tokenizer_dir, "--batch_tokens", "512"]
@@ -70,6 +71,7 @@ def test_trainer_run_and_its_bad_input_stay_clean_despite_the_warning(noisy_env,
     assert WARNING not in bad.stderr, bad.stderr
 
 
+@pytest.mark.slow
 def test_verbose_shows_third_party_warnings(noisy_env, tmp_path):
     script = tmp_path / "entry.py"
     script.write_text("import sys\nfrom reasoning_sft.errors import run_cli\n"

@@ -342,6 +342,7 @@ def test_gradient_checkpointing_keeps_lora_gradients(tiny_model_dir, prepared, s
 
 # ------------------------------------------------------------------ the trainers as users run them
 
+@pytest.mark.slow
 def test_lora_trains_tag_rows_only_and_adapter_reloads(tmp_path, tiny_model_dir, tokenizer_dir, prepared, small_encoded):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -390,6 +391,7 @@ def test_lora_trains_tag_rows_only_and_adapter_reloads(tmp_path, tiny_model_dir,
     assert merged_tok.chat_template == prepared.chat_template and len(merged_tok) == len(prepared)
 
 
+@pytest.mark.slow
 def test_full_adam8bit_overfits_and_saves_a_loadable_model(tmp_path, tiny_model_dir, tokenizer_dir, prepared, small_encoded):
     from transformers import AutoModelForCausalLM
 
@@ -415,6 +417,7 @@ def test_full_adam8bit_overfits_and_saves_a_loadable_model(tmp_path, tiny_model_
     assert torch.equal(model.get_input_embeddings().weight, learned)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_exits(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded):
     out = tmp_path / "preempted"
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
@@ -514,6 +517,7 @@ def test_preemption_restores_the_handler_it_replaced():
     assert signal.getsignal(signal.SIGTERM) is previous
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_with_grad_accum(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded):
     """2 CPU processes (gloo) with grad_accum 1 == 1 process with grad_accum 2: same step losses, same weights."""
     from safetensors.torch import load_file
@@ -640,6 +644,7 @@ def test_filler_batch_adds_zero_loss_but_reaches_every_parameter(tiny_model_dir,
         assert param.grad is not None and param.grad.abs().sum() == 0, name
 
 
+@pytest.mark.slow
 def test_qlora_trains_on_4bit_base_weights(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded, capsys):
     """--load_in_4bit: NF4 base weights (bitsandbytes runs them on CPU too), LoRA on top."""
     import train_peft
