@@ -340,6 +340,35 @@ def test_cli_bad_input_exit_2_one_line(run_script, tmp_path):
     assert not (tmp_path / "r.jsonl").exists()
 
 
+def test_backend_vllm_refusals_are_one_line(run_script, gen_main, tokenizer_dir, tiny_model_dir, tmp_path):
+    """Where vLLM cannot run (this venv has none; LoRA adapters; transformers-only options): one line, exit 2."""
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    base = ["--tokenizer_dir", str(tokenizer_dir), "--prompt", "x", "--out", str(tmp_path / "r.jsonl")]
+    cases = {
+        "export.py": ["--backend", "vllm", "--adapter_dir", str(adapter)],
+        "needs --model_dir": ["--backend", "vllm", "--model_name", str(tiny_model_dir)],
+        "--device is a transformers-backend option": ["--backend", "vllm", "--model_dir", str(tiny_model_dir),
+                                                      "--device", "cpu"],
+        "--tensor_parallel_size is for --backend vllm": ["--model_dir", str(tiny_model_dir),
+                                                         "--tensor_parallel_size", "2"],
+        "--tensor_parallel_size must be": ["--model_dir", str(tiny_model_dir), "--tensor_parallel_size", "0"],
+    }
+    for message, extra in cases.items():
+        with pytest.raises(UserError, match=message):
+            gen_main(base + extra)
+    import importlib.util
+    if importlib.util.find_spec("vllm") is None:  # the main venv: the line says where vLLM is
+        proc = run_script("generate.py", *base, "--backend", "vllm", "--model_dir", tiny_model_dir)
+        line = our_error_line(proc, "generate.py")
+        assert "make serve-env" in line and ".venv-serve/bin/python generate.py" in line
+        proc = run_script("evaluate.py", "--problems", tmp_path / "p.jsonl", "--out_dir", tmp_path / "e",
+                          "--tokenizer_dir", tokenizer_dir, "--backend", "vllm", "--model_dir", tiny_model_dir)
+        assert ".venv-serve/bin/python evaluate.py" in our_error_line(proc, "evaluate.py")
+    assert not (tmp_path / "r.jsonl").exists()
+
+
 def test_in_process_prompts_default_model_and_replace(gen_main, tokenizer_dir, tiny_model_dir, tmp_path, capsys):
     """--prompt (repeatable), --model_name defaulting to the tokenizer's base model, --out replaced on a rerun."""
     out = tmp_path / "r.jsonl"
