@@ -26,12 +26,13 @@ NOT_INSTALLED = ("--backend vllm: vLLM is not installed in this Python; run `mak
                  ".venv-serve/bin/python {script} --backend vllm ...")
 ADAPTER_REFUSED = ("--backend vllm cannot apply a LoRA adapter's trained tag-token rows; merge it first with "
                    "`python export.py --model_dir {adapter_dir} --out_dir SERVE_DIR` and pass --model_dir SERVE_DIR")
-# what the seed gives, measured (tests/serving/test_vllm_backend.py runs the same sampling command twice)
+# what the seed gives, as measured on vLLM 0.32's CPU build (BENCHMARKS.md, "pass@k sampling: vLLM")
 REPRODUCIBLE = {
-    "cpu": "same command, same vLLM build, same CPU: the same samples (the engine is seeded with --seed); "
-           "not the transformers backend's samples, and greedy (--temperature 0) equals transformers in fp32",
-    "other": "the engine is seeded with --seed, but on a GPU batching and kernels may change samples from run "
-             "to run; greedy (--temperature 0) is the reproducible mode",
+    "cpu": "greedy (--temperature 0) is reproducible and equals the transformers backend in float32; sampled "
+           "outputs are not reproducible run to run: the engine is seeded with --seed (this CPU build rejects "
+           "per-request seeds), but what each sample draws depends on how vLLM batches the requests",
+    "other": "greedy (--temperature 0) is the reproducible mode; sampled outputs are seeded at the engine only, "
+             "and what each sample draws depends on how vLLM batches the requests",
 }
 
 
