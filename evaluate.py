@@ -79,6 +79,7 @@ def parse_args(argv):
         raise UserError("give --samples FILE or --check_canonical, not both")
     if args.samples or args.check_canonical:
         given = [f"--{name}" for name in MODEL_OPTIONS if getattr(args, name)]
+        given += ["--backend vllm"] if args.backend == "vllm" else []
         if given:
             raise UserError(f"{'--samples' if args.samples else '--check_canonical'} scores existing code; "
                             f"{', '.join(given)} would not be used")

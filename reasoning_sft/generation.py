@@ -231,6 +231,8 @@ def add_model_args(parser, tokenizer_required=True):
     p.add_argument("--backend", choices=BACKENDS, default="transformers",
                    help="vllm: sample with vLLM (--model_dir only; run with .venv-serve/bin/python, `make serve-env`)")
     p.add_argument("--tensor_parallel_size", type=int, default=1, help="GPUs vLLM shards the model over (--backend vllm)")
+    p.add_argument("--max_model_len", type=int, help="--backend vllm: prompt + answer tokens the engine plans its KV "
+                   "cache for (default: the model's whole context; lower it where that does not fit)")
 
 
 def add_sampling_args(parser):
@@ -261,13 +263,14 @@ def check_model_and_sampling_args(args, script="generate.py"):
     if args.adapter_dir and not os.path.exists(os.path.join(args.adapter_dir, "adapter_config.json")):
         raise UserError(f"--adapter_dir {args.adapter_dir}: no adapter_config.json, not a LoRA adapter "
                         "(full fine-tuned weights go in --model_dir)")
-    if args.tensor_parallel_size < 1:
-        raise UserError("--tensor_parallel_size must be at least 1")
+    if args.tensor_parallel_size < 1 or (args.max_model_len is not None and args.max_model_len < 2):
+        raise UserError("--tensor_parallel_size must be at least 1 and --max_model_len at least 2")
     if args.backend == "vllm":
         from .serve.vllm_backend import check_args
         check_args(args, script)
-    elif args.tensor_parallel_size > 1:
-        raise UserError("--tensor_parallel_size is for --backend vllm; the transformers backend runs on one device")
+    elif args.tensor_parallel_size > 1 or args.max_model_len is not None:
+        flag = "--tensor_parallel_size" if args.tensor_parallel_size > 1 else "--max_model_len"
+        raise UserError(f"{flag} is for --backend vllm; the transformers backend does not use it")
 
 
 def pick_device_and_dtype(device=None, dtype="auto"):

@@ -8,7 +8,7 @@ import torch
 from conftest import our_error_line
 from reasoning_sft.errors import UserError
 from reasoning_sft.generation import (Parsed, decode_continuation, encode_prompts, evaluate, generate, parse_output,
-                                      stop_ids, summarize)
+                                      prompt_token_ids, stop_ids, summarize)
 from reasoning_sft.records import python_parses, syntax_error
 from reasoning_sft.records import validate
 from reasoning_sft.template import CLOSE, OPEN, TAGS, target_text, tokenize_examples
@@ -200,6 +200,8 @@ def test_prompts_are_left_padded_and_end_with_reasoning(prepared_tokenizer):
         assert row[len(row) - n] == tok.bos_token_id                    # BOS first, after the pads
         assert row[-1] == reasoning_id                                   # prompt ends with <reasoning>
         assert row.count(reasoning_id) == 1 and row.count(tok.bos_token_id) == 1
+    # the unpadded ids (what --backend vllm is given) are these rows less their pads
+    assert prompt_token_ids(tok, instructions) == [row[len(row) - n:] for row, n in zip(ids, lengths)]
 
 
 class ScriptedModel(torch.nn.Module):
@@ -353,6 +355,7 @@ def test_backend_vllm_refusals_are_one_line(run_script, gen_main, tokenizer_dir,
                                                       "--device", "cpu"],
         "--tensor_parallel_size is for --backend vllm": ["--model_dir", str(tiny_model_dir),
                                                          "--tensor_parallel_size", "2"],
+        "--max_model_len is for --backend vllm": ["--model_dir", str(tiny_model_dir), "--max_model_len", "512"],
         "--tensor_parallel_size must be": ["--model_dir", str(tiny_model_dir), "--tensor_parallel_size", "0"],
     }
     for message, extra in cases.items():

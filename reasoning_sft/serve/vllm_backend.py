@@ -73,11 +73,11 @@ def load_engine(args, tokenizer, tok_meta):
     # prompts go in as ids and the ids come back undecoded (decode_continuation decodes them); vLLM loads
     # --tokenizer_dir only for its own bookkeeping (EOS, the chat template it warms up)
     llm = LLM(model=args.model_dir, tokenizer=args.tokenizer_dir, dtype=dtype, seed=args.seed,
-              tensor_parallel_size=args.tensor_parallel_size)
-    config = llm.llm_engine.vllm_config
-    device = config.device_config.device_type
-    settings = {"device": str(device), "dtype": str(config.model_config.dtype).replace("torch.", ""),
-                "tensor_parallel_size": args.tensor_parallel_size,
+              tensor_parallel_size=args.tensor_parallel_size, max_model_len=args.max_model_len)
+    engine = llm.llm_engine.vllm_config
+    device = engine.device_config.device_type
+    settings = {"device": str(device), "dtype": str(engine.model_config.dtype).replace("torch.", ""),
+                "tensor_parallel_size": args.tensor_parallel_size, "max_model_len": engine.model_config.max_model_len,
                 "reproducible": REPRODUCIBLE["cpu" if device == "cpu" else "other"]}
     return llm, settings
 

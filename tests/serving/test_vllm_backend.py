@@ -49,7 +49,8 @@ def test_greedy_rows_and_summary_are_the_transformers_backends(tools, trained_mo
     common = ["--tokenizer_dir", tokenizer_dir, "--model_dir", trained_model, "--prompts", prompts,
               "--max_new_tokens", MAX_NEW_TOKENS]
     assert generate.main([str(a) for a in common] + ["--out", str(tmp_path / "hf.jsonl")]) == 0
-    run_serve_python(tools, "generate.py", "--backend", "vllm", *common, "--out", tmp_path / "vllm.jsonl")
+    run_serve_python(tools, "generate.py", "--backend", "vllm", *common, "--max_model_len", "512",
+                     "--out", tmp_path / "vllm.jsonl")
 
     hf, vllm = read_jsonl(tmp_path / "hf.jsonl"), read_jsonl(tmp_path / "vllm.jsonl")
     assert len(vllm) == N_PROMPTS
@@ -59,7 +60,8 @@ def test_greedy_rows_and_summary_are_the_transformers_backends(tools, trained_mo
     assert [{k: v for k, v in s.items() if k not in RUN_FIELDS} for s in summaries][0] == \
         {k: v for k, v in summaries[1].items() if k not in RUN_FIELDS}
     settings = summaries[1]["settings"]
-    assert (settings["backend"], settings["dtype"], settings["device"]) == ("vllm", "float32", "cpu")
+    assert (settings["backend"], settings["dtype"], settings["device"], settings["max_model_len"]) == \
+        ("vllm", "float32", "cpu", 512)
 
 
 def write_problems(path, records):
