@@ -2,8 +2,8 @@
 
 Greedy: the rows and the summary are the transformers backend's (fp32 on both sides), on the train_full.py
 output. Sampling (evaluate.py on the export.py serving dir): the counts, the stops and the format, not
-equality (sampled outputs are not reproducible run to run on vLLM: REPRODUCIBLE). Two vLLM engine starts
-in all (each 40-50 s on 2 cores).
+equality (sampled outputs are not reproducible run to run on vLLM: REPRODUCIBLE). The sampling benchmark,
+at a small size. Three vLLM engine starts in all (each 35-50 s on 2 cores).
 """
 
 import ast
@@ -99,3 +99,21 @@ def test_evaluate_samples_n_per_problem_on_the_serving_dir(tools, served_dir, to
     generation = summary["settings"]["generation"]
     assert (generation["backend"], generation["dtype"], generation["n_samples"]) == ("vllm", "float32", N_SAMPLES)
     assert generation["reproducible"] == REPRODUCIBLE["cpu"]  # greedy only: sampled outputs vary run to run
+
+
+def test_bench_sampling_runs_both_backends(tools, trained_model, tokenizer_dir, tmp_path):
+    """benchmarks/bench_sampling.py as BENCHMARKS.md runs it, at a small size (a third engine start)."""
+    import sys
+
+    out = tmp_path / "bench"
+    proc = subprocess.run([sys.executable, "benchmarks/bench_sampling.py", "--model_dir", str(trained_model),
+                           "--tokenizer_dir", str(tokenizer_dir), "--prompts", "2", "--n_samples", "3",
+                           "--max_new_tokens", "16", "--serve_python", str(tools["serve_python"]),
+                           "--out_dir", str(out)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert [r["backend"] for r in results["rows"]] == ["transformers", "vllm"]
+    assert all(r["samples"] == 6 and r["tokens_per_second"] > 0 for r in results["rows"])
+    assert "vllm / transformers tokens/s:" in proc.stdout
