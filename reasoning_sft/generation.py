@@ -230,7 +230,9 @@ def add_model_args(parser, tokenizer_required=True):
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--backend", choices=BACKENDS, default="transformers",
                    help="vllm: sample with vLLM (--model_dir only; run with .venv-serve/bin/python, `make serve-env`)")
-    p.add_argument("--tensor_parallel_size", type=int, default=1, help="GPUs vLLM shards the model over (--backend vllm)")
+    p.add_argument("--tensor_parallel_size", type=int, default=1,
+                   help="--backend vllm: devices vLLM shards the model over (on a CPU with one NUMA node, also "
+                   "set VLLM_CPU_OMP_THREADS_BIND, e.g. '0|1' for 2 workers on cores 0 and 1)")
     p.add_argument("--max_model_len", type=int, help="--backend vllm: prompt + answer tokens the engine plans its KV "
                    "cache for (default: the model's whole context; lower it where that does not fit)")
 

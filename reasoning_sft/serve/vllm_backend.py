@@ -70,10 +70,13 @@ def load_engine(args, tokenizer, tok_meta):
                         "was the model trained with this tokenizer?")
     # --dtype auto is the model's own dtype: vLLM's "auto" would downcast float32 weights to bfloat16 on a CPU
     dtype = args.dtype if args.dtype != "auto" else config.get("dtype") or config.get("torch_dtype") or "auto"
-    # prompts go in as ids and the ids come back undecoded (decode_continuation decodes them); vLLM loads
-    # --tokenizer_dir only for its own bookkeeping (EOS, the chat template it warms up)
-    llm = LLM(model=args.model_dir, tokenizer=args.tokenizer_dir, dtype=dtype, seed=args.seed,
-              tensor_parallel_size=args.tensor_parallel_size, max_model_len=args.max_model_len)
+    # prompts go in as ids and the ids come back undecoded (decode_continuation decodes them); vLLM loads a
+    # tokenizer only for its own bookkeeping (EOS, the chat template it warms up): the model dir's, which
+    # train_full.py and export.py write (vLLM logs errors while it reads --tokenizer_dir, which has no
+    # config.json), else --tokenizer_dir
+    own = os.path.exists(os.path.join(args.model_dir, "tokenizer_config.json"))
+    llm = LLM(model=args.model_dir, tokenizer=args.model_dir if own else args.tokenizer_dir, dtype=dtype,
+              seed=args.seed, tensor_parallel_size=args.tensor_parallel_size, max_model_len=args.max_model_len)
     engine = llm.llm_engine.vllm_config
     device = engine.device_config.device_type
     settings = {"device": str(device), "dtype": str(engine.model_config.dtype).replace("torch.", ""),
@@ -101,7 +104,8 @@ def generate_vllm(llm, tokenizer, instructions, n=1, max_new_tokens=512, tempera
         for completion in sorted(out.outputs, key=lambda c: c.index):
             ids = list(completion.token_ids)
             # the stop token ends the ids (vLLM leaves out only its text); put it back should a build drop it
-            if completion.finish_reason == "stop" and completion.stop_reason in stops and ids[-1:] != [completion.stop_reason]:
-                ids.append(completion.stop_reason)
+            stop = completion.stop_reason
+            if completion.finish_reason == "stop" and stop in stops and ids[-1:] != [stop]:
+                ids.append(stop)
             results.append(decode_continuation(tokenizer, ids))
     return results
