@@ -6,6 +6,11 @@ Generation mode (samples the model, writes them, then scores them):
         --tokenizer_dir tokenizer --adapter_dir out/lora --n_samples 10 --temperature 0.8 --top_p 0.95 \
         --max_new_tokens 1024 --batch_size 32 --out_dir out/eval
 
+The same with vLLM (full weights only: a train_full.py output or an export.py serving dir; `make serve-env`):
+
+    .venv-serve/bin/python evaluate.py --backend vllm --problems humaneval --tokenizer_dir tokenizer \
+        --model_dir out/serve --n_samples 10 --temperature 0.8 --top_p 0.95 --max_new_tokens 1024 --out_dir out/eval
+
 Scoring mode (samples from anywhere: JSONL rows with task_id and output, the continuation
 after "<reasoning>" exactly as generate.py writes it):
 
@@ -74,6 +79,7 @@ def parse_args(argv):
         raise UserError("give --samples FILE or --check_canonical, not both")
     if args.samples or args.check_canonical:
         given = [f"--{name}" for name in MODEL_OPTIONS if getattr(args, name)]
+        given += ["--backend vllm"] if args.backend == "vllm" else []
         if given:
             raise UserError(f"{'--samples' if args.samples else '--check_canonical'} scores existing code; "
                             f"{', '.join(given)} would not be used")
@@ -81,7 +87,7 @@ def parse_args(argv):
         if not args.tokenizer_dir:
             raise UserError("give --samples FILE (scoring mode), --check_canonical, "
                             "or --tokenizer_dir and a model (generation mode)")
-        check_model_and_sampling_args(args)
+        check_model_and_sampling_args(args, script="evaluate.py")
         if args.n_samples < 1:
             raise UserError("--n_samples must be at least 1")
         if args.n_samples > 1 and args.temperature == 0:
@@ -90,12 +96,13 @@ def parse_args(argv):
 
 
 def generate_samples(args, problems):
-    """n_samples outputs per problem, with the same batched generation as generate.py."""
+    """n_samples outputs per problem, with the same generation as generate.py (--backend vllm: vLLM's n)."""
     tokenizer, tok_meta = load_prepared_tokenizer(args.tokenizer_dir)
     model, settings = load_model_for_generation(args, tokenizer, tok_meta)
     task_ids = [task_id for task_id in problems for _ in range(args.n_samples)]
     t0 = time.time()
-    generations = generate_with_args(model, tokenizer, [instruction_for(problems[t]) for t in task_ids], args)
+    generations = generate_with_args(model, tokenizer, [instruction_for(p) for p in problems.values()], args,
+                                     n=args.n_samples)
     seconds = time.time() - t0
     samples = [{"task_id": task_id, "output": gen["output"], "n_tokens": gen["n_tokens"], "stop": gen["stop"]}
                for task_id, gen in zip(task_ids, generations)]

@@ -11,6 +11,9 @@ field) or from one or more --prompt "...". Writes OUT (one JSON object per promp
 instruction, output, ok, errors, reasoning, intention, code, syntax_ok, n_tokens, stop)
 and OUT_STEM_summary.json beside it (both replaced atomically), and prints the summary.
 --temperature 0 is greedy.
+
+--backend vllm samples the same prompts with vLLM (--model_dir only; `make serve-env`, then
+.venv-serve/bin/python generate.py --backend vllm ...): same stops, same rows, same summary.
 """
 
 import argparse

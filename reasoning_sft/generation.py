@@ -119,6 +119,11 @@ def encode_prompts(tokenizer, instructions):
                      padding_side="left", return_tensors="pt")
 
 
+def prompt_token_ids(tokenizer, instructions):
+    """Each instruction's prompt ids, unpadded: what encode_prompts() left-pads into a batch."""
+    return tokenizer([prompt_text(i) for i in instructions], add_special_tokens=True)["input_ids"]
+
+
 def stop_ids(tokenizer):
     """Token ids that end a generation: EOS and </code> (nothing may follow </code>)."""
     return [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(CLOSE["code"])]
@@ -180,7 +185,7 @@ def generate(model, tokenizer, instructions, max_new_tokens=512, temperature=0.0
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token; use the one prepare_llamatokenizer.py wrote")
     instructions = list(instructions)
-    lengths = [len(ids) for ids in tokenizer([prompt_text(i) for i in instructions])["input_ids"]]
+    lengths = [len(ids) for ids in prompt_token_ids(tokenizer, instructions)]
     order = sorted(range(len(instructions)), key=lambda k: lengths[k])
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     sampling = temperature > 0
@@ -210,6 +215,7 @@ def generate(model, tokenizer, instructions, max_new_tokens=512, temperature=0.0
 
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+BACKENDS = ("transformers", "vllm")
 
 
 def add_model_args(parser, tokenizer_required=True):
@@ -222,6 +228,13 @@ def add_model_args(parser, tokenizer_required=True):
     p.add_argument("--dtype", choices=DTYPES, default="auto", help="auto: bfloat16 on a GPU that supports it, else float32")
     p.add_argument("--flash_attn", action="store_true", help="bf16 on CUDA: flash_attention_2 where flash-attn is installed, else sdpa (README)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--backend", choices=BACKENDS, default="transformers",
+                   help="vllm: sample with vLLM (--model_dir only; run with .venv-serve/bin/python, `make serve-env`)")
+    p.add_argument("--tensor_parallel_size", type=int, default=1,
+                   help="--backend vllm: devices vLLM shards the model over (on a CPU with one NUMA node, also "
+                   "set VLLM_CPU_OMP_THREADS_BIND, e.g. '0|1' for 2 workers on cores 0 and 1)")
+    p.add_argument("--max_model_len", type=int, help="--backend vllm: prompt + answer tokens the engine plans its KV "
+                   "cache for (default: the model's whole context; lower it where that does not fit)")
 
 
 def add_sampling_args(parser):
@@ -234,7 +247,7 @@ def add_sampling_args(parser):
     p.add_argument("--seed", type=int, default=0)
 
 
-def check_model_and_sampling_args(args):
+def check_model_and_sampling_args(args, script="generate.py"):
     """UserError for option values that add_model_args/add_sampling_args cannot check by type alone."""
     for name in ("max_new_tokens", "batch_size"):
         if getattr(args, name) < 1:
@@ -252,6 +265,14 @@ def check_model_and_sampling_args(args):
     if args.adapter_dir and not os.path.exists(os.path.join(args.adapter_dir, "adapter_config.json")):
         raise UserError(f"--adapter_dir {args.adapter_dir}: no adapter_config.json, not a LoRA adapter "
                         "(full fine-tuned weights go in --model_dir)")
+    if args.tensor_parallel_size < 1 or (args.max_model_len is not None and args.max_model_len < 2):
+        raise UserError("--tensor_parallel_size must be at least 1 and --max_model_len at least 2")
+    if args.backend == "vllm":
+        from .serve.vllm_backend import check_args
+        check_args(args, script)
+    elif args.tensor_parallel_size > 1 or args.max_model_len is not None:
+        flag = "--tensor_parallel_size" if args.tensor_parallel_size > 1 else "--max_model_len"
+        raise UserError(f"{flag} is for --backend vllm; the transformers backend does not use it")
 
 
 def pick_device_and_dtype(device=None, dtype="auto"):
@@ -270,9 +291,22 @@ def load_model_for_generation(args, tokenizer, tok_meta):
 
     --model_name defaults to the base model that the tokenizer was prepared from.
     """
+    model_name = args.model_name or tok_meta.get("base_model")
+    settings = {
+        "backend": args.backend, "model_name": None if args.model_dir else model_name,
+        "adapter_dir": args.adapter_dir, "model_dir": args.model_dir, "tokenizer_dir": args.tokenizer_dir,
+        "tokenizer_fingerprint": tok_meta.get("fingerprint"), "template_version": TEMPLATE_VERSION,
+        "max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
+        "top_p": args.top_p if args.temperature > 0 else None, "seed": args.seed,
+    }
+    if args.backend == "vllm":  # vLLM schedules its own batches: --batch_size is not used
+        from .serve.vllm_backend import load_engine
+
+        engine, engine_settings = load_engine(args, tokenizer, tok_meta)
+        return engine, dict(settings, model_name=None, **engine_settings)
+
     from .modeling import load_for_inference
 
-    model_name = args.model_name or tok_meta.get("base_model")
     if not args.model_dir and not model_name:
         raise UserError("--model_name is required (the tokenizer metadata names no base model)")
     device, dtype = pick_device_and_dtype(args.device, args.dtype)
@@ -283,20 +317,19 @@ def load_model_for_generation(args, tokenizer, tok_meta):
         raise UserError(f"the model has {rows} token rows but the tokenizer {args.tokenizer_dir} has {len(tokenizer)}; "
                         "was the model trained with this tokenizer?")
     model.to(device)
-    settings = {
-        "model_name": None if args.model_dir else model_name, "adapter_dir": args.adapter_dir,
-        "model_dir": args.model_dir, "tokenizer_dir": args.tokenizer_dir,
-        "tokenizer_fingerprint": tok_meta.get("fingerprint"), "template_version": TEMPLATE_VERSION,
-        "max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
-        "top_p": args.top_p if args.temperature > 0 else None, "batch_size": args.batch_size, "seed": args.seed,
-        "device": str(device), "dtype": str(dtype).replace("torch.", ""),
-    }
+    settings.update(batch_size=args.batch_size, device=str(device), dtype=str(dtype).replace("torch.", ""))
     return model, settings
 
 
-def generate_with_args(model, tokenizer, instructions, args):
-    """generate() with add_sampling_args' options."""
-    return generate(model, tokenizer, instructions, max_new_tokens=args.max_new_tokens,
+def generate_with_args(model, tokenizer, instructions, args, n=1):
+    """n results per instruction (instruction-major) with add_sampling_args' options, from the model that
+    load_model_for_generation() loaded: generate() repeats each prompt n times, vLLM samples n per prompt."""
+    if args.backend == "vllm":
+        from .serve.vllm_backend import generate_vllm
+
+        return generate_vllm(model, tokenizer, instructions, n=n, max_new_tokens=args.max_new_tokens,
+                             temperature=args.temperature, top_p=args.top_p)
+    return generate(model, tokenizer, [i for i in instructions for _ in range(n)], max_new_tokens=args.max_new_tokens,
                     temperature=args.temperature, top_p=args.top_p, batch_size=args.batch_size, seed=args.seed)
 
 

@@ -360,6 +360,7 @@ def test_bad_input_is_a_user_error(problems_file, tmp_path):
         "no sample belongs to the first 2 problems": ["--problems", problems_file, "--samples", last_only, "--limit", 2],
         "no such file": ["--problems", tmp_path / "missing.jsonl", "--samples", good],
         "would not be used": ["--problems", problems_file, "--samples", good, "--model_dir", tmp_path],
+        "--backend vllm would not be used": ["--problems", problems_file, "--samples", good, "--backend", "vllm"],
         "give --samples FILE": ["--problems", problems_file],
         "--n_samples > 1 needs --temperature": ["--problems", problems_file, "--tokenizer_dir", tmp_path,
                                                 "--n_samples", 2],

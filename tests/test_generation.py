@@ -8,7 +8,7 @@ import torch
 from conftest import our_error_line
 from reasoning_sft.errors import UserError
 from reasoning_sft.generation import (Parsed, decode_continuation, encode_prompts, evaluate, generate, parse_output,
-                                      stop_ids, summarize)
+                                      prompt_token_ids, stop_ids, summarize)
 from reasoning_sft.records import python_parses, syntax_error
 from reasoning_sft.records import validate
 from reasoning_sft.template import CLOSE, OPEN, TAGS, target_text, tokenize_examples
@@ -200,6 +200,8 @@ def test_prompts_are_left_padded_and_end_with_reasoning(prepared_tokenizer):
         assert row[len(row) - n] == tok.bos_token_id                    # BOS first, after the pads
         assert row[-1] == reasoning_id                                   # prompt ends with <reasoning>
         assert row.count(reasoning_id) == 1 and row.count(tok.bos_token_id) == 1
+    # the unpadded ids (what --backend vllm is given) are these rows less their pads
+    assert prompt_token_ids(tok, instructions) == [row[len(row) - n:] for row, n in zip(ids, lengths)]
 
 
 class ScriptedModel(torch.nn.Module):
@@ -337,6 +339,36 @@ def test_cli_bad_input_exit_2_one_line(run_script, tmp_path):
     proc = run_script("generate.py", "--tokenizer_dir", tmp_path, "--prompt", "x", "--adapter_dir", tmp_path,
                       "--model_dir", tmp_path, "--out", tmp_path / "r.jsonl")
     assert "not both" in our_error_line(proc, "generate.py")
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_backend_vllm_refusals_are_one_line(run_script, gen_main, tokenizer_dir, tiny_model_dir, tmp_path):
+    """Where vLLM cannot run (this venv has none; LoRA adapters; transformers-only options): one line, exit 2."""
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    base = ["--tokenizer_dir", str(tokenizer_dir), "--prompt", "x", "--out", str(tmp_path / "r.jsonl")]
+    cases = {
+        "export.py": ["--backend", "vllm", "--adapter_dir", str(adapter)],
+        "needs --model_dir": ["--backend", "vllm", "--model_name", str(tiny_model_dir)],
+        "--device is a transformers-backend option": ["--backend", "vllm", "--model_dir", str(tiny_model_dir),
+                                                      "--device", "cpu"],
+        "--tensor_parallel_size is for --backend vllm": ["--model_dir", str(tiny_model_dir),
+                                                         "--tensor_parallel_size", "2"],
+        "--max_model_len is for --backend vllm": ["--model_dir", str(tiny_model_dir), "--max_model_len", "512"],
+        "--tensor_parallel_size must be": ["--model_dir", str(tiny_model_dir), "--tensor_parallel_size", "0"],
+    }
+    for message, extra in cases.items():
+        with pytest.raises(UserError, match=message):
+            gen_main(base + extra)
+    import importlib.util
+    if importlib.util.find_spec("vllm") is None:  # the main venv: the line says where vLLM is
+        proc = run_script("generate.py", *base, "--backend", "vllm", "--model_dir", tiny_model_dir)
+        line = our_error_line(proc, "generate.py")
+        assert "make serve-env" in line and ".venv-serve/bin/python generate.py" in line
+        proc = run_script("evaluate.py", "--problems", tmp_path / "p.jsonl", "--out_dir", tmp_path / "e",
+                          "--tokenizer_dir", tokenizer_dir, "--backend", "vllm", "--model_dir", tiny_model_dir)
+        assert ".venv-serve/bin/python evaluate.py" in our_error_line(proc, "evaluate.py")
     assert not (tmp_path / "r.jsonl").exists()
 
 
