@@ -14,8 +14,17 @@ import os
 import sys
 import time
 
-from reasoning_sft.artifacts import (DATASET_DIRNAME, FILTER_REPORT, MANIFEST, atomic_output_dir, check_output_dir,
-                                     load_prepared_tokenizer, prepared_tokenizer_meta, read_json, write_json)
+from reasoning_sft.artifacts import (
+    DATASET_DIRNAME,
+    FILTER_REPORT,
+    MANIFEST,
+    atomic_output_dir,
+    check_output_dir,
+    load_prepared_tokenizer,
+    prepared_tokenizer_meta,
+    read_json,
+    write_json,
+)
 from reasoning_sft.encoding import encode_records, id_dtype, token_totals
 from reasoning_sft.errors import UserError, add_verbose_flag, run_cli
 from reasoning_sft.records import read_records, validate

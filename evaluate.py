@@ -42,11 +42,24 @@ import time
 
 from reasoning_sft.artifacts import load_prepared_tokenizer, write_json_atomic, write_jsonl_atomic
 from reasoning_sft.errors import UserError, add_verbose_flag, run_cli
-from reasoning_sft.evaluation import (canonical_samples, instruction_for, load_problems, load_samples,
-                                      resolve_problems, score_samples, summarize, summary_line)
+from reasoning_sft.evaluation import (
+    canonical_samples,
+    instruction_for,
+    load_problems,
+    load_samples,
+    resolve_problems,
+    score_samples,
+    summarize,
+    summary_line,
+)
 from reasoning_sft.execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, default_workers, isolation_line
-from reasoning_sft.generation import (add_model_args, add_sampling_args, check_model_and_sampling_args,
-                                      generate_with_args, load_model_for_generation)
+from reasoning_sft.generation import (
+    add_model_args,
+    add_sampling_args,
+    check_model_and_sampling_args,
+    generate_with_args,
+    load_model_for_generation,
+)
 
 SAMPLES, RESULTS, SUMMARY = "samples.jsonl", "results.jsonl", "summary.json"
 MODEL_OPTIONS = ("tokenizer_dir", "model_name", "adapter_dir", "model_dir")

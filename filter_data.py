@@ -13,8 +13,14 @@ import json
 import os
 import time
 
-from reasoning_sft.artifacts import (FILTER_REPORT, atomic_output_dir, check_output_dir, load_prepared_tokenizer,
-                                     prepared_tokenizer_meta, write_json)
+from reasoning_sft.artifacts import (
+    FILTER_REPORT,
+    atomic_output_dir,
+    check_output_dir,
+    load_prepared_tokenizer,
+    prepared_tokenizer_meta,
+    write_json,
+)
 from reasoning_sft.errors import UserError, add_verbose_flag, run_cli
 from reasoning_sft.filtering import filter_records
 from reasoning_sft.records import read_records

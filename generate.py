@@ -22,9 +22,17 @@ import time
 
 from reasoning_sft.artifacts import load_prepared_tokenizer, write_json_atomic, write_jsonl_atomic
 from reasoning_sft.errors import UserError, add_verbose_flag, run_cli
-from reasoning_sft.generation import (add_model_args, add_sampling_args, check_model_and_sampling_args, evaluate,
-                                      generate_with_args, load_model_for_generation, summarize, summary_lines,
-                                      summary_path)
+from reasoning_sft.generation import (
+    add_model_args,
+    add_sampling_args,
+    check_model_and_sampling_args,
+    evaluate,
+    generate_with_args,
+    load_model_for_generation,
+    summarize,
+    summary_lines,
+    summary_path,
+)
 from reasoning_sft.records import INSTRUCTION_ALIASES, read_records
 
 

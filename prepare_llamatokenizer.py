@@ -13,11 +13,24 @@ the model was trained on.
 import argparse
 import os
 
-from reasoning_sft.artifacts import (TOKENIZER_META, atomic_output_dir, check_output_dir, load_tokenizer_files,
-                                    vocab_fingerprint, write_json)
+from reasoning_sft.artifacts import (
+    TOKENIZER_META,
+    atomic_output_dir,
+    check_output_dir,
+    load_tokenizer_files,
+    vocab_fingerprint,
+    write_json,
+)
 from reasoning_sft.errors import add_verbose_flag, run_cli
-from reasoning_sft.tokenizer import (add_chat_template, add_tags_and_pad, load_base_tokenizer, save_tokenizer,
-                                    tokenizer_meta, verify_chat_template, verify_tokenizer)
+from reasoning_sft.tokenizer import (
+    add_chat_template,
+    add_tags_and_pad,
+    load_base_tokenizer,
+    save_tokenizer,
+    tokenizer_meta,
+    verify_chat_template,
+    verify_tokenizer,
+)
 
 
 def parse_args(argv):

@@ -30,7 +30,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def one_step(method, tokens, vocab, hidden, seed=0):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
-    from reasoning_sft.modeling import ChunkedLossLM, LOSS_CHUNK
+
+    from reasoning_sft.modeling import LOSS_CHUNK, ChunkedLossLM
 
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=hidden * 8 // 3, num_hidden_layers=1,

@@ -112,10 +112,11 @@ def trainer_main(args, paths, strategy):
     """One epoch of transformers.Trainer on the same model and data (its own process)."""
     import datasets
     import torch
+    from trainer_baseline import pad_to_longest
     from transformers import Trainer, TrainingArguments
+
     from reasoning_sft.artifacts import load_prepared_tokenizer
     from reasoning_sft.modeling import load_causal_lm, resize_and_init_new_tokens
-    from trainer_baseline import pad_to_longest
 
     tokenizer, _ = load_prepared_tokenizer(paths["tokenizer"])
     pad = tokenizer.pad_token_id

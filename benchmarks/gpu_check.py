@@ -77,10 +77,21 @@ import tempfile
 import time
 
 import gpu_scale
-from gpu_common import (GPU, REPO, SMOKE, Run, attention_flops_per_token, build_data, build_model, log,
-                        optimizer_flags, run_worker, trainer_argv)
-from reasoning_sft.training import Callback
+from gpu_common import (
+    GPU,
+    REPO,
+    SMOKE,
+    Run,
+    attention_flops_per_token,
+    build_data,
+    build_model,
+    log,
+    optimizer_flags,
+    run_worker,
+    trainer_argv,
+)
 
+from reasoning_sft.training import Callback
 
 CHECK_SEQUENCES = 8
 # the data, the model and the matmul rate always come first
@@ -123,6 +134,7 @@ def require_packages(versions):
 def pick_rows(dataset, n):
     """n rows spread over the length distribution (quantiles), shortest to longest."""
     import numpy as np
+
     from reasoning_sft.training import fetch_rows
 
     lengths = np.asarray(dataset["length"])
@@ -308,6 +320,7 @@ class CheckpointTimes(Callback):
 
 def worker(kind, result_path, reference_kernel, argv, profile_step=0, checkpoint_timers=False):
     import torch
+
     from reasoning_sft import attention
     from reasoning_sft.errors import quiet_third_party_logs
 
@@ -340,11 +353,11 @@ def hf_trainer_baseline(argv):
 
     import datasets
     import torch
+    from trainer_baseline import pad_to_longest
     from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
     from reasoning_sft.artifacts import load_prepared_tokenizer
     from reasoning_sft.modeling import resize_and_init_new_tokens
-    from trainer_baseline import pad_to_longest
 
     p = argparse.ArgumentParser()
     for name in ("--model_name", "--tokenizer_dir", "--train_dir", "--output_dir"):

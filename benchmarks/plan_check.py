@@ -52,6 +52,7 @@ def mode_of(module):
 
 def gpu_rows(work):
     import gpu_common
+
     from reasoning_sft import planning
 
     data_dir = os.path.join(work, "data")

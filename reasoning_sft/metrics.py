@@ -8,7 +8,6 @@ import time
 
 from .progress import progress
 
-
 REPORT_TO = ("tensorboard", "wandb", "none")
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
 # accelerate's run name; TensorBoard writes to OUTPUT_DIR/<it>, where the loop always wrote its events

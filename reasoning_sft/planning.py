@@ -45,8 +45,7 @@ from torch.overrides import TorchFunctionMode
 
 from . import attention, precision
 from .errors import UserError
-from .training import (build_model, check_args, load_data, micro_batches, optimizer_step, param_groups,
-                       prepare_training)
+from .training import build_model, check_args, load_data, micro_batches, optimizer_step, param_groups, prepare_training
 
 GIB = 2 ** 30
 FIT_FRACTION = 0.95   # assumed room for the CUDA context and the allocator's fragmentation (not measured)

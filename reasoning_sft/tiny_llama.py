@@ -22,6 +22,7 @@ from .errors import UserError, run_cli
 from .records import read_records
 from .tokenizer import SENTENCEPIECE_MODEL
 
+
 def corpus_texts(records):
     for r in records:
         if isinstance(r, dict):

@@ -25,16 +25,28 @@ import torch
 from . import attention, precision
 from .artifacts import check_dataset_matches, load_manifest, load_prepared_tokenizer, write_json
 from .batching import collate, empty_batch, step_schedule
-from .checkpoints import (Preemption, list_checkpoints, load_newest_checkpoint, register_trainable_only_checkpointing,
-                          save_checkpoint)
+from .checkpoints import (
+    Preemption,
+    list_checkpoints,
+    load_newest_checkpoint,
+    register_trainable_only_checkpointing,
+    save_checkpoint,
+)
 from .compiling import compile_decoder_layers
 from .divergence import DivergenceGuard, read_verdict, skip_line
 from .errors import UserError, add_verbose_flag
 from .generation import save_tokenizer_and_generation_config
 from .locking import LOCK_NAME, lock_output_dir
-from .metrics import (REPORT_TO, MetricsLog, Throughput, check_report_to, default_report_to, forget_steps_after,
-                      tracker_config)
-from .modeling import ChunkedLossLM, N_SECTIONS, load_causal_lm, mark_tag_rows_trained, resize_and_init_new_tokens
+from .metrics import (
+    REPORT_TO,
+    MetricsLog,
+    Throughput,
+    check_report_to,
+    default_report_to,
+    forget_steps_after,
+    tracker_config,
+)
+from .modeling import N_SECTIONS, ChunkedLossLM, load_causal_lm, mark_tag_rows_trained, resize_and_init_new_tokens
 from .template import SECTION_NAMES, tag_ids
 
 

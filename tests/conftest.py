@@ -210,6 +210,7 @@ def one_and_two_processes(tmp_path, model_dir, tokenizer_dir, small_encoded):
     """The same full fine-tuning run as 1 process with --grad_accum 2 and as 2 gloo processes with 1, on a
     batch budget that gives an even number (>= 4) of micro-batches; returns both output dirs."""
     import datasets
+
     from reasoning_sft.batching import token_budget_batches
 
     lengths = datasets.load_from_disk(str(small_encoded))["length"]

@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO_ROOT, leftovers, our_error_line, run_script
+
 from reasoning_sft.errors import UserError, run_cli
 
 GOOD = {"instruction": "Write add(a, b).", "reasoning": "Addition is one operator.", "intention": "Return a + b.",
@@ -219,6 +219,7 @@ def test_encode_failing_mid_write_keeps_the_old_artifact(tmp_path, tokenizer_dir
     import shutil
 
     import datasets
+
     import encode_dataset
 
     out = tmp_path / "encoded"

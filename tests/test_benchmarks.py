@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from conftest import run_script
 
 
@@ -25,8 +24,8 @@ def test_ours_packed_runs_wherever_the_trainer_has_a_varlen_kernel():
     import importlib.util
 
     import torch
-
     from conftest import REPO_ROOT
+
     from reasoning_sft import attention
 
     spec = importlib.util.spec_from_file_location("bench_train", REPO_ROOT / "benchmarks" / "bench_train.py")

@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 import torch
 import xxhash
-
 from conftest import REPO_ROOT, common, metrics, run_train, train_cmd
 
 STALL_WRAPPER = """
@@ -200,6 +199,7 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_checkpoint
     does on a full filesystem (its message, seen on a 200 KiB tmpfs, is a RuntimeError, not an OSError);
     then, a second time, the trainer state's JSON write gets ENOSPC."""
     import train_full
+
     from reasoning_sft.checkpoints import verify
     from reasoning_sft.errors import UserError
 
@@ -411,10 +411,10 @@ def test_every_record_and_token_is_accounted_for_from_raw_data_to_the_train_log(
     """raw = kept + dropped by reason (filter report); kept = rows encoded (manifest); one epoch trains
     exactly the encoded target tokens (metrics.jsonl)."""
     import datasets
+    import train_full
+
     import encode_dataset
     import filter_data
-
-    import train_full
 
     good = list(sample_records[:12])
     raw = good + [good[0], {"instruction": "x"}, dict(good[1], code="def f(:"), "text",

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT, our_error_line, run_script
 
 N_PRETRAIN, N_EVAL = 24, 4
@@ -239,9 +238,10 @@ def test_readme_shows_the_trainer_commands_the_demo_runs():
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory, tiny_model_dir, tokenizer_dir, encoded_dir, sample_path):
     """Both trainers for two steps, then generate.py on three prompts: real outputs, tiny."""
-    import generate
     import train_full
     import train_peft
+
+    import generate
 
     root = tmp_path_factory.mktemp("runs")
     runs = []

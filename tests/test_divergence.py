@@ -12,7 +12,6 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-
 from conftest import common, metrics, one_and_two_processes, run_train
 
 BATCH_TOKENS = 600  # one sample row a step (the rows are 300-740 tokens)
@@ -52,6 +51,7 @@ def model_with_nan_rows(tiny_model_dir, out_dir, token_ids):
 def nan_row_model(tmp_path_factory, tiny_model_dir, small_encoded, prepared_tokenizer):
     """A base model whose NaN rows are hit by the rows of BAD_STEPS (one process, BATCH_TOKENS, seed 42)."""
     import datasets
+
     from reasoning_sft.batching import step_schedule
 
     tokenizer = prepared_tokenizer[0]
@@ -174,6 +174,7 @@ def test_every_process_skips_the_same_steps(tmp_path, nan_row_model, tokenizer_d
 def test_metrics_log_writes_strict_json(tmp_path, capsys):
     """NaN and infinities become null; the plain log line and the closing summary still print."""
     from accelerate import Accelerator
+
     from reasoning_sft.metrics import MetricsLog
     from reasoning_sft.plots import loss_curves
 

@@ -12,13 +12,29 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO_ROOT, stderr_lines
+
 from reasoning_sft.errors import UserError
-from reasoning_sft.evaluation import (FORMAT_ERROR, SYNTAX_ERROR, instruction_for, load_problems, load_samples,
-                                      pass_at_k, program_for, score_samples, summarize)
-from reasoning_sft.execution import (FAILED, PASSED, TIMED_OUT, isolation_line, network_isolation, run_program,
-                                     run_programs)
+from reasoning_sft.evaluation import (
+    FORMAT_ERROR,
+    SYNTAX_ERROR,
+    instruction_for,
+    load_problems,
+    load_samples,
+    pass_at_k,
+    program_for,
+    score_samples,
+    summarize,
+)
+from reasoning_sft.execution import (
+    FAILED,
+    PASSED,
+    TIMED_OUT,
+    isolation_line,
+    network_isolation,
+    run_program,
+    run_programs,
+)
 from reasoning_sft.template import target_text
 
 PROBLEMS = [

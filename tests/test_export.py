@@ -10,8 +10,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import REPO_ROOT, leftovers, our_error_line
+
 from reasoning_sft.template import TAGS, prompt_text
 
 pytestmark = pytest.mark.slow

@@ -13,10 +13,10 @@ import re
 import tempfile
 
 import numpy as np
+from conftest import our_error_line, run_script
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import our_error_line, run_script
 from reasoning_sft.errors import UserError
 from reasoning_sft.records import read_records, validate, writable
 from reasoning_sft.template import TAGS, tokenize_examples

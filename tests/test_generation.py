@@ -4,13 +4,21 @@ import json
 
 import pytest
 import torch
-
 from conftest import our_error_line
+
 from reasoning_sft.errors import UserError
-from reasoning_sft.generation import (Parsed, decode_continuation, encode_prompts, evaluate, generate, parse_output,
-                                      prompt_token_ids, stop_ids, summarize)
-from reasoning_sft.records import python_parses, syntax_error
-from reasoning_sft.records import validate
+from reasoning_sft.generation import (
+    Parsed,
+    decode_continuation,
+    encode_prompts,
+    evaluate,
+    generate,
+    parse_output,
+    prompt_token_ids,
+    stop_ids,
+    summarize,
+)
+from reasoning_sft.records import python_parses, syntax_error, validate
 from reasoning_sft.template import CLOSE, OPEN, TAGS, target_text, tokenize_examples
 
 GOOD = target_text("Sort, then scan.", "One pass over the sorted list.", "def f(xs):\n    return sorted(xs)")

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from conftest import REPO_ROOT, our_error_line
 
 CATEGORIES = ("params", "grads", "optimizer", "activations", "temporaries")

@@ -10,7 +10,6 @@ import sys
 
 import pytest
 import torch
-
 from conftest import REPO_ROOT, common, metrics, run_train, train_losses
 
 

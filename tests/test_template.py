@@ -8,9 +8,22 @@ import json
 import numpy as np
 import pytest
 
-from reasoning_sft.template import (CLOSE, IGNORE_INDEX, OPEN, SECTION_NAMES, SEPARATOR, TAGS, full_text,
-                                    labels_for, prompt_text, section_ids, section_lengths, tag_ids,
-                                    target_text, tokenize_examples)
+from reasoning_sft.template import (
+    CLOSE,
+    IGNORE_INDEX,
+    OPEN,
+    SECTION_NAMES,
+    SEPARATOR,
+    TAGS,
+    full_text,
+    labels_for,
+    prompt_text,
+    section_ids,
+    section_lengths,
+    tag_ids,
+    target_text,
+    tokenize_examples,
+)
 
 
 @pytest.fixture(scope="module")

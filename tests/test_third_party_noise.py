@@ -10,7 +10,6 @@ import os
 import textwrap
 
 import pytest
-
 from conftest import our_error_line, run_script
 
 WARNING = "Failed to load CPU gemm_4bit_forward from kernels-community: No module named 'kernels'"

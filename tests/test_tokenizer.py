@@ -7,8 +7,8 @@ import pytest
 
 from reasoning_sft.artifacts import TOKENIZER_META, load_prepared_tokenizer, vocab_fingerprint
 from reasoning_sft.errors import UserError
-from reasoning_sft.template import (TAGS, full_text, prompt_text, target_text, tokenize_examples)
-from reasoning_sft.tokenizer import PROBES, PAD_TOKEN, verify_tokenizer
+from reasoning_sft.template import TAGS, full_text, prompt_text, target_text, tokenize_examples
+from reasoning_sft.tokenizer import PAD_TOKEN, PROBES, verify_tokenizer
 
 # text that really follows each tag in the data: prose after <reasoning>, code after <code>
 AFTER_TAG = ["def solve(nums):", "First, sort the list.", "x", "return 1", "Use a heap."]
@@ -282,7 +282,9 @@ def test_stage_loader_matches_autotokenizer(tokenizer_dir, sample_records, tmp_p
     """The data stages load the class tokenizer_config.json names (no torch import); it must
     tokenize exactly as AutoTokenizer does, and an unknown class name falls back to AutoTokenizer."""
     import shutil
+
     from transformers import AutoTokenizer
+
     from reasoning_sft.artifacts import tokenizer_class
 
     ours, _ = load_prepared_tokenizer(str(tokenizer_dir))

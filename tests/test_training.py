@@ -16,8 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import (
+    REPO_ROOT,
+    common,
+    metrics,
+    one_and_two_processes,
+    our_error_line,
+    run_train,
+    train_cmd,
+    train_losses,
+)
 
-from conftest import REPO_ROOT, common, metrics, one_and_two_processes, our_error_line, run_train, train_cmd, train_losses
 
 @pytest.fixture(scope="session")
 def prepared(tokenizer_dir):
@@ -35,6 +44,7 @@ def fresh_model(tiny_model_dir, tokenizer, seed=0):
 
 def rows(path, n, start=0):
     import datasets
+
     from reasoning_sft.training import fetch_rows
     return fetch_rows(datasets.load_from_disk(str(path)), range(start, start + n))
 
@@ -45,6 +55,7 @@ def rows(path, n, start=0):
 
 def test_new_token_rows_start_from_their_names_and_pad_is_zero(tiny_model_dir, prepared):
     from transformers import AutoModelForCausalLM
+
     from reasoning_sft.template import TAGS
 
     base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
@@ -113,6 +124,7 @@ def test_resize_runs_on_meta_weights(tiny_model_dir, prepared):
     """Under FSDP's cpu_ram_efficient_loading, ranks other than 0 hold meta weights until rank 0's are
     broadcast: resizing and initializing the new rows must not need real data there."""
     from transformers import AutoConfig, AutoModelForCausalLM
+
     from reasoning_sft.modeling import resize_and_init_new_tokens
 
     with torch.device("meta"):
@@ -239,6 +251,7 @@ def test_fused_head_loss_and_every_gradient_equal_full_logits(tiny_model_dir, pr
 def test_a_head_that_is_not_one_linear_map_falls_back_to_recompute(tiny_model_dir, prepared, small_encoded):
     """LoRA on lm_head (three linear calls): no fused path, yet the same loss and gradients as full logits."""
     from peft import LoraConfig, get_peft_model
+
     from reasoning_sft.batching import collate
     from reasoning_sft.fused_head import head_weight_and_bias
     from reasoning_sft.modeling import decoder_and_head
@@ -257,6 +270,7 @@ def test_a_head_that_is_not_one_linear_map_falls_back_to_recompute(tiny_model_di
 def test_fused_head_handles_a_bias_and_a_tied_head():
     """A head with a bias, and one that shares its Parameter with the embedding: same loss and gradients."""
     from transformers import LlamaConfig, LlamaForCausalLM
+
     from reasoning_sft.fused_head import fused_linear_cross_entropy
 
     torch.manual_seed(0)
@@ -289,6 +303,7 @@ def test_fused_head_handles_a_bias_and_a_tied_head():
 def test_grad_accum_gives_the_global_token_mean(tiny_model_dir, prepared, small_encoded, packed):
     """4 micro-batches of 2 sequences == 1 batch of 8: same loss and same gradients."""
     from accelerate import Accelerator
+
     from reasoning_sft.batching import collate
     from reasoning_sft.modeling import ChunkedLossLM
     from reasoning_sft.template import tag_ids
@@ -484,6 +499,7 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_checkpoint(tmp_path, 
 def test_sigterm_is_ours_only_while_steps_run(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded, monkeypatch):
     """After the loop, finish() (last eval, checkpoint, full save) gets the SIGTERM handler there was before."""
     import train_full
+
     from reasoning_sft import training
 
     def before(signum, frame):
@@ -546,6 +562,7 @@ def test_refuses_step_settings_that_would_crash_or_mislead(flag, value):
 
 def test_an_output_dir_that_cannot_be_one_is_one_line(tmp_path):
     import train_full
+
     from reasoning_sft.errors import UserError
 
     a_file = tmp_path / "a_file"

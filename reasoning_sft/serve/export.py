@@ -27,8 +27,14 @@ from ..artifacts import atomic_output_dir, read_json, write_json
 from ..errors import UserError
 from ..generation import GENERATION_CONFIG, serving_stop_ids, write_generation_config
 from ..template import CLOSE, TAGS, TEMPLATE_VERSION
-from ..tokenizer import (SENTENCEPIECE_MODEL, add_tags_and_pad, chat_template, save_tokenizer, verify_chat_template,
-                         verify_tokenizer)
+from ..tokenizer import (
+    SENTENCEPIECE_MODEL,
+    add_tags_and_pad,
+    chat_template,
+    save_tokenizer,
+    verify_chat_template,
+    verify_tokenizer,
+)
 
 EXPORT_META = "sft_export.json"
 GGUF_FILE = "model.gguf"

@@ -19,7 +19,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT
 
 SERVE_VENV = REPO_ROOT / ".venv-serve"

@@ -11,7 +11,7 @@ import pytest
 
 from reasoning_sft.template import CLOSE, OPEN
 
-from .conftest import N_PROMPTS, MAX_NEW_TOKENS, free_port, request, running_server
+from .conftest import MAX_NEW_TOKENS, N_PROMPTS, free_port, request, running_server
 
 pytestmark = pytest.mark.serving
 

@@ -12,8 +12,8 @@ import os
 import subprocess
 
 import pytest
-
 from conftest import REPO_ROOT
+
 from reasoning_sft.serve.vllm_backend import REPRODUCIBLE
 from reasoning_sft.template import CLOSE
 
