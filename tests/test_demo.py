@@ -185,8 +185,11 @@ def test_ctrl_c_stops_every_running_stage_at_once(tmp_path):
     """Stages run in sessions of their own (Ctrl-C never reaches them): the demo kills them itself."""
     pid_file = tmp_path / "pids"
     script = ("import sys, demo; demo.run_together([('a', sys.argv[1:]), ('b', sys.argv[1:])], [])")
+    # SIGINT as at a terminal: a job a non-interactive shell put in the background starts with SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt handler (the demo would never see the Ctrl-C)
     demo_proc = subprocess.Popen([sys.executable, "-c", script, *sleeper(pid_file)], cwd=REPO_ROOT,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     pids = []
     try:
         pids = wait_for_pids(pid_file, 2)
