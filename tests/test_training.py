@@ -692,3 +692,31 @@ def test_compile_trains_to_the_same_losses(tmp_path, tiny_model_dir, tokenizer_d
         runs[name] = train_losses(out)
     assert len(runs["compiled"]) == 3
     assert runs["compiled"] == pytest.approx(runs["eager"], rel=1e-4), runs
+
+
+def test_callbacks_see_every_step_and_every_checkpoint(tmp_path, tiny_model_dir, tokenizer_dir, small_encoded):
+    """What benchmarks observe instead of patching the loop: step_context around each optimizer step (with
+    the steps done before it), on_checkpoint after each checkpoint with its save and seal seconds."""
+    import contextlib
+
+    import train_full
+
+    from reasoning_sft.training import Callback
+
+    class Recorder(Callback):
+        steps, checkpoints = [], []
+
+        @contextlib.contextmanager
+        def step_context(self, trainer):
+            self.steps.append(trainer.position.global_step)
+            yield
+
+        def on_checkpoint(self, trainer, path, seconds):
+            self.checkpoints.append((os.path.basename(path), sorted(seconds), min(seconds.values()) >= 0))
+
+    out = tmp_path / "o"
+    assert train_full.main([str(a) for a in common(tiny_model_dir, tokenizer_dir, small_encoded, out, "--max_steps", 3,
+                                                   "--batch_tokens", 1024, "--save_every", 2)],
+                           callbacks=[Recorder()]) == 0
+    assert Recorder.steps == [0, 1, 2]
+    assert Recorder.checkpoints == [("checkpoint-2", ["save", "seal"], True), ("checkpoint-3", ["save", "seal"], True)]
