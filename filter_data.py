@@ -21,10 +21,10 @@ from reasoning_sft.artifacts import (
     prepared_tokenizer_meta,
     write_json,
 )
+from reasoning_sft.data.filtering import filter_records
+from reasoning_sft.data.records import read_records
+from reasoning_sft.data.template import TEMPLATE_VERSION
 from reasoning_sft.errors import UserError, add_verbose_flag, run_cli
-from reasoning_sft.filtering import filter_records
-from reasoning_sft.records import read_records
-from reasoning_sft.template import TEMPLATE_VERSION
 
 
 def parse_args(argv):

@@ -21,8 +21,9 @@ import os
 import time
 
 from reasoning_sft.artifacts import load_prepared_tokenizer, write_json_atomic, write_jsonl_atomic
+from reasoning_sft.data.records import INSTRUCTION_ALIASES, read_records
 from reasoning_sft.errors import UserError, add_verbose_flag, run_cli
-from reasoning_sft.generation import (
+from reasoning_sft.serve.generation import (
     add_model_args,
     add_sampling_args,
     check_model_and_sampling_args,
@@ -33,7 +34,6 @@ from reasoning_sft.generation import (
     summary_lines,
     summary_path,
 )
-from reasoning_sft.records import INSTRUCTION_ALIASES, read_records
 
 
 def parse_args(argv):

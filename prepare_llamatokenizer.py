@@ -21,8 +21,7 @@ from reasoning_sft.artifacts import (
     vocab_fingerprint,
     write_json,
 )
-from reasoning_sft.errors import add_verbose_flag, run_cli
-from reasoning_sft.tokenizer import (
+from reasoning_sft.data.tokenizer import (
     add_chat_template,
     add_tags_and_pad,
     load_base_tokenizer,
@@ -31,6 +30,7 @@ from reasoning_sft.tokenizer import (
     verify_chat_template,
     verify_tokenizer,
 )
+from reasoning_sft.errors import add_verbose_flag, run_cli
 
 
 def parse_args(argv):

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 
-from reasoning_sft import checkpoints
+from reasoning_sft.train import checkpoints
 
 
 def old_hash_files(path, files, desc, fsync=False, algorithm="sha256"):

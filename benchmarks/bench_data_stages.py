@@ -4,7 +4,7 @@
 
 What it does, offline and deterministically (only the timings vary from run to run):
 
-1. builds a tiny Llama-style tokenizer (reasoning_sft.tiny_llama) trained on --corpus
+1. builds a tiny Llama-style tokenizer (reasoning_sft.demo.tiny_llama) trained on --corpus
    (examples/sample.jsonl), asking for --vocab_size tokens (the BPE trainer stops early when
    the corpus runs out of merges; the actual size is printed), and runs stage 1 on it
    (prepare_llamatokenizer.main);
@@ -158,11 +158,11 @@ def breakdown(paths, max_len, num_proc):
     """
     import shutil
 
-    from reasoning_sft import filtering
     from reasoning_sft.artifacts import load_prepared_tokenizer
-    from reasoning_sft.encoding import encode_records
+    from reasoning_sft.data import filtering
+    from reasoning_sft.data.encoding import encode_records
+    from reasoning_sft.data.records import python_parses, read_records
     from reasoning_sft.plots import length_histogram
-    from reasoning_sft.records import python_parses, read_records
 
     scratch = os.path.join(os.path.dirname(paths["raw.jsonl"]), "breakdown")
     shutil.rmtree(scratch, ignore_errors=True)
@@ -231,10 +231,10 @@ def print_table(header, rows):
 def main(argv=None):
     args = parse_args(argv)
     import prepare_llamatokenizer
-    from reasoning_sft import tiny_llama
     from reasoning_sft.artifacts import load_prepared_tokenizer, read_json
-    from reasoning_sft.records import read_records
-    from reasoning_sft.template import full_text
+    from reasoning_sft.data.records import read_records
+    from reasoning_sft.data.template import full_text
+    from reasoning_sft.demo import tiny_llama
 
     machine = machine_info()
     num_proc = args.num_proc or machine["nproc"]

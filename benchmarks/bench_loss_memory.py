@@ -31,7 +31,7 @@ def one_step(method, tokens, vocab, hidden, seed=0):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from reasoning_sft.modeling import LOSS_CHUNK, ChunkedLossLM
+    from reasoning_sft.train.modeling import LOSS_CHUNK, ChunkedLossLM
 
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=hidden * 8 // 3, num_hidden_layers=1,

@@ -1,5 +1,5 @@
 """Time one optimizer step over many parameters: torch's AdamW default (foreach) vs fused, and bitsandbytes'
-8-bit AdamW, each on fp32 weights and on bf16 weights under --precision bf16 (reasoning_sft.precision's
+8-bit AdamW, each on fp32 weights and on bf16 weights under --precision bf16 (reasoning_sft.train.precision's
 per-parameter fp32 step with stochastic rounding). Prints ms per step and the ratios.
 
     python benchmarks/bench_optimizer_step.py --params 200 --shape 64 64 --repeat 10
@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from reasoning_sft.precision import StochasticRounding
+from reasoning_sft.train.precision import StochasticRounding
 
 
 def parse_args(argv):

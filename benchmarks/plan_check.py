@@ -53,7 +53,7 @@ def mode_of(module):
 def gpu_rows(work):
     import gpu_common
 
-    from reasoning_sft import planning
+    from reasoning_sft.train import planning
 
     data_dir = os.path.join(work, "data")
     if not os.path.isdir(os.path.join(data_dir, "encoded")):
@@ -85,7 +85,7 @@ def cpu_rows(work, tokenizer_dir, train_dir):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from reasoning_sft import planning
+    from reasoning_sft.train import planning
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=1100, hidden_size=256, intermediate_size=688, num_hidden_layers=4,

@@ -52,7 +52,7 @@ def main(argv=None):
     p.add_argument("--only", type=int, help="the setup of this index only (0, 1, 2)")
     a = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from reasoning_sft import planning
+    from reasoning_sft.train import planning
 
     results = []
     for index, (name, script, model, config, flags) in enumerate(SETUPS):

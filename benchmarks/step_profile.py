@@ -1,7 +1,7 @@
 """Where one optimizer step's time goes: torch.profiler around one step of a trainer, summarized.
 
 gpu_check's worker installs this in the trainer's process (--profile_step N): the Nth call of
-reasoning_sft.training.optimizer_step runs under the profiler, with named ranges around the loss head
+reasoning_sft.train.loop.optimizer_step runs under the profiler, with named ranges around the loss head
 (ChunkedLossLM._loss_with_gradients) and the forward/backward (training.train_step), so the step's
 GPU kernels can be split by category:
 
@@ -21,8 +21,8 @@ import contextlib
 import re
 import time
 
-from reasoning_sft.modeling import PROFILE_LOSS_HEAD
-from reasoning_sft.training import PROFILE_FORWARD_BACKWARD, Callback
+from reasoning_sft.train.loop import PROFILE_FORWARD_BACKWARD, Callback
+from reasoning_sft.train.modeling import PROFILE_LOSS_HEAD
 
 STEP = "gpu_check:step"
 RANGES = (STEP, PROFILE_LOSS_HEAD, PROFILE_FORWARD_BACKWARD)  # the profile ranges this split reads

@@ -1,8 +1,15 @@
-"""Shared logic of the reasoning -> intention -> code SFT toolkit.
+"""reasoning_sft: supervised fine-tuning of code LLMs on reasoning -> intention -> code targets.
 
-Every stage script (prepare_llamatokenizer.py, filter_data.py, encode_dataset.py,
-training/train_*.py, generate.py) is a thin argparse wrapper around this package,
-so the template, the special tokens and the artifact checks exist exactly once.
+The subpackages follow the pipeline, and imports go one way only (tests/test_layout.py checks it):
+
+    data   template and its parser, records, tokenizer, filtering, encoding, batching
+    train  the loop behind training/train_*.py, model loading and loss head, checkpoints, precision, plans
+    serve  generation (transformers or vLLM) and the export for serving engines
+    eval   pass@k: problems, the sandbox that runs samples, scoring
+    demo   the demo's tiny model, its pre-training, the report
+
+A subpackage imports only the ones above it in this list. The shared modules at this level
+(errors, progress, digests, artifacts, plots) import nothing but each other and data.
 """
 
 __version__ = "0.1.0"

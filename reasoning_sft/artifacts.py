@@ -12,8 +12,8 @@ import os
 import shutil
 import tempfile
 
-from .errors import UserError
-from .template import TAGS, TEMPLATE_VERSION
+from reasoning_sft.data.template import TAGS, TEMPLATE_VERSION
+from reasoning_sft.errors import UserError
 
 TOKENIZER_META = "sft_tokenizer.json"   # written by prepare_llamatokenizer.py
 FILTER_REPORT = "filter_report.json"    # written by filter_data.py

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .artifacts import read_jsonl
+from reasoning_sft.artifacts import read_jsonl
 
 SECTION_COLORS = {"prompt": "#9e9e9e", "reasoning": "#1f77b4", "intention": "#ff7f0e", "code": "#2ca02c"}
 
@@ -125,7 +125,7 @@ def loss_curves_compare(runs, path):
 
 
 def pretrain_curve(metrics_path, path):
-    """The demo model's plain causal-LM pre-training loss (reasoning_sft/pretrain.py), and its eval loss."""
+    """The demo model's plain causal-LM pre-training loss (reasoning_sft/demo/pretrain.py), and its eval loss."""
     plt = _pyplot()
     rows = read_jsonl(metrics_path, "pre-training metrics")
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)

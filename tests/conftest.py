@@ -95,14 +95,14 @@ def sample_path(repo_root):
 @pytest.fixture(scope="session")
 def sample_records(sample_path):
     """The sample's raw records (a fresh list per call site is not needed: treat as read-only)."""
-    from reasoning_sft.records import read_records
+    from reasoning_sft.data.records import read_records
 
     return read_records(str(sample_path))
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, sample_path):
-    from reasoning_sft import tiny_llama
+    from reasoning_sft.demo import tiny_llama
 
     out = tmp_path_factory.mktemp("tiny_model") / "tiny-llama"
     tiny_llama.build(corpus=str(sample_path), out_dir=str(out), vocab_size=TINY_VOCAB)
@@ -211,7 +211,7 @@ def one_and_two_processes(tmp_path, model_dir, tokenizer_dir, small_encoded):
     batch budget that gives an even number (>= 4) of micro-batches; returns both output dirs."""
     import datasets
 
-    from reasoning_sft.batching import token_budget_batches
+    from reasoning_sft.data.batching import token_budget_batches
 
     lengths = datasets.load_from_disk(str(small_encoded))["length"]
     budget = next(b for b in range(400, 2000, 8) if len(token_budget_batches(lengths, b, False, 7, 0)) % 2 == 0

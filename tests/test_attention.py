@@ -1,4 +1,4 @@
-"""--flash_attn's varlen plumbing (reasoning_sft.attention), on CPU.
+"""--flash_attn's varlen plumbing (reasoning_sft.train.attention), on CPU.
 
 The real kernels (flash-attn, torch's varlen_attn) are CUDA only; benchmarks/gpu_check.py tests
 them on a GPU. Here the documented hook `kernel_override` puts the reference kernel (exact causal
@@ -14,8 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reasoning_sft import attention
 from reasoning_sft.errors import UserError
+from reasoning_sft.train import attention
 
 VOCAB = 97
 LENGTHS = [7, 13, 4, 9]
@@ -69,7 +69,7 @@ def token_losses(model, seq_list, packed):
 
 def load_pair(path):
     """(sdpa model, varlen model with the counting reference kernel), same weights, fp32."""
-    from reasoning_sft.modeling import load_causal_lm
+    from reasoning_sft.train.modeling import load_causal_lm
 
     sdpa = load_causal_lm(path)
     counter = CountingKernel()
@@ -206,7 +206,7 @@ def test_without_a_kernel_flash_attn_is_one_line_with_the_install_hint():
 
 def test_generation_keeps_a_cached_attention(tmp_path):
     """generate.py --flash_attn decodes with a KV cache: sdpa (or flash_attention_2 with flash-attn), never varlen."""
-    from reasoning_sft.modeling import load_causal_lm
+    from reasoning_sft.train.modeling import load_causal_lm
 
     path = tiny_model_dir(tmp_path, 4, 2)
     with attention.kernel_override(attention.reference_kernel()):

@@ -132,7 +132,7 @@ def test_input_errors_fail_before_the_slow_tokenizer_load(tmp_path, tokenizer_di
 def other_tokenizer_dir(tmp_path_factory, sample_path):
     """A stage 1 tokenizer from a differently-built tiny model (another vocabulary)."""
     import prepare_llamatokenizer
-    from reasoning_sft import tiny_llama
+    from reasoning_sft.demo import tiny_llama
 
     root = tmp_path_factory.mktemp("other")
     tiny_llama.build(corpus=str(sample_path), out_dir=str(root / "model"), vocab_size=512)

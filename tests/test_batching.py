@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from reasoning_sft.batching import batch_cost, collate, step_schedule, token_budget_batches
+from reasoning_sft.data.batching import batch_cost, collate, step_schedule, token_budget_batches
 
 RNG = np.random.default_rng(0)
 LENGTHS = RNG.integers(20, 300, size=203).tolist()

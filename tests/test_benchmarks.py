@@ -26,7 +26,7 @@ def test_ours_packed_runs_wherever_the_trainer_has_a_varlen_kernel():
     import torch
     from conftest import REPO_ROOT
 
-    from reasoning_sft import attention
+    from reasoning_sft.train import attention
 
     spec = importlib.util.spec_from_file_location("bench_train", REPO_ROOT / "benchmarks" / "bench_train.py")
     bench_train = importlib.util.module_from_spec(spec)

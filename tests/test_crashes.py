@@ -100,7 +100,7 @@ def test_lora_killed_between_micro_steps_and_across_an_epoch_resumes_bit_identic
     """Two SIGKILLs at seeded-random micro-steps (the first before the epoch boundary, so the resumed run
     replays across it), a second run refused on the busy directory, the newest checkpoint truncated
     before the last --resume: the run still ends with exactly the weights of a run never stopped."""
-    from reasoning_sft.checkpoints import verify
+    from reasoning_sft.train.checkpoints import verify
 
     whole = tmp_path / "whole"
     proc = run_train("train_peft.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, whole), *LORA_ARGS,
@@ -200,8 +200,8 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_checkpoint
     then, a second time, the trainer state's JSON write gets ENOSPC."""
     import train_full
 
-    from reasoning_sft.checkpoints import verify
     from reasoning_sft.errors import UserError
+    from reasoning_sft.train.checkpoints import verify
 
     out = tmp_path / "full"
     real_save = torch.save
@@ -227,7 +227,7 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_checkpoint
     def json_disk_full(*a, **kw):
         raise OSError(28, "No space left on device")
 
-    from reasoning_sft import checkpoints
+    from reasoning_sft.train import checkpoints
     monkeypatch.setattr(torch, "save", real_save)
     monkeypatch.setattr(checkpoints, "write_json", json_disk_full)  # the trainer state, after the tensors
     with pytest.raises(UserError, match=r"cannot write checkpoint-4 in .*: No space left on device; .* "
@@ -239,8 +239,8 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_checkpoint
 
 
 def test_integrity_record_catches_every_kind_of_damage(tmp_path):
-    from reasoning_sft.checkpoints import INTEGRITY, newest_intact_checkpoint, seal, verify
     from reasoning_sft.errors import UserError
+    from reasoning_sft.train.checkpoints import INTEGRITY, newest_intact_checkpoint, seal, verify
 
     def checkpoint(step, payload):
         path = tmp_path / f"checkpoint-{step}"
@@ -288,7 +288,7 @@ def test_integrity_record_catches_every_kind_of_damage(tmp_path):
 def test_records_sealed_with_sha256_by_older_versions_still_verify(tmp_path):
     """The record names its digest per file: a checkpoint sealed with sha256 before xxh3-128 verifies, and
     damage to it is still caught."""
-    from reasoning_sft.checkpoints import INTEGRITY, seal, verify
+    from reasoning_sft.train.checkpoints import INTEGRITY, seal, verify
 
     path = tmp_path / "checkpoint-1"
     (path / "sub").mkdir(parents=True)
@@ -324,9 +324,9 @@ def test_many_files_hash_in_parallel_to_the_same_digests(tmp_path):
 def test_the_lock_names_its_holder_and_dies_with_it(tmp_path):
     """flock: a second holder is refused with the first one's pid; a SIGKILLed holder's lock is gone at once."""
     from reasoning_sft.errors import UserError
-    from reasoning_sft.locking import OutputDirLock
+    from reasoning_sft.train.locking import OutputDirLock
 
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from reasoning_sft.locking import "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from reasoning_sft.train.locking import "
                                "OutputDirLock; lock = OutputDirLock(sys.argv[1]).acquire(); print('held', flush=True); "
                                "time.sleep(600)", str(tmp_path / "out")], stdout=subprocess.PIPE, text=True, env=ENV)
     try:

@@ -33,7 +33,7 @@ def read_jsonl(path):
 @pytest.fixture(scope="module")
 def pretrained_dir(tmp_path_factory, sample_records):
     """A tiny model pre-trained for 3 epochs on 24 records, through the CLI the demo runs."""
-    from reasoning_sft import tiny_llama
+    from reasoning_sft.demo import tiny_llama
 
     root = tmp_path_factory.mktemp("pretrained")
     train = write_jsonl(root / "train.jsonl", sample_records[:N_PRETRAIN])
@@ -46,8 +46,8 @@ def pretrained_dir(tmp_path_factory, sample_records):
 
 
 def test_pretraining_documents_are_whole_records_without_tags(sample_records):
-    from reasoning_sft.pretrain import pretraining_documents
-    from reasoning_sft.template import TAGS
+    from reasoning_sft.data.template import TAGS
+    from reasoning_sft.demo.pretrain import pretraining_documents
 
     record = sample_records[0]
     docs = pretraining_documents([record, {**record, "reasoning": "use <code> here"},
@@ -61,8 +61,8 @@ def test_pretraining_documents_are_whole_records_without_tags(sample_records):
 
 
 def test_pretraining_reads_the_instruction_the_filter_reads(sample_records):
-    from reasoning_sft.pretrain import pretraining_documents
-    from reasoning_sft.records import validate
+    from reasoning_sft.data.records import validate
+    from reasoning_sft.demo.pretrain import pretraining_documents
 
     record = {**sample_records[0], "instruction": 5, "prompt": "Do it."}  # the filter drops it: not a string
     assert validate(record)[1] == "non_string_instruction"
@@ -74,7 +74,7 @@ TINY = ["--vocab_size", "400", "--hidden", "8", "--layers", "1", "--heads", "2",
 
 @pytest.mark.parametrize("flag", ["--heads", "--kv_heads", "--pretrain_seq_len", "--pretrain_batch_size"])
 def test_tiny_llama_refuses_zero_sizes_in_one_line(tmp_path, sample_path, flag):
-    proc = subprocess.run([sys.executable, "-m", "reasoning_sft.tiny_llama", "--corpus", str(sample_path),
+    proc = subprocess.run([sys.executable, "-m", "reasoning_sft.demo.tiny_llama", "--corpus", str(sample_path),
                            "--out_dir", str(tmp_path / "m"), flag, "0"], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=60)
     assert f"{flag} must be >= 1" in our_error_line(proc, "tiny_llama.py")
@@ -82,7 +82,7 @@ def test_tiny_llama_refuses_zero_sizes_in_one_line(tmp_path, sample_path, flag):
 
 
 def test_pretraining_refuses_a_corpus_it_cannot_train_on(tmp_path, sample_records):
-    from reasoning_sft import tiny_llama
+    from reasoning_sft.demo import tiny_llama
     from reasoning_sft.errors import UserError
 
     no_code = write_jsonl(tmp_path / "no_code.jsonl", [{k: v for k, v in r.items() if k != "code"}
@@ -97,7 +97,7 @@ def test_pretraining_refuses_a_corpus_it_cannot_train_on(tmp_path, sample_record
 
 
 def test_a_vocabulary_too_small_for_the_corpus_is_one_line(tmp_path, sample_records):
-    from reasoning_sft import tiny_llama
+    from reasoning_sft.demo import tiny_llama
     from reasoning_sft.errors import UserError
 
     corpus = write_jsonl(tmp_path / "c.jsonl", sample_records[:4])
@@ -108,8 +108,8 @@ def test_a_vocabulary_too_small_for_the_corpus_is_one_line(tmp_path, sample_reco
 
 @pytest.mark.slow
 def test_build_returns_the_pretraining_summary_it_wrote(tmp_path, sample_records):
-    from reasoning_sft import tiny_llama
-    from reasoning_sft.pretrain import PRETRAIN_SUMMARY
+    from reasoning_sft.demo import tiny_llama
+    from reasoning_sft.demo.pretrain import PRETRAIN_SUMMARY
 
     corpus = write_jsonl(tmp_path / "c.jsonl", sample_records[:4])
     assert tiny_llama.build(str(corpus), str(tmp_path / "plain"), 400, hidden=8, heads=2, kv_heads=1) is None
@@ -123,7 +123,7 @@ def test_build_returns_the_pretraining_summary_it_wrote(tmp_path, sample_records
 def test_pretraining_lowers_train_and_held_out_loss(pretrained_dir, tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    from reasoning_sft.pretrain import PRETRAIN_METRICS, PRETRAIN_SUMMARY
+    from reasoning_sft.demo.pretrain import PRETRAIN_METRICS, PRETRAIN_SUMMARY
 
     summary = json.loads((pretrained_dir / PRETRAIN_SUMMARY).read_text())
     rows = read_jsonl(pretrained_dir / PRETRAIN_METRICS)
@@ -263,7 +263,7 @@ def tiny_runs(tmp_path_factory, tiny_model_dir, tokenizer_dir, encoded_dir, samp
 
 def test_report_is_written_and_every_image_it_references_exists(tmp_path, tiny_runs, filtered_dir, encoded_dir,
                                                                  pretrained_dir):
-    from reasoning_sft import report
+    from reasoning_sft.demo import report
 
     timings = tmp_path / "timings.json"
     timings.write_text(json.dumps({"stages": [{"stage": "stage 4: LoRA", "seconds": 3.5, "alongside": ["x"]}],
@@ -294,7 +294,7 @@ def test_report_is_written_and_every_image_it_references_exists(tmp_path, tiny_r
 
 
 def test_report_refuses_a_missing_generations_file(tmp_path, tiny_runs, filtered_dir):
-    from reasoning_sft import report
+    from reasoning_sft.demo import report
     from reasoning_sft.errors import UserError
 
     name, out, _ = tiny_runs[0]
@@ -306,7 +306,8 @@ def test_report_refuses_a_missing_generations_file(tmp_path, tiny_runs, filtered
 
 def test_report_finds_the_summary_where_generate_writes_it():
     import generate
-    from reasoning_sft import generation, report
+    from reasoning_sft.demo import report
+    from reasoning_sft.serve import generation
 
     assert generate.summary_path is report.summary_path is generation.summary_path  # one definition
     assert generation.summary_path("out/gen.v2.jsonl") == "out/gen.v2_summary.json"
@@ -337,7 +338,7 @@ def test_report_reads_a_killed_runs_metrics_and_refuses_a_bad_generations_file(t
     or a directory in its place is one UserError naming it, never a JSONDecodeError traceback."""
     import shutil
 
-    from reasoning_sft import report
+    from reasoning_sft.demo import report
     from reasoning_sft.errors import UserError
 
     name, out, gen = tiny_runs[0]
@@ -370,7 +371,7 @@ def test_report_reads_a_killed_runs_metrics_and_refuses_a_bad_generations_file(t
 
 def generation_row(record, output, stop="</code>"):
     """One row as generate.py writes it, for `output` as the model's continuation."""
-    from reasoning_sft.generation import evaluate
+    from reasoning_sft.serve.generation import evaluate
 
     result = evaluate({"output": output, "n_tokens": len(output.split()), "stop": stop, "section_tokens": None})
     row = {"id": record["id"], "instruction": record["instruction"]}
@@ -380,8 +381,8 @@ def generation_row(record, output, stop="</code>"):
 
 
 def test_side_by_side_prefers_one_prompt_that_passes_and_fails(sample_records):
-    from reasoning_sft.report import generation_card, pick_examples
-    from reasoning_sft.template import target_text
+    from reasoning_sft.data.template import target_text
+    from reasoning_sft.demo.report import generation_card, pick_examples
 
     a, b = sample_records[:2]
     right = {r["id"]: target_text(r["reasoning"], r["intention"], r["code"] + "# a < b\n") for r in (a, b)}

@@ -52,7 +52,7 @@ def nan_row_model(tmp_path_factory, tiny_model_dir, small_encoded, prepared_toke
     """A base model whose NaN rows are hit by the rows of BAD_STEPS (one process, BATCH_TOKENS, seed 42)."""
     import datasets
 
-    from reasoning_sft.batching import step_schedule
+    from reasoning_sft.data.batching import step_schedule
 
     tokenizer = prepared_tokenizer[0]
     dataset = datasets.load_from_disk(str(small_encoded))
@@ -175,8 +175,8 @@ def test_metrics_log_writes_strict_json(tmp_path, capsys):
     """NaN and infinities become null; the plain log line and the closing summary still print."""
     from accelerate import Accelerator
 
-    from reasoning_sft.metrics import MetricsLog
     from reasoning_sft.plots import loss_curves
+    from reasoning_sft.train.metrics import MetricsLog
 
     log = MetricsLog(Accelerator(cpu=True), str(tmp_path), 3, 0)
     log.write({"step": 1, "loss": 2.5, "grad_norm": 1.0, "lr": 1e-3})

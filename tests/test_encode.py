@@ -5,9 +5,9 @@ import json
 import pyarrow as pa
 import pytest
 
-from reasoning_sft.encoding import encode_records, id_dtype, token_totals
+from reasoning_sft.data.encoding import encode_records, id_dtype, token_totals
+from reasoning_sft.data.template import IGNORE_INDEX, TEMPLATE_VERSION
 from reasoning_sft.errors import UserError
-from reasoning_sft.template import IGNORE_INDEX, TEMPLATE_VERSION
 
 MANIFEST_KEYS = {"tokenizer_fingerprint", "base_model", "template_version", "max_len", "rows", "total_tokens",
                  "trained_tokens", "longest", "id_dtype", "pad_token_id", "source"}
@@ -109,7 +109,7 @@ def test_encode_accepts_a_larger_max_len_than_filter(filtered_dir, tokenizer_dir
 def test_num_proc_2_gives_the_identical_dataset(sample_records, prepared_tokenizer, monkeypatch):
     import datasets
 
-    from reasoning_sft.records import validate
+    from reasoning_sft.data.records import validate
 
     seen = []
     real_map = datasets.Dataset.map

@@ -14,8 +14,18 @@ import time
 import pytest
 from conftest import REPO_ROOT, stderr_lines
 
+from reasoning_sft.data.template import target_text
 from reasoning_sft.errors import UserError
-from reasoning_sft.evaluation import (
+from reasoning_sft.eval.execution import (
+    FAILED,
+    PASSED,
+    TIMED_OUT,
+    isolation_line,
+    network_isolation,
+    run_program,
+    run_programs,
+)
+from reasoning_sft.eval.scoring import (
     FORMAT_ERROR,
     SYNTAX_ERROR,
     instruction_for,
@@ -26,16 +36,6 @@ from reasoning_sft.evaluation import (
     score_samples,
     summarize,
 )
-from reasoning_sft.execution import (
-    FAILED,
-    PASSED,
-    TIMED_OUT,
-    isolation_line,
-    network_isolation,
-    run_program,
-    run_programs,
-)
-from reasoning_sft.template import target_text
 
 PROBLEMS = [
     {"task_id": "t/add",

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import REPO_ROOT, leftovers, our_error_line
 
-from reasoning_sft.template import TAGS, prompt_text
+from reasoning_sft.data.template import TAGS, prompt_text
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +76,7 @@ def test_full_output_exports_to_a_directory_that_serves_as_trained(full_out, tmp
     meta = json.loads((out / "sft_export.json").read_text())
     assert meta["mode"] == "full" and meta["dtype"] == "fp32" and meta["gguf"] is None
     stops = GenerationConfig.from_pretrained(str(out)).eos_token_id
-    assert stops == [tok.eos_token_id] == meta["stop_ids"]  # EOS follows </code>: generation.serving_stop_ids
+    assert stops == [tok.eos_token_id] == meta["stop_ids"]  # EOS follows </code>: generation_config.serving_stop_ids
     # the chat template gives the training prompt, and the weights are the run's
     model = AutoModelForCausalLM.from_pretrained(str(out))
     trained = AutoModelForCausalLM.from_pretrained(str(full_out))
@@ -93,7 +93,7 @@ def test_full_output_exports_to_a_directory_that_serves_as_trained(full_out, tmp
 
 def test_lora_output_is_merged_into_its_base_once_the_same_way_as_merge_lora(lora_out, tmp_path):
     from reasoning_sft.artifacts import load_tokenizer_files
-    from reasoning_sft.modeling import load_for_inference
+    from reasoning_sft.train.modeling import load_for_inference
 
     out = tmp_path / "serve"
     assert _export("--model_dir", lora_out, "--out_dir", out) == 0
@@ -141,7 +141,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(run_script, full_out, lora_out
                                               "--llama_cpp", tmp_path / "no-llama")
     assert leftovers(out) == []
     # an adapter on a base it was not trained on: other shapes
-    from reasoning_sft import tiny_llama
+    from reasoning_sft.demo import tiny_llama
     other = tmp_path / "other-base"
     tiny_llama.build_model(str(other), 1031, hidden=96, heads=3, kv_heads=1)
     assert "does not fit --base_model" in refused("--model_dir", lora_out, "--out_dir", out, "--base_model", other)

@@ -7,9 +7,9 @@ import struct
 
 import pytest
 
-from reasoning_sft.filtering import BOUNDARY_WINDOW, _cut_point, filter_records
-from reasoning_sft.records import read_records, validate
-from reasoning_sft.template import tokenize_examples
+from reasoning_sft.data.filtering import BOUNDARY_WINDOW, _cut_point, filter_records
+from reasoning_sft.data.records import read_records, validate
+from reasoning_sft.data.template import tokenize_examples
 
 CODE = "def add(a, b):\n    return a + b"
 

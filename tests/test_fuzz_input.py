@@ -17,9 +17,9 @@ from conftest import our_error_line, run_script
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from reasoning_sft.data.records import read_records, validate, writable
+from reasoning_sft.data.template import TAGS, tokenize_examples
 from reasoning_sft.errors import UserError
-from reasoning_sft.records import read_records, validate, writable
-from reasoning_sft.template import TAGS, tokenize_examples
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -93,7 +93,7 @@ def assert_fits_the_template(tokenizer, record, max_len):
 @FUZZ
 @given(raw=raw_records, max_len=st.sampled_from([32, 256]))
 def test_filter_drops_with_a_reason_or_keeps_a_well_formed_example(raw, max_len, prepared_tokenizer):
-    from reasoning_sft.filtering import filter_records
+    from reasoning_sft.data.filtering import filter_records
 
     tokenizer, _ = prepared_tokenizer
     kept, sections, report = filter_records(raw, tokenizer, max_len)

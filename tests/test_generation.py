@@ -6,20 +6,16 @@ import pytest
 import torch
 from conftest import our_error_line
 
+from reasoning_sft.data.format import Parsed, parse_output
+from reasoning_sft.data.records import python_parses, syntax_error, validate
+from reasoning_sft.data.template import CLOSE, OPEN, TAGS, target_text, tokenize_examples
 from reasoning_sft.errors import UserError
-from reasoning_sft.generation import (
-    Parsed,
-    decode_continuation,
-    encode_prompts,
+from reasoning_sft.serve.decoding import decode_continuation, encode_prompts, prompt_token_ids, stop_ids
+from reasoning_sft.serve.generation import (
     evaluate,
     generate,
-    parse_output,
-    prompt_token_ids,
-    stop_ids,
     summarize,
 )
-from reasoning_sft.records import python_parses, syntax_error, validate
-from reasoning_sft.template import CLOSE, OPEN, TAGS, target_text, tokenize_examples
 
 GOOD = target_text("Sort, then scan.", "One pass over the sorted list.", "def f(xs):\n    return sorted(xs)")
 OUT_FIELDS = {"id", "instruction", "output", "ok", "errors", "reasoning", "intention", "code", "syntax_ok",
@@ -110,7 +106,7 @@ def test_python_parses():
 
 def test_code_nested_too_deeply_is_a_syntax_error_not_a_crash():
     """ast.parse raises RecursionError on this; generate.py's and evaluate.py's checks must judge it, not die."""
-    from reasoning_sft.evaluation import SYNTAX_ERROR, judge_format
+    from reasoning_sft.eval.scoring import SYNTAX_ERROR, judge_format
 
     deep = "x = " + "-" * 3000 + "1"
     assert syntax_error(deep) == "nested too deeply to parse" and not python_parses(deep)
@@ -257,7 +253,7 @@ def test_generate_batches_restores_order_and_parses(prepared_tokenizer):
 
 @pytest.fixture(scope="module")
 def tiny_model(tiny_model_dir, prepared_tokenizer):
-    from reasoning_sft.modeling import load_for_inference
+    from reasoning_sft.train.modeling import load_for_inference
 
     return load_for_inference(str(tiny_model_dir), prepared_tokenizer[0])
 
@@ -406,7 +402,7 @@ def test_saved_generation_config_stops_generate_after_code_close(tiny_model, pre
     </code>, is what keeps "</code>" in vLLM's text); the base model's other fields are kept."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    from reasoning_sft.generation import save_tokenizer_and_generation_config
+    from reasoning_sft.train.generation_config import save_tokenizer_and_generation_config
 
     tok, _ = prepared_tokenizer
     out = tmp_path / "served"
@@ -439,7 +435,7 @@ def test_cli_sampling_defaults_are_generates_defaults():
     import argparse
     import inspect
 
-    from reasoning_sft.generation import add_sampling_args
+    from reasoning_sft.serve.generation import add_sampling_args
 
     parser = argparse.ArgumentParser()
     add_sampling_args(parser)

@@ -6,7 +6,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 import pytest
 
-from reasoning_sft.plain_data import NotPlainData, plain_returns, to_plain
+from reasoning_sft.eval.plain_data import NotPlainData, plain_returns, to_plain
 
 
 def test_builtin_values_are_handed_over_as_they_are():

@@ -1,4 +1,4 @@
-"""--plan (reasoning_sft/planning.py): peak memory per category on fake tensors, before any weight is read."""
+"""--plan (reasoning_sft/train/planning.py): peak memory per category on fake tensors, before any weight is read."""
 
 import importlib.util
 import json
@@ -79,8 +79,8 @@ def codellama_param_count(config, vocab):
 
 
 def test_7b_plan_parameter_bytes_are_the_config_count_times_dtype_size(tokenizer_dir, train_dir, tmp_path):
-    from reasoning_sft import planning, precision
-    from reasoning_sft.training import load_data
+    from reasoning_sft.train import planning, precision
+    from reasoning_sft.train.loop import load_data
 
     model_dir = REPO_ROOT / "configs" / "models" / "CodeLlama-7b-Python-hf"
     args = load_trainer("train_full").parse_args(plan_argv(model_dir, tokenizer_dir, train_dir, tmp_path / "o",
@@ -96,7 +96,7 @@ def test_7b_plan_parameter_bytes_are_the_config_count_times_dtype_size(tokenizer
 
 
 def test_plan_tracks_exactly_the_parameters_it_built(tiny_model_dir, tokenizer_dir, train_dir, tmp_path):
-    from reasoning_sft import planning
+    from reasoning_sft.train import planning
 
     train_full = load_trainer("train_full")
     args = train_full.parse_args(plan_argv(tiny_model_dir, tokenizer_dir, train_dir, tmp_path / "o", "--plan",
@@ -109,7 +109,7 @@ def test_plan_tracks_exactly_the_parameters_it_built(tiny_model_dir, tokenizer_d
 
 def test_8bit_state_formula_matches_bitsandbytes_on_cpu():
     bnb = pytest.importorskip("bitsandbytes")
-    from reasoning_sft.planning import AdamW8bitState, state_bytes
+    from reasoning_sft.train.planning import AdamW8bitState, state_bytes
 
     torch.manual_seed(0)
     shapes = [(100,), (4095,), (4096,), (5000,), (300 * 256 + 7,), (64, 128), (33, 129)]
@@ -137,7 +137,7 @@ def test_planned_varlen_saves_what_flash_attention_saves_on_cpu():
     from torch.distributed._tools.mem_tracker import MemTracker
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from reasoning_sft.planning import PlannedVarlen
+    from reasoning_sft.train.planning import PlannedVarlen
 
     T, H, D = 512, 4, 32
 
@@ -171,7 +171,7 @@ def test_plan_matches_the_real_cpu_step_within_5_percent(tmp_path, tokenizer_dir
     pytest.importorskip("bitsandbytes")
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from reasoning_sft import planning
+    from reasoning_sft.train import planning
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=1100, hidden_size=256, intermediate_size=688, num_hidden_layers=4,

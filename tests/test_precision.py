@@ -17,14 +17,14 @@ def make_optimizer(kind, params, lr, weight_decay=0.0):
     if kind == "adamw8bit":
         import bitsandbytes as bnb
         return bnb.optim.AdamW8bit(params, lr=lr, weight_decay=weight_decay)
-    from reasoning_sft.training import adamw  # the trainers' own AdamW (fused)
+    from reasoning_sft.train.loop import adamw  # the trainers' own AdamW (fused)
     return adamw([{"params": params, "weight_decay": weight_decay}], lr)
 
 
 def train_ones(kind, policy, steps=200, lr=1e-4, seed=3):
     """Weights at 1.0 (an RMSNorm's), pushed down by noisy unit gradients: each update is ~lr, a 40th
     of the bf16 step just below 1.0 (2**-8). Returns the weights' mean after `steps` updates."""
-    from reasoning_sft.precision import POLICIES, wrap_optimizer
+    from reasoning_sft.train.precision import POLICIES, wrap_optimizer
 
     weight = torch.nn.Parameter(torch.ones(32, 256, dtype=POLICIES[policy].weights))
     optimizer = wrap_optimizer(make_optimizer(kind, [weight], lr), POLICIES[policy], seed)
@@ -45,7 +45,7 @@ def test_small_updates_to_weights_near_one_accumulate_as_in_fp32(kind):
 
 
 def test_rounding_lands_on_a_neighbour_and_is_unbiased():
-    from reasoning_sft.precision import round_stochastically_
+    from reasoning_sft.train.precision import round_stochastically_
 
     step = 2 ** -7  # bf16's spacing in [1, 2)
     for low, fraction in ((1.0, 0.3), (-1.5, 0.9), (1.0 + 5 * step, 0.01)):
@@ -58,7 +58,7 @@ def test_rounding_lands_on_a_neighbour_and_is_unbiased():
 
 
 def test_special_values_survive_rounding():
-    from reasoning_sft.precision import round_stochastically_
+    from reasoning_sft.train.precision import round_stochastically_
 
     value = torch.tensor([0.0, -0.0, float("inf"), -float("inf"), 3.0, -2.5, float("nan")])
     target = torch.empty(value.shape, dtype=torch.bfloat16)
@@ -85,7 +85,7 @@ def fresh_params():
 
 @pytest.mark.parametrize("kind", ["adamw", "adamw8bit"])
 def test_rounding_is_deterministic_and_resumes_from_the_state_dict(kind):
-    from reasoning_sft.precision import POLICIES, wrap_optimizer
+    from reasoning_sft.train.precision import POLICIES, wrap_optimizer
 
     def wrapped(params, seed=5):
         return wrap_optimizer(make_optimizer(kind, params, 1e-3, 0.01), POLICIES["bf16"], seed)
@@ -113,7 +113,7 @@ def test_rounding_is_deterministic_and_resumes_from_the_state_dict(kind):
 
 def test_auto_policy_and_refusals():
     from reasoning_sft.errors import UserError
-    from reasoning_sft.precision import resolve
+    from reasoning_sft.train.precision import resolve
 
     assert resolve("auto", "full", flash_attn=True, fsdp=False).name == "bf16"
     assert resolve("auto", "full", flash_attn=True, fsdp=False).stochastic
@@ -175,7 +175,7 @@ def test_the_policy_is_logged_and_saved(two_policies):
 
 DUMP_WEIGHTS = """
 import os, runpy, sys, torch
-import reasoning_sft.training as training
+import reasoning_sft.train.loop as training
 
 real_finish = training.finish
 

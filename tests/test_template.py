@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from reasoning_sft.template import (
+from reasoning_sft.data.template import (
     CLOSE,
     IGNORE_INDEX,
     OPEN,

@@ -6,9 +6,9 @@ import json
 import pytest
 
 from reasoning_sft.artifacts import TOKENIZER_META, load_prepared_tokenizer, vocab_fingerprint
+from reasoning_sft.data.template import TAGS, full_text, prompt_text, target_text, tokenize_examples
+from reasoning_sft.data.tokenizer import PAD_TOKEN, PROBES, verify_tokenizer
 from reasoning_sft.errors import UserError
-from reasoning_sft.template import TAGS, full_text, prompt_text, target_text, tokenize_examples
-from reasoning_sft.tokenizer import PAD_TOKEN, PROBES, verify_tokenizer
 
 # text that really follows each tag in the data: prose after <reasoning>, code after <code>
 AFTER_TAG = ["def solve(nums):", "First, sort the list.", "x", "return 1", "Use a heap."]
@@ -85,7 +85,7 @@ def test_dedicated_pad_token_that_is_not_eos(tokenizer_dir, tiny_model_dir):
 
 
 def test_metadata_file(tokenizer_dir, tiny_model_dir):
-    from reasoning_sft.template import TEMPLATE_VERSION
+    from reasoning_sft.data.template import TEMPLATE_VERSION
 
     meta = _meta(tokenizer_dir)
     tok = _auto(tokenizer_dir)
@@ -343,7 +343,7 @@ def test_chat_template_refuses_what_the_model_never_saw(prepared_tokenizer):
 
 
 def test_verify_chat_template_rejects_a_wrong_template(tokenizer_dir):
-    from reasoning_sft.tokenizer import verify_chat_template
+    from reasoning_sft.data.tokenizer import verify_chat_template
 
     tok = _auto(tokenizer_dir)
     verify_chat_template(tok)  # the saved one passes

@@ -35,7 +35,7 @@ def prepared(tokenizer_dir):
 
 
 def fresh_model(tiny_model_dir, tokenizer, seed=0):
-    from reasoning_sft.modeling import load_causal_lm, resize_and_init_new_tokens
+    from reasoning_sft.train.modeling import load_causal_lm, resize_and_init_new_tokens
     torch.manual_seed(seed)
     model = load_causal_lm(str(tiny_model_dir))
     resize_and_init_new_tokens(model, tokenizer)
@@ -45,7 +45,7 @@ def fresh_model(tiny_model_dir, tokenizer, seed=0):
 def rows(path, n, start=0):
     import datasets
 
-    from reasoning_sft.training import fetch_rows
+    from reasoning_sft.train.loop import fetch_rows
     return fetch_rows(datasets.load_from_disk(str(path)), range(start, start + n))
 
 
@@ -56,7 +56,7 @@ def rows(path, n, start=0):
 def test_new_token_rows_start_from_their_names_and_pad_is_zero(tiny_model_dir, prepared):
     from transformers import AutoModelForCausalLM
 
-    from reasoning_sft.template import TAGS
+    from reasoning_sft.data.template import TAGS
 
     base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
     model = fresh_model(tiny_model_dir, prepared)
@@ -81,8 +81,8 @@ def test_resize_is_deterministic_under_a_seed(tiny_model_dir, prepared):
 def test_spare_rows_past_the_vocabulary_are_initialized_not_trusted(tiny_model_dir, prepared):
     """deepseek-coder-like: the model has more rows than its tokenizer has tokens, so stage 1 gives the
     tags ids of existing, never-trained rows. They get the name-mean init; nothing shrinks."""
-    from reasoning_sft.modeling import load_causal_lm, resize_and_init_new_tokens
-    from reasoning_sft.template import TAGS
+    from reasoning_sft.data.template import TAGS
+    from reasoning_sft.train.modeling import load_causal_lm, resize_and_init_new_tokens
 
     torch.manual_seed(0)
     model = load_causal_lm(str(tiny_model_dir))
@@ -99,7 +99,7 @@ def test_spare_rows_past_the_vocabulary_are_initialized_not_trusted(tiny_model_d
 
 
 def test_a_model_trained_here_keeps_its_tag_rows(tiny_model_dir, prepared):
-    from reasoning_sft.modeling import TAG_IDS_KEY, mark_tag_rows_trained, resize_and_init_new_tokens
+    from reasoning_sft.train.modeling import TAG_IDS_KEY, mark_tag_rows_trained, resize_and_init_new_tokens
 
     model = fresh_model(tiny_model_dir, prepared)
     with torch.no_grad():
@@ -113,7 +113,7 @@ def test_a_model_trained_here_keeps_its_tag_rows(tiny_model_dir, prepared):
 
 def test_an_adapter_dir_is_not_a_model(tmp_path):
     from reasoning_sft.errors import UserError
-    from reasoning_sft.modeling import load_causal_lm
+    from reasoning_sft.train.modeling import load_causal_lm
 
     (tmp_path / "adapter_config.json").write_text("{}")
     with pytest.raises(UserError, match="is a LoRA adapter, not a model"):
@@ -125,7 +125,7 @@ def test_resize_runs_on_meta_weights(tiny_model_dir, prepared):
     broadcast: resizing and initializing the new rows must not need real data there."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from reasoning_sft.modeling import resize_and_init_new_tokens
+    from reasoning_sft.train.modeling import resize_and_init_new_tokens
 
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(tiny_model_dir)))
@@ -137,9 +137,9 @@ def test_resize_runs_on_meta_weights(tiny_model_dir, prepared):
 @pytest.mark.parametrize("packed", [False, True])
 def test_no_sequence_attends_to_another(tiny_model_dir, prepared, small_encoded, packed):
     """Per-sequence losses of a batch equal those of the sequences run one at a time."""
-    from reasoning_sft.batching import collate
-    from reasoning_sft.modeling import ChunkedLossLM
-    from reasoning_sft.template import tag_ids
+    from reasoning_sft.data.batching import collate
+    from reasoning_sft.data.template import tag_ids
+    from reasoning_sft.train.modeling import ChunkedLossLM
 
     wrapper = ChunkedLossLM(fresh_model(tiny_model_dir, prepared)).eval()
     tags, pad = tag_ids(prepared), prepared.pad_token_id
@@ -164,9 +164,9 @@ def test_no_sequence_attends_to_another(tiny_model_dir, prepared, small_encoded,
 
 
 def test_chunked_loss_equals_full_logits_loss(tiny_model_dir, prepared, small_encoded):
-    from reasoning_sft.batching import collate
-    from reasoning_sft.modeling import ChunkedLossLM
-    from reasoning_sft.template import tag_ids
+    from reasoning_sft.data.batching import collate
+    from reasoning_sft.data.template import tag_ids
+    from reasoning_sft.train.modeling import ChunkedLossLM
 
     model = fresh_model(tiny_model_dir, prepared)
     r = rows(small_encoded, 1)[0]
@@ -202,7 +202,7 @@ def full_logits_loss_and_grads(model, batch):
 
 def assert_chunked_equals_full_logits(model, batch, chunk):
     """ChunkedLossLM's loss and the gradient of every trainable parameter == full logits (rel 1e-5)."""
-    from reasoning_sft.modeling import ChunkedLossLM
+    from reasoning_sft.train.modeling import ChunkedLossLM
 
     want_loss, want = full_logits_loss_and_grads(model, batch)
     model.zero_grad()
@@ -218,10 +218,10 @@ def assert_chunked_equals_full_logits(model, batch, chunk):
 def test_fused_head_loss_and_every_gradient_equal_full_logits(tiny_model_dir, prepared, small_encoded, mode):
     """The fused head + loss (gradients computed in forward, chunk by chunk) == full logits, fp32, rel 1e-5:
     the loss and the gradient of every trainable parameter, the tag rows of embedding and head under LoRA."""
-    from reasoning_sft.batching import collate
-    from reasoning_sft.fused_head import head_weight_and_bias
-    from reasoning_sft.modeling import ChunkedLossLM, decoder_and_head, lora_model
-    from reasoning_sft.template import tag_ids
+    from reasoning_sft.data.batching import collate
+    from reasoning_sft.data.template import tag_ids
+    from reasoning_sft.train.fused_head import head_weight_and_bias
+    from reasoning_sft.train.modeling import ChunkedLossLM, decoder_and_head, lora_model
 
     model = fresh_model(tiny_model_dir, prepared)
     if mode == "lora":
@@ -252,10 +252,10 @@ def test_a_head_that_is_not_one_linear_map_falls_back_to_recompute(tiny_model_di
     """LoRA on lm_head (three linear calls): no fused path, yet the same loss and gradients as full logits."""
     from peft import LoraConfig, get_peft_model
 
-    from reasoning_sft.batching import collate
-    from reasoning_sft.fused_head import head_weight_and_bias
-    from reasoning_sft.modeling import decoder_and_head
-    from reasoning_sft.template import tag_ids
+    from reasoning_sft.data.batching import collate
+    from reasoning_sft.data.template import tag_ids
+    from reasoning_sft.train.fused_head import head_weight_and_bias
+    from reasoning_sft.train.modeling import decoder_and_head
 
     model = get_peft_model(fresh_model(tiny_model_dir, prepared),
                            LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["lm_head", "q_proj"]))
@@ -271,7 +271,7 @@ def test_fused_head_handles_a_bias_and_a_tied_head():
     """A head with a bias, and one that shares its Parameter with the embedding: same loss and gradients."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from reasoning_sft.fused_head import fused_linear_cross_entropy
+    from reasoning_sft.train.fused_head import fused_linear_cross_entropy
 
     torch.manual_seed(0)
     hidden = torch.randn(50, 16, requires_grad=True)
@@ -304,10 +304,10 @@ def test_grad_accum_gives_the_global_token_mean(tiny_model_dir, prepared, small_
     """4 micro-batches of 2 sequences == 1 batch of 8: same loss and same gradients."""
     from accelerate import Accelerator
 
-    from reasoning_sft.batching import collate
-    from reasoning_sft.modeling import ChunkedLossLM
-    from reasoning_sft.template import tag_ids
-    from reasoning_sft.training import train_step
+    from reasoning_sft.data.batching import collate
+    from reasoning_sft.data.template import tag_ids
+    from reasoning_sft.train.loop import train_step
+    from reasoning_sft.train.modeling import ChunkedLossLM
 
     accelerator = Accelerator(cpu=True)
     tags, pad = tag_ids(prepared), prepared.pad_token_id
@@ -328,9 +328,9 @@ def test_grad_accum_gives_the_global_token_mean(tiny_model_dir, prepared, small_
 
 def test_gradient_checkpointing_keeps_lora_gradients(tiny_model_dir, prepared, small_encoded):
     """Recomputing activations must not cut the gradient to LoRA weights and tag rows (frozen inputs)."""
-    from reasoning_sft.batching import collate
-    from reasoning_sft.modeling import ChunkedLossLM, lora_model
-    from reasoning_sft.template import tag_ids
+    from reasoning_sft.data.batching import collate
+    from reasoning_sft.data.template import tag_ids
+    from reasoning_sft.train.modeling import ChunkedLossLM, lora_model
 
     batch = collate(rows(small_encoded, 3), prepared.pad_token_id, False, tag_ids(prepared))
     grads = []
@@ -399,7 +399,7 @@ def test_lora_trains_tag_rows_only_and_adapter_reloads(tmp_path, tiny_model_dir,
         assert not torch.allclose(base(input_ids=ids).logits, merged(input_ids=ids).logits)
     # servable as trained: the merged dir has the tokenizer (chat template) and stops at the EOS after </code>
     from transformers import AutoTokenizer, GenerationConfig
-    stops = [prepared.eos_token_id]  # right after </code> (generation.serving_stop_ids)
+    stops = [prepared.eos_token_id]  # right after </code> (generation_config.serving_stop_ids)
     for served in (out, out / "merged"):
         assert GenerationConfig.from_pretrained(str(served)).eos_token_id == stops
     merged_tok = AutoTokenizer.from_pretrained(str(out / "merged"))
@@ -426,7 +426,7 @@ def test_full_adam8bit_overfits_and_saves_a_loadable_model(tmp_path, tiny_model_
     assert model.generation_config.eos_token_id == [prepared.eos_token_id]  # right after </code>
     assert (out / "loss.png").stat().st_size > 10_000
     # a second run on this model keeps the tag rows it learned
-    from reasoning_sft.modeling import resize_and_init_new_tokens
+    from reasoning_sft.train.modeling import resize_and_init_new_tokens
     learned = model.get_input_embeddings().weight.clone()
     resize_and_init_new_tokens(model, prepared)
     assert torch.equal(model.get_input_embeddings().weight, learned)
@@ -500,7 +500,7 @@ def test_sigterm_is_ours_only_while_steps_run(tmp_path, tiny_model_dir, tokenize
     """After the loop, finish() (last eval, checkpoint, full save) gets the SIGTERM handler there was before."""
     import train_full
 
-    from reasoning_sft import training
+    from reasoning_sft.train import loop
 
     def before(signum, frame):
         pass
@@ -511,8 +511,8 @@ def test_sigterm_is_ours_only_while_steps_run(tmp_path, tiny_model_dir, tokenize
         seen_in_finish.append(signal.getsignal(signal.SIGTERM))
         return real_finish(*args)
 
-    real_finish = training.finish
-    monkeypatch.setattr(training, "finish", finish)
+    real_finish = loop.finish
+    monkeypatch.setattr(loop, "finish", finish)
     previous = signal.signal(signal.SIGTERM, before)
     try:
         assert train_full.main([str(a) for a in common(tiny_model_dir, tokenizer_dir, small_encoded, tmp_path / "o",
@@ -524,7 +524,7 @@ def test_sigterm_is_ours_only_while_steps_run(tmp_path, tiny_model_dir, tokenize
 
 
 def test_preemption_restores_the_handler_it_replaced():
-    from reasoning_sft.checkpoints import Preemption
+    from reasoning_sft.train.checkpoints import Preemption
 
     previous = signal.getsignal(signal.SIGTERM)
     with Preemption() as preemption:
@@ -552,7 +552,7 @@ def test_two_processes_match_one_with_grad_accum(tmp_path, tiny_model_dir, token
                                          ("--save_every", -1), ("--keep_checkpoints", -1)])
 def test_refuses_step_settings_that_would_crash_or_mislead(flag, value):
     from reasoning_sft.errors import UserError
-    from reasoning_sft.training import check_args, common_parser
+    from reasoning_sft.train.loop import check_args, common_parser
 
     base = ["--model_name", "m", "--tokenizer_dir", "t", "--train_dir", "d", "--output_dir", "o", "--report_to", "none"]
     check_args(common_parser("").parse_args(base + ["--keep_checkpoints", "0", "--max_steps", "0"]))  # 0: keep all
@@ -576,7 +576,7 @@ def test_an_output_dir_that_cannot_be_one_is_one_line(tmp_path):
 
 def test_refuses_a_dataset_from_another_tokenizer(tmp_path, tiny_model_dir, small_encoded, sample_path, run_script):
     import prepare_llamatokenizer
-    from reasoning_sft import tiny_llama
+    from reasoning_sft.demo import tiny_llama
 
     other_model = tmp_path / "other"
     tiny_llama.build(corpus=str(sample_path), out_dir=str(other_model), vocab_size=700)
@@ -632,7 +632,7 @@ def test_every_accelerate_config_loads():
 
 def test_prefetch_hands_out_the_planned_steps_in_order():
     """The background thread only fetches earlier: each step gets its own batches, a skipped key is loaded directly."""
-    from reasoning_sft.training import Prefetcher
+    from reasoning_sft.train.loop import Prefetcher
 
     loaded = []
 
@@ -650,8 +650,8 @@ def test_prefetch_hands_out_the_planned_steps_in_order():
 
 def test_filler_batch_adds_zero_loss_but_reaches_every_parameter(tiny_model_dir, prepared):
     """A rank with no batch left still joins DDP's gradient all-reduce, contributing nothing."""
-    from reasoning_sft.batching import empty_batch
-    from reasoning_sft.modeling import ChunkedLossLM
+    from reasoning_sft.data.batching import empty_batch
+    from reasoning_sft.train.modeling import ChunkedLossLM
 
     wrapper = ChunkedLossLM(fresh_model(tiny_model_dir, prepared)).train()
     loss, sections = wrapper(**empty_batch(prepared.pad_token_id))
@@ -701,7 +701,7 @@ def test_callbacks_see_every_step_and_every_checkpoint(tmp_path, tiny_model_dir,
 
     import train_full
 
-    from reasoning_sft.training import Callback
+    from reasoning_sft.train.loop import Callback
 
     class Recorder(Callback):
         steps, checkpoints = [], []

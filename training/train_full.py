@@ -9,9 +9,9 @@ Ends with OUTPUT_DIR loadable by AutoModelForCausalLM.from_pretrained, plus the 
 For 13B-class models use configs/fsdp_full_shard.yaml.
 """
 
-from reasoning_sft import planning
 from reasoning_sft.errors import run_cli
-from reasoning_sft.training import Mode, adamw, common_parser, param_groups, run
+from reasoning_sft.train import planning
+from reasoning_sft.train.loop import Mode, adamw, common_parser, param_groups, run
 
 
 def parse_args(argv):

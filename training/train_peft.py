@@ -12,12 +12,12 @@ weights, tokenizer, stop tokens; no GGUF): `python export.py --model_dir OUTPUT_
 
 import os
 
-from reasoning_sft import planning
 from reasoning_sft.artifacts import load_tokenizer_files
 from reasoning_sft.errors import run_cli
-from reasoning_sft.modeling import lora_model
 from reasoning_sft.serve.export import write_serving_dir
-from reasoning_sft.training import Mode, adamw, common_parser, param_groups, run
+from reasoning_sft.train import planning
+from reasoning_sft.train.loop import Mode, adamw, common_parser, param_groups, run
+from reasoning_sft.train.modeling import lora_model
 
 
 def parse_args(argv):

@@ -8,7 +8,7 @@ self-contained directory:
     chat_template.jinja                   the chat template (one user message -> the training prompt)
     tokenizer.model, added_tokens.json    the base's SentencePiece model and the tags' ids, which is
                                           what llama.cpp's converter reads to reproduce the tokenizer
-    generation_config.json                stop id: EOS, which follows </code> (generation.serving_stop_ids)
+    generation_config.json                stop id: EOS, which follows </code> (train.generation_config.serving_stop_ids)
     README.md                             the commands that serve it
     sft_export.json                       what was exported, from where, and what was checked
     model.gguf                            with --gguf: llama.cpp's converter's output, with </code> as
@@ -23,11 +23,9 @@ import os
 import subprocess
 import sys
 
-from ..artifacts import atomic_output_dir, read_json, write_json
-from ..errors import UserError
-from ..generation import GENERATION_CONFIG, serving_stop_ids, write_generation_config
-from ..template import CLOSE, TAGS, TEMPLATE_VERSION
-from ..tokenizer import (
+from reasoning_sft.artifacts import atomic_output_dir, read_json, write_json
+from reasoning_sft.data.template import CLOSE, TAGS, TEMPLATE_VERSION
+from reasoning_sft.data.tokenizer import (
     SENTENCEPIECE_MODEL,
     add_tags_and_pad,
     chat_template,
@@ -35,6 +33,8 @@ from ..tokenizer import (
     verify_chat_template,
     verify_tokenizer,
 )
+from reasoning_sft.errors import UserError
+from reasoning_sft.train.generation_config import GENERATION_CONFIG, serving_stop_ids, write_generation_config
 
 EXPORT_META = "sft_export.json"
 GGUF_FILE = "model.gguf"
@@ -94,7 +94,7 @@ def training_output(model_dir):
 def load_tokenizer_for_serving(model_dir):
     """The run's tokenizer with the tags as plain tokens (a template v1 run's special tags are made plain:
     same ids, so the weights are unchanged); UserError unless it is one of ours."""
-    from ..artifacts import load_tokenizer_files
+    from reasoning_sft.artifacts import load_tokenizer_files
 
     try:
         tokenizer = load_tokenizer_files(model_dir)
@@ -110,7 +110,7 @@ def load_merged_model(model_dir, mode, train_config, tokenizer, base_model=None,
     """The run's model as plain full weights: the full fine-tuning output, or base + LoRA adapter merged."""
     import torch
 
-    from ..modeling import load_causal_lm, load_for_inference
+    from reasoning_sft.train.modeling import load_causal_lm, load_for_inference
 
     torch_dtype = None if dtype == "auto" else getattr(torch, DTYPES[dtype])
     if mode == "full":
@@ -182,7 +182,7 @@ def check_serving_dir(out_dir, tokenizer):
     """Reload what was written and check it serves as trained; UserError naming the first problem."""
     from transformers import AutoConfig, GenerationConfig
 
-    from ..artifacts import load_tokenizer_files
+    from reasoning_sft.artifacts import load_tokenizer_files
 
     saved = load_tokenizer_files(out_dir)
     verify_tokenizer(saved)
@@ -344,7 +344,7 @@ def write_serving_dir(model, tokenizer, out_dir, source, mode, base_model=None, 
 
 def export(model_dir, out_dir, base_model=None, dtype="auto", gguf=False, llama_cpp_dir=None, overwrite=False):
     """The export stage: a training output -> a checked serving directory. Returns sft_export.json's content."""
-    from ..artifacts import check_output_dir
+    from reasoning_sft.artifacts import check_output_dir
 
     check_output_dir(out_dir, overwrite)
     if dtype != "auto" and dtype not in DTYPES:

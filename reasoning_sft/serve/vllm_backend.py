@@ -2,7 +2,7 @@
 
 Run with the serving venv's python (`make serve-env`): vLLM pins a transformers that .venv does not have.
 
-What is the same as the transformers backend (reasoning_sft/generation.py):
+What is the same as the transformers backend (reasoning_sft/serve/generation.py):
   - the prompt: prompt_token_ids() (the training prompt, BOS + instruction + SEPARATOR + "<reasoning>"),
     handed to vLLM as token ids, so vLLM's tokenizer and chat template play no part;
   - the stops: stop_ids() (EOS and </code>) as stop_token_ids;
@@ -20,7 +20,7 @@ import importlib.util
 import json
 import os
 
-from ..errors import UserError
+from reasoning_sft.errors import UserError
 
 NOT_INSTALLED = ("--backend vllm: vLLM is not installed in this Python; run `make serve-env` and use "
                  ".venv-serve/bin/python {script} --backend vllm ...")
@@ -90,7 +90,7 @@ def generate_vllm(llm, tokenizer, instructions, n=1, max_new_tokens=512, tempera
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from ..generation import decode_continuation, prompt_token_ids, stop_ids
+    from reasoning_sft.serve.decoding import decode_continuation, prompt_token_ids, stop_ids
 
     stops = stop_ids(tokenizer)
     params = SamplingParams(n=n, max_tokens=max_new_tokens, stop_token_ids=stops, detokenize=False,

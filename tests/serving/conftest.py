@@ -99,7 +99,7 @@ def reference(served_dir, short_records):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from reasoning_sft.template import prompt_text
+    from reasoning_sft.data.template import prompt_text
 
     tok = AutoTokenizer.from_pretrained(str(served_dir))
     model = AutoModelForCausalLM.from_pretrained(str(served_dir), dtype="auto").eval()

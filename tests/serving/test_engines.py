@@ -9,7 +9,7 @@ reasoning, intention and code.
 
 import pytest
 
-from reasoning_sft.template import CLOSE, OPEN
+from reasoning_sft.data.template import CLOSE, OPEN
 
 from .conftest import MAX_NEW_TOKENS, N_PROMPTS, free_port, request, running_server
 

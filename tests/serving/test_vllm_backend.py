@@ -14,8 +14,8 @@ import subprocess
 import pytest
 from conftest import REPO_ROOT
 
+from reasoning_sft.data.template import CLOSE
 from reasoning_sft.serve.vllm_backend import REPRODUCIBLE
-from reasoning_sft.template import CLOSE
 
 from .conftest import MAX_NEW_TOKENS, N_PROMPTS
 

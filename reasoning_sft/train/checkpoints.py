@@ -18,9 +18,9 @@ import time
 
 import torch
 
-from . import digests
-from .artifacts import replace_dir, write_json
-from .errors import UserError
+from reasoning_sft import digests
+from reasoning_sft.artifacts import replace_dir, write_json
+from reasoning_sft.errors import UserError
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"
@@ -170,7 +170,7 @@ def _checkpoint_files(path):
 
 def _hash_files(path, files, desc, fsync=False, algorithm=digests.DEFAULT):
     """{file: {"size", algorithm: digest}} for files (relative to path), hashed in parallel threads."""
-    from .progress import progress
+    from reasoning_sft.progress import progress
 
     full = {f: os.path.join(path, f) for f in files}
     total = sum(os.path.getsize(p) for p in full.values())

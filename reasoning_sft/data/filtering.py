@@ -11,9 +11,9 @@ import re
 
 import numpy as np
 
-from .progress import progress
-from .records import content_key, validate
-from .template import TAGS, full_text, prompt_text, section_lengths, tag_ids, tokenize_examples
+from reasoning_sft.data.records import content_key, validate
+from reasoning_sft.data.template import TAGS, full_text, prompt_text, section_lengths, tag_ids, tokenize_examples
+from reasoning_sft.progress import progress
 
 BATCH = 1000
 # A boundary this close to the token cut (in characters) is preferred over a mid-sentence cut.

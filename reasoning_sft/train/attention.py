@@ -31,7 +31,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError
+from reasoning_sft.errors import UserError
 
 ATTN_IMPLEMENTATION = "reasoning_sft_varlen"  # the name transformers' config carries
 INSTALL_HINT = ("a CUDA build of torch >= 2.10 (torch.nn.attention.varlen) or the flash-attn package: "

@@ -8,7 +8,7 @@ resumed run finds the exact batch that would have come next.
 import numpy as np
 import torch
 
-from .template import IGNORE_INDEX, section_ids
+from reasoning_sft.data.template import IGNORE_INDEX, section_ids
 
 
 def batch_cost(lengths, packed):

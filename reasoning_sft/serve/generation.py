@@ -1,172 +1,24 @@
 """Generation with a fine-tuned model, and a strict check of what it produced.
 
-The prompt is built by template.prompt_text, the same code that built the training data:
+The prompt is built by data.template.prompt_text, the same code that built the training data:
 
     BOS + instruction + SEPARATOR + "<reasoning>"
 
-so the model's continuation must be exactly the training target:
-
-    reasoning </reasoning><intention> intention </intention><code> code </code> [EOS]
-
-parse_output() checks that strictly (each of the five tags exactly once, in that order, no
-second <reasoning>, nothing but whitespace after </code> or between a closing tag and the
-next opening tag, no empty section) and names every deviation in a short error string, so
-that summarize() can count the kinds of failure over a whole run.
+so the model's continuation must be exactly the training target, which data.format.parse_output
+checks; evaluate() and summarize() here count the kinds of failure over a whole run.
 """
 
 import os
 from collections import Counter
-from dataclasses import asdict, dataclass, field
 
-from .errors import UserError
-from .records import python_parses
-from .template import CLOSE, OPEN, SECTIONS, TAGS, TEMPLATE_VERSION, prompt_text
-from .tokenizer import save_tokenizer
-
-# The tags a continuation must contain, in order (the prompt already holds "<reasoning>").
-EXPECTED = (CLOSE["reasoning"], OPEN["intention"], CLOSE["intention"], OPEN["code"], CLOSE["code"])
-# Text between two adjacent tags that must be empty (whitespace tolerated).
-GAPS = ((CLOSE["reasoning"], OPEN["intention"]), (CLOSE["intention"], OPEN["code"]))
-STOP_EOS, STOP_CODE, STOP_LENGTH = "eos", CLOSE["code"], "length"
-
-
-@dataclass
-class Parsed:
-    """What parse_output found. Sections are the raw substrings (not stripped); None when not found."""
-    ok: bool
-    errors: list = field(default_factory=list)
-    reasoning: str = None
-    intention: str = None
-    code: str = None
-
-    def to_dict(self):
-        return asdict(self)
-
-
-def parse_output(text):
-    """Check a generated continuation (the text after the prompt's "<reasoning>").
-
-    The caller removes EOS/pad/BOS; trailing whitespace is tolerated. Error strings:
-      "missing T" / "extra T"       a tag of EXPECTED absent / present more than once
-      "stray <reasoning>"           the opening tag of the prompt generated again
-      "order: B before A"           tag B (first occurrence) precedes tag A, which must come first
-      "text between A and B"        non-whitespace between </reasoning> and <intention>, or </intention> and <code>
-      "text after </code>"          anything but whitespace after </code>
-      "empty reasoning|intention|code"  a section that is empty or only whitespace
-    A misplaced tag is reported once, by its own missing/extra/stray/order error: text that
-    contains a tag does not also count as "text between"/"text after".
-    A section is returned whenever its bounding tags occur exactly once, in order, with no
-    tag inside, even if other parts of the output are broken (e.g. the code of an output
-    with text after </code>); otherwise it is None.
-    """
-    text = text.rstrip()
-    errors = []
-    if OPEN["reasoning"] in text:
-        errors.append(f"stray {OPEN['reasoning']}")
-    counts = {tag: text.count(tag) for tag in EXPECTED}
-    for tag in EXPECTED:
-        if counts[tag] == 0:
-            errors.append(f"missing {tag}")
-        elif counts[tag] > 1:
-            errors.append(f"extra {tag}")
-    first = {tag: text.find(tag) for tag in EXPECTED if counts[tag]}
-    present = [tag for tag in EXPECTED if tag in first]
-    for a, b in zip(present, present[1:]):
-        if first[b] < first[a]:
-            errors.append(f"order: {b} before {a}")
-
-    def unique(*tags):  # all tags once each, in the given order
-        return (all(counts[t] == 1 for t in tags)
-                and all(first[a] < first[b] for a, b in zip(tags, tags[1:])))
-
-    def between(a, b):
-        return text[first[a] + len(a):first[b]]
-
-    def plain(s):  # text with no tag in it
-        return not any(tag in s for tag in TAGS)
-
-    sections = {}
-    if unique(CLOSE["reasoning"]):
-        sections["reasoning"] = text[:first[CLOSE["reasoning"]]]
-    for name in ("intention", "code"):
-        if unique(OPEN[name], CLOSE[name]):
-            sections[name] = between(OPEN[name], CLOSE[name])
-    sections = {name: value for name, value in sections.items() if plain(value)}
-    for a, b in GAPS:
-        if unique(a, b) and between(a, b).strip() and plain(between(a, b)):
-            errors.append(f"text between {a} and {b}")
-    if counts[CLOSE["code"]] == 1:
-        after = text[first[CLOSE["code"]] + len(CLOSE["code"]):]
-        if after and plain(after):
-            errors.append(f"text after {CLOSE['code']}")
-    for name in SECTIONS:
-        if name in sections and not sections[name].strip():
-            errors.append(f"empty {name}")
-    return Parsed(ok=not errors, errors=errors, **sections)
-
+from reasoning_sft.data.format import parse_output
+from reasoning_sft.data.records import python_parses
+from reasoning_sft.data.template import SECTIONS, TEMPLATE_VERSION
+from reasoning_sft.errors import UserError
+from reasoning_sft.serve.decoding import decode_continuation, encode_prompts, prompt_token_ids, stop_ids
 
 # ---------------------------------------------------------------------------------------
 # generation
-
-
-def encode_prompts(tokenizer, instructions):
-    """Left-padded prompt batch (PyTorch tensors): pads, BOS, instruction, SEPARATOR, <reasoning>.
-
-    Left padding puts the last prompt token of every row in the last column, which is
-    where generate() appends; position ids come from the attention mask.
-    """
-    return tokenizer([prompt_text(i) for i in instructions], add_special_tokens=True, padding=True,
-                     padding_side="left", return_tensors="pt")
-
-
-def prompt_token_ids(tokenizer, instructions):
-    """Each instruction's prompt ids, unpadded: what encode_prompts() left-pads into a batch."""
-    return tokenizer([prompt_text(i) for i in instructions], add_special_tokens=True)["input_ids"]
-
-
-def stop_ids(tokenizer):
-    """Token ids that end a generation: EOS and </code> (nothing may follow </code>)."""
-    return [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(CLOSE["code"])]
-
-
-def decode_continuation(tokenizer, ids):
-    """Turn the generated ids of one row into a result dict (without parsing it).
-
-    The row is cut after its first stop token (the rest is generate()'s pad filler), EOS,
-    BOS and pad ids are dropped, and the rest is decoded with the tags kept.
-    Returns {"output", "n_tokens" (generated, stop token included), "stop", "section_tokens"}:
-    stop is "eos", "</code>" or "length"; section_tokens counts the tokens inside each
-    section (tags excluded) when the five tags occur once each as single ids in order, else None.
-    """
-    ids = [int(i) for i in ids]
-    eos, code_close = stop_ids(tokenizer)
-    stop = STOP_LENGTH
-    for pos, i in enumerate(ids):
-        if i in (eos, code_close):
-            ids = ids[:pos + 1]
-            stop = STOP_EOS if i == eos else STOP_CODE
-            break
-    n_tokens = len(ids)
-    drop = {eos, tokenizer.bos_token_id, tokenizer.pad_token_id}
-    ids = [i for i in ids if i not in drop]
-    text = tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-    return {"output": text, "n_tokens": n_tokens, "stop": stop, "section_tokens": _section_tokens(tokenizer, ids)}
-
-
-def _section_tokens(tokenizer, ids):
-    tag_id = {tag: tokenizer.convert_tokens_to_ids(tag) for tag in EXPECTED}
-    pos = {}
-    for tag, i in tag_id.items():
-        hits = [p for p, x in enumerate(ids) if x == i]
-        if len(hits) != 1:
-            return None
-        pos[tag] = hits[0]
-    order = [pos[t] for t in EXPECTED]
-    if order != sorted(order):
-        return None
-    return {"reasoning": pos[CLOSE["reasoning"]],
-            "intention": pos[CLOSE["intention"]] - pos[OPEN["intention"]] - 1,
-            "code": pos[CLOSE["code"]] - pos[OPEN["code"]] - 1}
 
 
 def generate(model, tokenizer, instructions, max_new_tokens=512, temperature=0.0, top_p=0.95,
@@ -180,7 +32,7 @@ def generate(model, tokenizer, instructions, max_new_tokens=512, temperature=0.0
     """
     import torch
 
-    from .progress import progress
+    from reasoning_sft.progress import progress
 
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token; use the one prepare_llamatokenizer.py wrote")
@@ -268,7 +120,7 @@ def check_model_and_sampling_args(args, script="generate.py"):
     if args.tensor_parallel_size < 1 or (args.max_model_len is not None and args.max_model_len < 2):
         raise UserError("--tensor_parallel_size must be at least 1 and --max_model_len at least 2")
     if args.backend == "vllm":
-        from .serve.vllm_backend import check_args
+        from reasoning_sft.serve.vllm_backend import check_args
         check_args(args, script)
     elif args.tensor_parallel_size > 1 or args.max_model_len is not None:
         flag = "--tensor_parallel_size" if args.tensor_parallel_size > 1 else "--max_model_len"
@@ -300,12 +152,12 @@ def load_model_for_generation(args, tokenizer, tok_meta):
         "top_p": args.top_p if args.temperature > 0 else None, "seed": args.seed,
     }
     if args.backend == "vllm":  # vLLM schedules its own batches: --batch_size is not used
-        from .serve.vllm_backend import load_engine
+        from reasoning_sft.serve.vllm_backend import load_engine
 
         engine, engine_settings = load_engine(args, tokenizer, tok_meta)
         return engine, dict(settings, model_name=None, **engine_settings)
 
-    from .modeling import load_for_inference
+    from reasoning_sft.train.modeling import load_for_inference
 
     if not args.model_dir and not model_name:
         raise UserError("--model_name is required (the tokenizer metadata names no base model)")
@@ -325,57 +177,12 @@ def generate_with_args(model, tokenizer, instructions, args, n=1):
     """n results per instruction (instruction-major) with add_sampling_args' options, from the model that
     load_model_for_generation() loaded: generate() repeats each prompt n times, vLLM samples n per prompt."""
     if args.backend == "vllm":
-        from .serve.vllm_backend import generate_vllm
+        from reasoning_sft.serve.vllm_backend import generate_vllm
 
         return generate_vllm(model, tokenizer, instructions, n=n, max_new_tokens=args.max_new_tokens,
                              temperature=args.temperature, top_p=args.top_p)
     return generate(model, tokenizer, [i for i in instructions for _ in range(n)], max_new_tokens=args.max_new_tokens,
                     temperature=args.temperature, top_p=args.top_p, batch_size=args.batch_size, seed=args.seed)
-
-
-# ---------------------------------------------------------------------------------------
-# generation_config.json: where a trained model stops
-
-
-GENERATION_CONFIG = "generation_config.json"
-
-
-def serving_stop_ids(tokenizer):
-    """Where a served model stops: EOS, which training puts right after </code> in every example.
-
-    Not </code> itself: vLLM leaves the text of the token it stopped at out of its answer, so a server
-    that stopped at </code> would return code with no closing tag. Stopping one token later, at EOS
-    (whose text no engine shows), every engine's answer ends with "</code>". generate() below still
-    stops at either (stop_ids), and the GGUF also ends at </code> (llama-server keeps its text).
-    """
-    return [tokenizer.eos_token_id]
-
-
-def write_generation_config(output_dir, tokenizer):
-    """Write OUTPUT_DIR/generation_config.json whose stop token is EOS (serving_stop_ids).
-
-    transformers' generate() and the serving stacks (vLLM, TGI) read their stop tokens from
-    this file. Other fields of an existing file (the base model's sampling defaults) are kept.
-    """
-    from transformers import GenerationConfig
-
-    from .artifacts import write_file_atomic
-
-    path = os.path.join(output_dir, GENERATION_CONFIG)
-    config = GenerationConfig.from_pretrained(output_dir) if os.path.exists(path) else GenerationConfig()
-    config.bos_token_id = tokenizer.bos_token_id
-    config.eos_token_id = serving_stop_ids(tokenizer)
-    config.pad_token_id = tokenizer.pad_token_id
-    config._from_model_config = False  # else generate() may rebuild it from config.json (EOS only)
-    write_file_atomic(path, lambda f: f.write(config.to_json_string(use_diff=True)))
-    return path
-
-
-def save_tokenizer_and_generation_config(output_dir, tokenizer):
-    """What a model directory needs beside its weights to be served as trained: the tokenizer
-    (with its chat template and SentencePiece model) and generation_config.json."""
-    save_tokenizer(tokenizer, output_dir)
-    return write_generation_config(output_dir, tokenizer)
 
 
 def evaluate(result):

@@ -5,7 +5,7 @@ optional). The model's instruction is the problem's prompt (signature + docstrin
 training template; its answer must be the full format, reasoning -> intention -> code, and the
 <code> section must hold the whole function with its imports. A sample is judged in this order:
 
-    format error   the output breaks the format (generation.parse_output: any error)
+    format error   the output breaks the format (data.format.parse_output: any error)
     syntax error   the <code> section does not parse as Python
     passed         <code> + the problem's test ran, then check(entry_point) ran to its end, with
                    every value the function returned handed to the test as plain data (execution.py)
@@ -21,11 +21,11 @@ from collections import Counter
 
 import numpy as np
 
-from .errors import UserError
-from .execution import FAILED, PASSED, TIMED_OUT, run_programs
-from .generation import parse_output
-from .records import read_records, syntax_error, writable
-from .template import target_text
+from reasoning_sft.data.format import parse_output
+from reasoning_sft.data.records import read_records, syntax_error, writable
+from reasoning_sft.data.template import target_text
+from reasoning_sft.errors import UserError
+from reasoning_sft.eval.execution import FAILED, PASSED, TIMED_OUT, run_programs
 
 FORMAT_ERROR, SYNTAX_ERROR = "format error", "syntax error"
 RESULTS = (PASSED, FAILED, TIMED_OUT, FORMAT_ERROR, SYNTAX_ERROR)

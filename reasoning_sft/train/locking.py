@@ -20,7 +20,7 @@ import os
 import socket
 import sys
 
-from .errors import UserError
+from reasoning_sft.errors import UserError
 
 LOCK_NAME = ".lock"
 

@@ -7,7 +7,7 @@ dynamic=True: a packed row's length changes every step, and a graph per length w
 Module.compile() compiles in place, so parameter names (checkpoints, save_pretrained) do not change.
 """
 
-from .errors import UserError
+from reasoning_sft.errors import UserError
 
 
 def decoder_layers(model):

@@ -11,8 +11,17 @@ import json
 import os
 import shutil
 
-from .errors import UserError
-from .template import OPEN, SEPARATOR, TAGS, TEMPLATE_VERSION, full_text, prompt_text, tag_ids, target_text
+from reasoning_sft.data.template import (
+    OPEN,
+    SEPARATOR,
+    TAGS,
+    TEMPLATE_VERSION,
+    full_text,
+    prompt_text,
+    tag_ids,
+    target_text,
+)
+from reasoning_sft.errors import UserError
 
 PAD_TOKEN = "<pad>"
 # the SentencePiece model file of Llama-family tokenizers; transformers 5 loads tokenizer.json and saves no

@@ -43,9 +43,17 @@ import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
-from . import attention, precision
-from .errors import UserError
-from .training import build_model, check_args, load_data, micro_batches, optimizer_step, param_groups, prepare_training
+from reasoning_sft.errors import UserError
+from reasoning_sft.train import attention, precision
+from reasoning_sft.train.loop import (
+    build_model,
+    check_args,
+    load_data,
+    micro_batches,
+    optimizer_step,
+    param_groups,
+    prepare_training,
+)
 
 GIB = 2 ** 30
 FIT_FRACTION = 0.95   # assumed room for the CUDA context and the allocator's fragmentation (not measured)

@@ -10,8 +10,8 @@ SIGTERM vote (checkpoints.Preemption) is read in the same one.
 
 import torch
 
-from .checkpoints import list_checkpoints
-from .errors import UserError
+from reasoning_sft.errors import UserError
+from reasoning_sft.train.checkpoints import list_checkpoints
 
 EXIT_DIVERGED = 3  # not 2 (bad input) nor 143 (preempted): the input was fine, the run was not
 

@@ -22,22 +22,23 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
-from . import attention, precision
-from .artifacts import check_dataset_matches, load_manifest, load_prepared_tokenizer, write_json
-from .batching import collate, empty_batch, step_schedule
-from .checkpoints import (
+from reasoning_sft.artifacts import check_dataset_matches, load_manifest, load_prepared_tokenizer, write_json
+from reasoning_sft.data.batching import collate, empty_batch, step_schedule
+from reasoning_sft.data.template import SECTION_NAMES, tag_ids
+from reasoning_sft.errors import UserError, add_verbose_flag
+from reasoning_sft.train import attention, precision
+from reasoning_sft.train.checkpoints import (
     Preemption,
     list_checkpoints,
     load_newest_checkpoint,
     register_trainable_only_checkpointing,
     save_checkpoint,
 )
-from .compiling import compile_decoder_layers
-from .divergence import DivergenceGuard, read_verdict, skip_line
-from .errors import UserError, add_verbose_flag
-from .generation import save_tokenizer_and_generation_config
-from .locking import LOCK_NAME, lock_output_dir
-from .metrics import (
+from reasoning_sft.train.compiling import compile_decoder_layers
+from reasoning_sft.train.divergence import DivergenceGuard, read_verdict, skip_line
+from reasoning_sft.train.generation_config import save_tokenizer_and_generation_config
+from reasoning_sft.train.locking import LOCK_NAME, lock_output_dir
+from reasoning_sft.train.metrics import (
     REPORT_TO,
     MetricsLog,
     Throughput,
@@ -46,8 +47,13 @@ from .metrics import (
     forget_steps_after,
     tracker_config,
 )
-from .modeling import N_SECTIONS, ChunkedLossLM, load_causal_lm, mark_tag_rows_trained, resize_and_init_new_tokens
-from .template import SECTION_NAMES, tag_ids
+from reasoning_sft.train.modeling import (
+    N_SECTIONS,
+    ChunkedLossLM,
+    load_causal_lm,
+    mark_tag_rows_trained,
+    resize_and_init_new_tokens,
+)
 
 
 @dataclass
@@ -639,7 +645,7 @@ def finish(trainer, metrics, mode):
     if accelerator.is_main_process:
         # the tokenizer, and generation_config.json: stop at the EOS after </code>, in generate() and servers
         save_tokenizer_and_generation_config(args.output_dir, trainer.data.tokenizer)
-        from .plots import loss_curves
+        from reasoning_sft.plots import loss_curves
         loss_curves(os.path.join(args.output_dir, "metrics.jsonl"), os.path.join(args.output_dir, "loss.png"))
     accelerator.wait_for_everyone()
     log(accelerator, f"done: {pos.global_step} steps{metrics.closing_summary()} -> {args.output_dir}")

@@ -1,6 +1,6 @@
 """One static HTML page that shows a pipeline run: data stages, training, generations.
 
-    python -m reasoning_sft.report --out demo_out/report.html \
+    python -m reasoning_sft.demo.report --out demo_out/report.html \
         --filtered demo_out/filtered --encoded demo_out/encoded \
         --run LoRA demo_out/lora demo_out/generations_lora.jsonl \
         --run "full fine-tuning" demo_out/full demo_out/generations_full.jsonl \
@@ -19,11 +19,18 @@ import os
 import re
 import shutil
 
-from .artifacts import FILTER_REPORT, MANIFEST, atomic_output_dir, read_json, read_jsonl, write_file_atomic
-from .errors import run_cli
-from .generation import summary_path
-from .plots import SECTION_COLORS, loss_curves_compare, pretrain_curve
-from .template import CLOSE, OPEN, TAGS
+from reasoning_sft.artifacts import (
+    FILTER_REPORT,
+    MANIFEST,
+    atomic_output_dir,
+    read_json,
+    read_jsonl,
+    write_file_atomic,
+)
+from reasoning_sft.data.template import CLOSE, OPEN, TAGS
+from reasoning_sft.errors import run_cli
+from reasoning_sft.plots import SECTION_COLORS, loss_curves_compare, pretrain_curve
+from reasoning_sft.serve.generation import summary_path
 
 TAG_RE = re.compile("|".join(re.escape(t) for t in TAGS))
 CSS = """
@@ -50,7 +57,7 @@ def parse_args(argv):
     p.add_argument("--encoded", help="encode_dataset.py's --encode_dir")
     p.add_argument("--run", nargs=3, action="append", metavar=("NAME", "OUTPUT_DIR", "GENERATIONS"), required=True,
                    help="a training run's --output_dir and generate.py's --out for it (repeatable)")
-    p.add_argument("--pretrained", help="a model dir pre-trained by reasoning_sft.pretrain (the demo's base)")
+    p.add_argument("--pretrained", help="a model dir pre-trained by reasoning_sft.demo.pretrain (the demo's base)")
     p.add_argument("--timings", help="seconds per stage, as demo.py writes them (timings.json)")
     p.add_argument("--title", default="reasoning-sft demo")
     return p.parse_args(argv)
@@ -229,7 +236,7 @@ def training_section(runs, images):
 
 
 def pretrain_section(pretrained, images):
-    from .pretrain import PRETRAIN_SUMMARY
+    from reasoning_sft.demo.pretrain import PRETRAIN_SUMMARY
     s = read_json(os.path.join(pretrained, PRETRAIN_SUMMARY), "pre-training summary")
     c = read_json(os.path.join(pretrained, "config.json"), "model config")
     return ("<h2>The base model</h2>"
@@ -272,7 +279,7 @@ def _write_images(files_dir, rel, filtered_dir, runs, pretrained):
     loss_curves_compare([(r["name"], r["rows"]) for r in runs], os.path.join(files_dir, "losses.png"))
     images["losses"] = f"{rel}/losses.png"
     if pretrained:
-        from .pretrain import PRETRAIN_METRICS
+        from reasoning_sft.demo.pretrain import PRETRAIN_METRICS
         pretrain_curve(os.path.join(pretrained, PRETRAIN_METRICS), os.path.join(files_dir, "pretrain.png"))
         images["pretrain"] = f"{rel}/pretrain.png"
     return images

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from .errors import UserError
+from reasoning_sft.errors import UserError
 
 CHOICES = ("auto", "fp32", "bf16", "bf16-nearest")
 ROUNDING_CHUNK = 1 << 24  # elements rounded at a time: bounds the random bits' scratch to 64 MB

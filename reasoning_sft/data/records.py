@@ -10,8 +10,8 @@ import json
 import os
 import zlib
 
-from .errors import UserError
-from .template import TAGS
+from reasoning_sft.data.template import TAGS
+from reasoning_sft.errors import UserError
 
 FIELDS = ("instruction", "reasoning", "intention", "code")
 INSTRUCTION_ALIASES = ("instruction", "prompt", "problem", "question")

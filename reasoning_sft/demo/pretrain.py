@@ -8,7 +8,7 @@ EOS, as a base model sees a task, its explanation and its code in a tutorial. It
 a tag: writing <reasoning>…</reasoning><intention>…</intention><code>…</code> is what
 fine-tuning has to teach.
 
-Used by `python -m reasoning_sft.tiny_llama --pretrain_epochs N` (what `make demo` runs);
+Used by `python -m reasoning_sft.demo.tiny_llama --pretrain_epochs N` (what `make demo` runs);
 not a stage of the pipeline.
 """
 
@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 
-from .errors import UserError
-from .records import FIELDS, _instruction_key
-from .template import TAGS
+from reasoning_sft.data.records import FIELDS, _instruction_key
+from reasoning_sft.data.template import TAGS
+from reasoning_sft.errors import UserError
 
 PRETRAIN_METRICS = "pretrain_metrics.jsonl"   # one row per logged step, beside the model
 PRETRAIN_SUMMARY = "pretrain.json"            # settings, token counts, first/last loss, seconds
@@ -92,7 +92,7 @@ def pretrain(model_dir, records, epochs=4, lr=3e-3, seq_len=256, batch_size=16, 
     from tokenizers import Tokenizer
     from transformers import AutoModelForCausalLM
 
-    from .progress import progress
+    from reasoning_sft.progress import progress
 
     docs = pretraining_documents(records)
     if not docs:

@@ -1,6 +1,6 @@
 """Running model-written programs: each in its own process, temporary directory and limits.
 
-run_program(source, entry_point=...) starts `python -I reasoning_sft/sandbox_runner.py program.py ENTRY`:
+run_program(source, entry_point=...) starts `python -I reasoning_sft/eval/sandbox_runner.py program.py ENTRY`:
   - where the kernel allows it, its own unprivileged user + network namespace (isolation.py):
     no network at all, only a loopback that is down; network_isolation() says whether it holds;
   - a fresh temporary directory as the working directory (removed afterwards), HOME and TMPDIR in it;
@@ -32,7 +32,7 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from . import isolation, sandbox_runner
+from reasoning_sft.eval import isolation, sandbox_runner
 
 PASSED, FAILED, TIMED_OUT = "passed", "failed", "timed out"
 RUNNER = os.path.abspath(sandbox_runner.__file__)
@@ -160,7 +160,7 @@ def run_program(source, timeout=DEFAULT_TIMEOUT, memory_mb=DEFAULT_MEMORY_MB, en
 def run_programs(sources, timeout=DEFAULT_TIMEOUT, memory_mb=DEFAULT_MEMORY_MB, workers=None, desc="execute",
                  entry_points=None):
     """run_program on every source (with entry_points[i], when given), `workers` at a time; results in input order."""
-    from .progress import progress
+    from reasoning_sft.progress import progress
 
     sources = list(sources)
     entry_points = list(entry_points) if entry_points is not None else [None] * len(sources)

@@ -15,17 +15,17 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from .errors import UserError
-from .fused_head import fused_linear_cross_entropy, head_weight_and_bias
-from .template import tag_ids
-from .tokenizer import PAD_TOKEN
+from reasoning_sft.data.template import tag_ids
+from reasoning_sft.data.tokenizer import PAD_TOKEN
+from reasoning_sft.errors import UserError
+from reasoning_sft.train.fused_head import fused_linear_cross_entropy, head_weight_and_bias
 
 LOSS_CHUNK = 4096  # positions per output-head chunk: 4096 x 32k fp32 logits = 0.5 GB at most
 N_SECTIONS = 5     # prompt, reasoning, intention, code, eos (see template.section_ids)
 
 
 def load_causal_lm(model_name, dtype=None, flash_attn=False, load_in_4bit=False, for_generation=False, weights=True):
-    """flash_attn: packed-row training through the varlen kernel (reasoning_sft.attention); with
+    """flash_attn: packed-row training through the varlen kernel (reasoning_sft.train.attention); with
     for_generation (padded, cached decoding), flash_attention_2 where flash-attn runs, else sdpa.
     weights=False: the model built from its config.json alone, nothing else read (--plan builds it
     under FakeTensorMode: shapes and dtypes, no storage)."""
@@ -38,7 +38,7 @@ def load_causal_lm(model_name, dtype=None, flash_attn=False, load_in_4bit=False,
                         "(to generate with the adapter: generate.py --adapter_dir)")
     kwargs = {}
     if flash_attn:
-        from . import attention
+        from reasoning_sft.train import attention
         kernel = attention.select_kernel()  # or one line saying what to install
         kwargs["attn_implementation"] = (attention.generation_attention(kernel) if for_generation
                                          else attention.install(kernel))

@@ -6,7 +6,7 @@ import math
 import os
 import time
 
-from .progress import progress
+from reasoning_sft.progress import progress
 
 REPORT_TO = ("tensorboard", "wandb", "none")
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
@@ -21,7 +21,7 @@ def default_report_to():
 
 def check_report_to(report_to):
     """A tracker whose package is missing: one clear line, before anything starts."""
-    from .errors import UserError
+    from reasoning_sft.errors import UserError
 
     package = TRACKER_PACKAGES.get(report_to)
     if package and importlib.util.find_spec(package) is None:

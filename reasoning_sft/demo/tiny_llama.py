@@ -6,10 +6,10 @@ prefix, BOS added) and shipped as they ship it: tokenizer.model plus a legacy-mo
 tokenizer.json, so it reproduces the stray-"▁"-after-special-tokens pitfall that stage 1 must
 remove, and llama.cpp's converter reads it as it reads CodeLlama's.
 
-    python -m reasoning_sft.tiny_llama --corpus examples/sample.jsonl --out_dir demo_out/tiny-llama
+    python -m reasoning_sft.demo.tiny_llama --corpus examples/sample.jsonl --out_dir demo_out/tiny-llama
 
 --pretrain_epochs N (what `make demo` uses) then trains it as a plain causal LM on the
-corpus' text, without tags (reasoning_sft/pretrain.py), so that, like a real base model,
+corpus' text, without tags (reasoning_sft/demo/pretrain.py), so that, like a real base model,
 it knows the language before fine-tuning teaches it the format. Off by default: the
 tests' fixtures build an untrained model in a second.
 """
@@ -17,10 +17,10 @@ tests' fixtures build an untrained model in a second.
 import argparse
 import os
 
-from .artifacts import atomic_output_dir, write_json
-from .errors import UserError, run_cli
-from .records import read_records
-from .tokenizer import SENTENCEPIECE_MODEL
+from reasoning_sft.artifacts import atomic_output_dir, write_json
+from reasoning_sft.data.records import read_records
+from reasoning_sft.data.tokenizer import SENTENCEPIECE_MODEL
+from reasoning_sft.errors import UserError, run_cli
 
 
 def corpus_texts(records):
@@ -106,7 +106,7 @@ def build(corpus, out_dir, vocab_size=2048, overwrite=True, pretrain_epochs=0, p
         n = build_tokenizer(texts, tmp, vocab_size)
         build_model(tmp, n, **model_kwargs)
         if pretrain_epochs > 0:
-            from .pretrain import pretrain
+            from reasoning_sft.demo.pretrain import pretrain
             eval_records = read_records(eval_corpus) if eval_corpus else None
             summary = pretrain(tmp, records, epochs=pretrain_epochs, eval_records=eval_records,
                                **(pretrain_kwargs or {}))

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from .template import labels_for, tokenize_examples
+from reasoning_sft.data.template import labels_for, tokenize_examples
 
 FIELDS = ("instruction", "reasoning", "intention", "code")
 

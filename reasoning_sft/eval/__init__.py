@@ -1,0 +1,1 @@
+"""Evaluation: HumanEval-style problems, the sandbox that runs a sample against its tests, pass@k."""
