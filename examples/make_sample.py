@@ -177,8 +177,10 @@ def merge_intervals(rng, long):
     return build(rng, v, long=long, cx="O(n log n) time because of the sort",
         instruction=[
             "Write a function `$fn($arg)` that merges overlapping closed intervals and returns them sorted by start.",
-            "Implement `$fn($arg)`. Given a list of `[start, end]` pairs, merge every group of overlapping or touching intervals and return the merged list ordered by start.",
-            "Given a list of closed intervals `$arg`, write `$fn` that returns a new list where all overlapping intervals have been combined. The input may be unsorted.",
+            "Implement `$fn($arg)`. Given a list of `[start, end]` pairs, merge every group of overlapping or touching "
+            "intervals and return the merged list ordered by start.",
+            "Given a list of closed intervals `$arg`, write `$fn` that returns a new list where all overlapping "
+            "intervals have been combined. The input may be unsorted.",
         ],
         reasoning=[
             ["The input is a list of [start, end] pairs that may arrive in any order.",
@@ -186,10 +188,13 @@ def merge_intervals(rng, long):
             ["If I sort by start, any interval that overlaps the current merged block must come right after it.",
              "Sorting by the start point means overlaps can only happen between neighbours in the sorted order."],
             ["Then one linear sweep suffices: compare each interval's start with the end of the last merged interval.",
-             "After sorting I can sweep once, keeping a result list and extending its last element whenever the next start is not past its end."],
-            ["Since the intervals are closed, [1, 3] and [3, 5] touch and should merge, so the comparison is start <= last_end.",
+             "After sorting I can sweep once, keeping a result list and extending its last element whenever the next "
+             "start is not past its end."],
+            ["Since the intervals are closed, [1, 3] and [3, 5] touch and should merge, so the comparison is start <= "
+             "last_end.",
              "Touching intervals like [1, 2] and [2, 4] count as overlapping because the endpoints are inclusive."],
-            ["When extending, I take max of the two ends, because a later interval can be fully contained in the current one.",
+            ["When extending, I take max of the two ends, because a later interval can be fully contained in the "
+             "current one.",
              None],
             ["An empty input should just return an empty list.", None],
             ["Sorting dominates, giving O(n log n) time and O(n) extra space for the output.",
@@ -197,7 +202,8 @@ def merge_intervals(rng, long):
         ],
         intention=[
             "Sort by start, then sweep, extending the last interval while they overlap.",
-            "Sort the intervals by start and merge each one into the previous block when its start is at most the block's end.",
+            "Sort the intervals by start and merge each one into the previous block when its start is at most the "
+            "block's end.",
         ],
         code=r'''
 def $fn($arg):
@@ -217,7 +223,11 @@ assert $fn([[1, 10], [2, 3]]) == [[1, 10]]
 assert $fn([]) == []
 ''',
         alternatives=[
-            "One alternative is to build a boolean array over the coordinate range and mark covered points, then read off runs. That only works for small integer coordinates and wastes memory when the range is large, so it is a poor general solution. Another option is an interval tree, which is great for repeated queries but overkill for a single merge. The sort-and-sweep approach is the standard answer because it is simple, handles arbitrary numeric endpoints and is optimal up to the sort.",
+            "One alternative is to build a boolean array over the coordinate range and mark covered points, then read "
+            "off runs. That only works for small integer coordinates and wastes memory when the range is large, so it "
+            "is a poor general solution. Another option is an interval tree, which is great for repeated queries but "
+            "overkill for a single merge. The sort-and-sweep approach is the standard answer because it is simple, "
+            "handles arbitrary numeric endpoints and is optimal up to the sort.",
         ])
 
 
@@ -228,8 +238,10 @@ def two_sum(rng, long):
              target=rng.choice(["target", "goal", "total"]))
     return build(rng, v, long=long, cx="O(n) time and O(n) extra space",
         instruction=[
-            "Write `$fn($arg, $target)` that returns the indices `(i, j)` with `i < j` of two elements summing to `$target`, or `None` if no such pair exists.",
-            "Implement `$fn($arg, $target)`: find two distinct positions in the list whose values add up to `$target` and return them as a tuple of indices in increasing order. Return `None` when there is no pair.",
+            "Write `$fn($arg, $target)` that returns the indices `(i, j)` with `i < j` of two elements summing to "
+            "`$target`, or `None` if no such pair exists.",
+            "Implement `$fn($arg, $target)`: find two distinct positions in the list whose values add up to `$target` "
+            "and return them as a tuple of indices in increasing order. Return `None` when there is no pair.",
         ],
         reasoning=[
             ["The brute-force way checks every pair, which is O(n^2).",
@@ -266,7 +278,10 @@ assert $fn([3, 3], 6) == (0, 1)
 assert $fn([1, 2], 7) is None
 ''',
         alternatives=[
-            "A second approach sorts the values together with their original indices and walks two pointers inward from both ends. That uses O(n log n) time and is attractive when memory is tight, but it needs extra bookkeeping to report original indices in increasing order. The hash-map scan is linear and simpler, and dictionary lookups are cheap in Python, so it is the better default here.",
+            "A second approach sorts the values together with their original indices and walks two pointers inward "
+            "from both ends. That uses O(n log n) time and is attractive when memory is tight, but it needs extra "
+            "bookkeeping to report original indices in increasing order. The hash-map scan is linear and simpler, and "
+            "dictionary lookups are cheap in Python, so it is the better default here.",
         ])
 
 
@@ -276,16 +291,21 @@ def is_palindrome(rng, long):
              arg=rng.choice(["text", "s", "phrase"]))
     return build(rng, v, long=long, cx="O(n) time and O(1) extra space",
         instruction=[
-            "Write `$fn($arg)` that returns True if the string reads the same forwards and backwards, ignoring case and any non-alphanumeric characters.",
-            "Implement `$fn($arg)`. Consider only letters and digits, compare them case-insensitively, and report whether the string is a palindrome.",
-            "Given a string `$arg`, decide whether it is a palindrome once punctuation and spaces are removed and case is ignored. Write this as `$fn`.",
+            "Write `$fn($arg)` that returns True if the string reads the same forwards and backwards, ignoring case "
+            "and any non-alphanumeric characters.",
+            "Implement `$fn($arg)`. Consider only letters and digits, compare them case-insensitively, and report "
+            "whether the string is a palindrome.",
+            "Given a string `$arg`, decide whether it is a palindrome once punctuation and spaces are removed and case "
+            "is ignored. Write this as `$fn`.",
         ],
         reasoning=[
             ["Only alphanumeric characters count, and comparison is case-insensitive.",
              "Spaces, punctuation and case should not affect the answer."],
             ["I could build a filtered lowercase string and compare it with its reverse, but that allocates a copy.",
-             "The simplest version filters the string and compares it to its reverse; it's O(n) but uses extra memory."],
-            ["A two-pointer scan from both ends avoids the copy: skip non-alphanumerics on each side, then compare lowercased characters.",
+             "The simplest version filters the string and compares it to its reverse; it's O(n) but uses extra "
+             "memory."],
+            ["A two-pointer scan from both ends avoids the copy: skip non-alphanumerics on each side, then compare "
+             "lowercased characters.",
              "With two indices moving inward and skipping characters that don't count, I can compare in place."],
             ["The loop stops when the pointers meet or cross.",
              "I need to make sure the skipping loops also respect left < right so they don't run past each other."],
@@ -294,7 +314,8 @@ def is_palindrome(rng, long):
         ],
         intention=[
             "Walk two pointers inward, skipping non-alphanumeric characters and comparing the rest case-insensitively.",
-            "Use two indices from both ends, skip characters that are not letters or digits, and fail on the first mismatch.",
+            "Use two indices from both ends, skip characters that are not letters or digits, and fail on the first "
+            "mismatch.",
         ],
         code=r'''
 def $fn($arg):
@@ -319,7 +340,11 @@ assert $fn("!!")
 assert $fn("No 'x' in Nixon")
 ''',
         alternatives=[
-            "The copy-based version, `cleaned = [c.lower() for c in text if c.isalnum()]` followed by `cleaned == cleaned[::-1]`, is arguably more readable and in CPython may even be faster for short strings because the work happens in C. Its downside is O(n) extra memory and the fact that it always scans the whole string even when the first characters already mismatch. The two-pointer version exits early and uses constant space, which is the behaviour I'd want for very long inputs.",
+            "The copy-based version, `cleaned = [c.lower() for c in text if c.isalnum()]` followed by `cleaned == "
+            "cleaned[::-1]`, is arguably more readable and in CPython may even be faster for short strings because the "
+            "work happens in C. Its downside is O(n) extra memory and the fact that it always scans the whole string "
+            "even when the first characters already mismatch. The two-pointer version exits early and uses constant "
+            "space, which is the behaviour I'd want for very long inputs.",
         ])
 
 
@@ -329,17 +354,21 @@ def group_anagrams(rng, long):
              arg=rng.choice(["words", "strings", "tokens"]))
     return build(rng, v, long=long, cx="O(n k log k) time for n words of length up to k",
         instruction=[
-            "Write `$fn($arg)` that groups words that are anagrams of each other. Return a list of groups, each group in input order, with groups ordered by first appearance.",
-            "Implement `$fn($arg)`: partition a list of strings into lists of mutual anagrams, preserving the original order within and across groups.",
+            "Write `$fn($arg)` that groups words that are anagrams of each other. Return a list of groups, each group "
+            "in input order, with groups ordered by first appearance.",
+            "Implement `$fn($arg)`: partition a list of strings into lists of mutual anagrams, preserving the original "
+            "order within and across groups.",
         ],
         reasoning=[
-            ["Two words are anagrams exactly when their sorted characters are equal, so the sorted string is a canonical key.",
+            ["Two words are anagrams exactly when their sorted characters are equal, so the sorted string is a "
+             "canonical key.",
              "I need a key that is identical for all anagrams; sorting the letters gives one."],
             ["A dict from key to list of words collects the groups.",
              "I'll map each key to the list of words that share it."],
             ["Python dicts preserve insertion order, so groups come out in order of first appearance for free.",
              "Because dict insertion order is preserved, iterating the values yields groups in first-seen order."],
-            ["An alternative key is a 26-length count tuple, which is O(k) instead of O(k log k), but it assumes lowercase ASCII.",
+            ["An alternative key is a 26-length count tuple, which is O(k) instead of O(k log k), but it assumes "
+             "lowercase ASCII.",
              None],
             ["Empty strings are anagrams of each other and form their own group.", None],
         ],
@@ -362,7 +391,11 @@ assert $fn([]) == []
 assert $fn(["", ""]) == [["", ""]]
 ''',
         alternatives=[
-            "Using a letter-count tuple as the key avoids the per-word sort and is asymptotically better for long words, but it silently breaks for uppercase letters, digits or Unicode unless I switch to a Counter, and a frozenset of Counter items is clumsy. Another option is to assign each letter a distinct prime and multiply, which gives a unique product per multiset; it is clever but overflows in other languages and is hard to read. Sorting is the clearest general key.",
+            "Using a letter-count tuple as the key avoids the per-word sort and is asymptotically better for long "
+            "words, but it silently breaks for uppercase letters, digits or Unicode unless I switch to a Counter, and "
+            "a frozenset of Counter items is clumsy. Another option is to assign each letter a distinct prime and "
+            "multiply, which gives a unique product per multiset; it is clever but overflows in other languages and is "
+            "hard to read. Sorting is the clearest general key.",
         ])
 
 
@@ -372,8 +405,10 @@ def fibonacci(rng, long):
              arg=rng.choice(["n", "index", "k"]))
     return build(rng, v, long=long, cx="O(n) time and O(1) space",
         instruction=[
-            "Write `$fn($arg)` that returns the $arg-th Fibonacci number, with F(0) = 0 and F(1) = 1. Raise ValueError for negative input.",
-            "Implement `$fn($arg)` computing Fibonacci numbers iteratively so that it works for large indices without recursion limits. Negative input should raise ValueError.",
+            "Write `$fn($arg)` that returns the $arg-th Fibonacci number, with F(0) = 0 and F(1) = 1. Raise ValueError "
+            "for negative input.",
+            "Implement `$fn($arg)` computing Fibonacci numbers iteratively so that it works for large indices without "
+            "recursion limits. Negative input should raise ValueError.",
         ],
         reasoning=[
             ["The naive recursive definition recomputes subproblems and is exponential.",
@@ -412,7 +447,11 @@ else:
     raise AssertionError("expected ValueError")
 ''',
         alternatives=[
-            "There are faster methods: fast doubling uses the identities F(2k) = F(k)(2F(k+1) - F(k)) and F(2k+1) = F(k)^2 + F(k+1)^2 to get O(log n) arithmetic operations, and 2x2 matrix exponentiation achieves the same bound. Binet's closed form looks attractive but relies on floating point and becomes wrong around n = 71. For the sizes a typical caller needs, the linear loop is simple, exact and fast enough, so I'll use it and mention fast doubling only as a possible optimisation.",
+            "There are faster methods: fast doubling uses the identities F(2k) = F(k)(2F(k+1) - F(k)) and F(2k+1) = "
+            "F(k)^2 + F(k+1)^2 to get O(log n) arithmetic operations, and 2x2 matrix exponentiation achieves the same "
+            "bound. Binet's closed form looks attractive but relies on floating point and becomes wrong around n = 71. "
+            "For the sizes a typical caller needs, the linear loop is simple, exact and fast enough, so I'll use it "
+            "and mention fast doubling only as a possible optimisation.",
         ])
 
 
@@ -423,13 +462,16 @@ def binary_search(rng, long):
              x=rng.choice(["target", "key", "needle"]))
     return build(rng, v, long=long, cx="O(log n) time and O(1) space",
         instruction=[
-            "Write `$fn($arg, $x)` that returns the index of the first occurrence of `$x` in the ascending list `$arg`, or -1 if it is absent. Do not use the bisect module.",
-            "Implement binary search as `$fn($arg, $x)`: given a sorted list that may contain duplicates, return the leftmost index holding `$x`, or -1.",
+            "Write `$fn($arg, $x)` that returns the index of the first occurrence of `$x` in the ascending list "
+            "`$arg`, or -1 if it is absent. Do not use the bisect module.",
+            "Implement binary search as `$fn($arg, $x)`: given a sorted list that may contain duplicates, return the "
+            "leftmost index holding `$x`, or -1.",
         ],
         reasoning=[
             ["The list is sorted, so binary search gives O(log n).",
              "Sortedness is the key property; I can halve the search range each step."],
-            ["Because of duplicates I want the leftmost match, so I'll search for the first index whose value is >= $x.",
+            ["Because of duplicates I want the leftmost match, so I'll search for the first index whose value is >= "
+             "$x.",
              "To get the first occurrence, I'll compute a lower bound rather than stopping at any equal element."],
             ["I'll use a half-open range [lo, hi) with hi = len($arg), which avoids off-by-one confusion.",
              "A half-open interval lo..hi makes the loop condition simply lo < hi."],
@@ -465,7 +507,11 @@ assert $fn([1, 3, 5], 5) == 2
 assert $fn([1, 3, 5], 0) == -1
 ''',
         alternatives=[
-            "The textbook closed-interval variant with lo <= hi and an early return on equality is fine for distinct keys, but with duplicates it returns an arbitrary matching index, which is not what was asked. I could fix that by continuing the search to the left after a match, but the lower-bound formulation handles it without extra branches. In Python there is no integer overflow in (lo + hi) // 2, so the lo + (hi - lo) // 2 trick is unnecessary, though harmless.",
+            "The textbook closed-interval variant with lo <= hi and an early return on equality is fine for distinct "
+            "keys, but with duplicates it returns an arbitrary matching index, which is not what was asked. I could "
+            "fix that by continuing the search to the left after a match, but the lower-bound formulation handles it "
+            "without extra branches. In Python there is no integer overflow in (lo + hi) // 2, so the lo + (hi - lo) "
+            "// 2 trick is unnecessary, though harmless.",
         ])
 
 
@@ -475,15 +521,18 @@ def flatten(rng, long):
              arg=rng.choice(["nested", "items", "data"]))
     return build(rng, v, long=long, cx="O(n) time in the total number of elements and lists",
         instruction=[
-            "Write `$fn($arg)` that takes an arbitrarily nested list of integers and returns a flat list of all integers in left-to-right order.",
-            "Implement `$fn($arg)`: given lists nested to any depth, produce a single flat list. Only `list` instances should be expanded; other values are kept as-is.",
+            "Write `$fn($arg)` that takes an arbitrarily nested list of integers and returns a flat list of all "
+            "integers in left-to-right order.",
+            "Implement `$fn($arg)`: given lists nested to any depth, produce a single flat list. Only `list` instances "
+            "should be expanded; other values are kept as-is.",
         ],
         reasoning=[
             ["The structure is recursive, so recursion is the natural first idea.",
              "Nesting can be arbitrarily deep, which suggests either recursion or an explicit stack."],
             ["Deep nesting could hit Python's recursion limit, so an explicit stack of iterators is safer.",
              "To avoid RecursionError on pathological inputs, I'll manage my own stack of iterators."],
-            ["I push an iterator for the top-level list; when I see a list, I push its iterator; when an iterator is exhausted, I pop it.",
+            ["I push an iterator for the top-level list; when I see a list, I push its iterator; when an iterator is "
+             "exhausted, I pop it.",
              "Each stack entry is an iterator; nested lists get pushed, and exhausted iterators are popped."],
             ["This keeps left-to-right order without reversing anything.",
              "Using iterators rather than pushing elements in reverse keeps the order obvious."],
@@ -519,7 +568,11 @@ for _ in range(5000):
 assert $fn(deep) == [1]
 ''',
         alternatives=[
-            "A recursive generator with `yield from` is the most readable version and is perfectly fine for ordinary data, but each nesting level adds a Python frame, and chains of `yield from` also make each yielded value pass through every level, so very deep inputs are both slow and at risk of RecursionError. The explicit-stack version is a little less pretty but bounded only by memory. The for/else construct lets me detect exhaustion of the current iterator cleanly.",
+            "A recursive generator with `yield from` is the most readable version and is perfectly fine for ordinary "
+            "data, but each nesting level adds a Python frame, and chains of `yield from` also make each yielded value "
+            "pass through every level, so very deep inputs are both slow and at risk of RecursionError. The "
+            "explicit-stack version is a little less pretty but bounded only by memory. The for/else construct lets me "
+            "detect exhaustion of the current iterator cleanly.",
         ])
 
 
@@ -530,8 +583,10 @@ def top_k_words(rng, long):
              k=rng.choice(["k", "n", "limit"]))
     return build(rng, v, long=long, cx="O(n + u log u) time for n words with u distinct",
         instruction=[
-            "Write `$fn($arg, $k)` that returns the `$k` most frequent words in a string as a list of `(word, count)` tuples. Words are case-insensitive runs of letters; ties are broken alphabetically.",
-            "Implement `$fn($arg, $k)`. Split the text into lowercase alphabetic words, count them, and return the top `$k` as (word, count) pairs sorted by descending count, then alphabetically.",
+            "Write `$fn($arg, $k)` that returns the `$k` most frequent words in a string as a list of `(word, count)` "
+            "tuples. Words are case-insensitive runs of letters; ties are broken alphabetically.",
+            "Implement `$fn($arg, $k)`. Split the text into lowercase alphabetic words, count them, and return the top "
+            "`$k` as (word, count) pairs sorted by descending count, then alphabetically.",
         ],
         reasoning=[
             ["First I need a clear definition of a word: maximal runs of letters, lowercased.",
@@ -540,13 +595,16 @@ def top_k_words(rng, long):
              "re.findall with a letters-only pattern is simpler than splitting and stripping punctuation."],
             ["collections.Counter does the counting in one pass.",
              "Counting is a job for Counter."],
-            ["Counter.most_common breaks ties by insertion order, not alphabetically, so I'll sort explicitly with key (-count, word).",
-             "The tie-break rule means I can't rely on most_common; sorting by (-count, word) gives the required order."],
+            ["Counter.most_common breaks ties by insertion order, not alphabetically, so I'll sort explicitly with key "
+             "(-count, word).",
+             "The tie-break rule means I can't rely on most_common; sorting by (-count, word) gives the required "
+             "order."],
             ["If $k exceeds the number of distinct words, slicing just returns all of them.",
              "Slicing handles $k larger than the vocabulary, and $k = 0 gives an empty list."],
         ],
         intention=[
-            "Extract lowercase letter runs with a regex, count with Counter, and sort by (-count, word) before slicing.",
+            "Extract lowercase letter runs with a regex, count with Counter, and sort by (-count, word) before "
+            "slicing.",
             "Tokenise, count, sort by descending frequency then alphabetically, and take the first $k.",
         ],
         code=r'''
@@ -567,7 +625,10 @@ assert $fn("", 3) == []
 assert $fn("b a b a c", 5) == [("a", 2), ("b", 2), ("c", 1)]
 ''',
         alternatives=[
-            "If the vocabulary were huge and k small, a heap via heapq.nsmallest with key (-count, word) would run in O(u log k) instead of sorting all u distinct words. For typical text the difference is negligible and the full sort is easier to reason about. A further alternative is bucket sort by count, which is linear, but it complicates the alphabetical tie-break and is not worth it here.",
+            "If the vocabulary were huge and k small, a heap via heapq.nsmallest with key (-count, word) would run in "
+            "O(u log k) instead of sorting all u distinct words. For typical text the difference is negligible and the "
+            "full sort is easier to reason about. A further alternative is bucket sort by count, which is linear, but "
+            "it complicates the alphabetical tie-break and is not worth it here.",
         ])
 
 
@@ -577,8 +638,10 @@ def balanced_brackets(rng, long):
              arg=rng.choice(["s", "expr", "text"]))
     return build(rng, v, long=long, cx="O(n) time and O(n) space for the stack",
         instruction=[
-            "Write `$fn($arg)` that checks whether the brackets `()[]{}` in a string are balanced and properly nested. Other characters should be ignored.",
-            "Implement `$fn($arg)`: return True if every opening bracket has a matching closing bracket of the same type in the correct order. Characters that are not brackets don't matter.",
+            "Write `$fn($arg)` that checks whether the brackets `()[]{}` in a string are balanced and properly nested. "
+            "Other characters should be ignored.",
+            "Implement `$fn($arg)`: return True if every opening bracket has a matching closing bracket of the same "
+            "type in the correct order. Characters that are not brackets don't matter.",
         ],
         reasoning=[
             ["This is the classic stack problem: push openers, and on a closer check the top of the stack.",
@@ -586,14 +649,17 @@ def balanced_brackets(rng, long):
             ["A dict mapping each closer to its opener keeps the matching logic compact.",
              "I'll map ')' to '(', ']' to '[' and '}' to '{'."],
             ["A closer with an empty stack or the wrong opener on top means failure.",
-             "If I see a closing bracket when the stack is empty, or the top doesn't match, I can return False immediately."],
+             "If I see a closing bracket when the stack is empty, or the top doesn't match, I can return False "
+             "immediately."],
             ["At the end the stack must be empty, otherwise some opener was never closed.",
              "Leftover openers at the end also make the string unbalanced."],
             ["Non-bracket characters are skipped.", None],
         ],
         intention=[
-            "Push opening brackets on a stack and pop on each closing bracket, checking the pair matches; succeed if the stack ends empty.",
-            "Use a stack with a closer-to-opener map, returning False on any mismatch and True only if nothing is left open.",
+            "Push opening brackets on a stack and pop on each closing bracket, checking the pair matches; succeed if "
+            "the stack ends empty.",
+            "Use a stack with a closer-to-opener map, returning False on any mismatch and True only if nothing is left "
+            "open.",
         ],
         code=r'''
 def $fn($arg):
@@ -617,7 +683,11 @@ assert not $fn(")")
 assert $fn("")
 ''',
         alternatives=[
-            "A counter-based approach works when there is only one bracket type, incrementing on '(' and decrementing on ')', but with three types it cannot detect crossings like '([)]', where each count is balanced but the nesting is wrong. Repeatedly deleting '()', '[]' and '{}' substrings until nothing changes is another known trick, but it is quadratic and does not ignore other characters. The stack is both correct and linear.",
+            "A counter-based approach works when there is only one bracket type, incrementing on '(' and decrementing "
+            "on ')', but with three types it cannot detect crossings like '([)]', where each count is balanced but the "
+            "nesting is wrong. Repeatedly deleting '()', '[]' and '{}' substrings until nothing changes is another "
+            "known trick, but it is quadratic and does not ignore other characters. The stack is both correct and "
+            "linear.",
         ])
 
 
@@ -627,13 +697,16 @@ def rle_encode(rng, long):
              arg=rng.choice(["text", "s", "data"]))
     return build(rng, v, long=long, cx="O(n) time",
         instruction=[
-            "Write `$fn($arg)` that run-length encodes a string as a list of `(char, count)` tuples, e.g. 'aaab' becomes [('a', 3), ('b', 1)].",
-            "Implement `$fn($arg)`: collapse consecutive repeated characters into (character, run length) pairs in order.",
+            "Write `$fn($arg)` that run-length encodes a string as a list of `(char, count)` tuples, e.g. 'aaab' "
+            "becomes [('a', 3), ('b', 1)].",
+            "Implement `$fn($arg)`: collapse consecutive repeated characters into (character, run length) pairs in "
+            "order.",
         ],
         reasoning=[
             ["I need to group consecutive equal characters, which is exactly what itertools.groupby does.",
              "Consecutive runs are the unit here; groupby yields them directly."],
-            ["Alternatively a manual loop tracking the current character and count works, but it needs a final flush after the loop.",
+            ["Alternatively a manual loop tracking the current character and count works, but it needs a final flush "
+             "after the loop.",
              "Writing it by hand means remembering to emit the last run after the loop ends, a common bug."],
             ["For each group I count its length with sum(1 for _ in group) since the group is an iterator.",
              "The group is a lazy iterator, so I count it by consuming it."],
@@ -660,7 +733,10 @@ assert $fn("x") == [("x", 1)]
 assert $fn("1122") == [("1", 2), ("2", 2)]
 ''',
         alternatives=[
-            "Another design would return a compact string like 'a3b1c2', which is what many people picture for RLE, but decoding it becomes ambiguous as soon as the input contains digits, and runs of ten or more need multi-digit counts. The tuple representation sidesteps all of that and can be formatted later by the caller if needed. A regex with a backreference, (.)\\1*, also finds runs, but groupby is clearer.",
+            "Another design would return a compact string like 'a3b1c2', which is what many people picture for RLE, "
+            "but decoding it becomes ambiguous as soon as the input contains digits, and runs of ten or more need "
+            "multi-digit counts. The tuple representation sidesteps all of that and can be formatted later by the "
+            "caller if needed. A regex with a backreference, (.)\\1*, also finds runs, but groupby is clearer.",
         ])
 
 
@@ -670,23 +746,30 @@ def rle_decode(rng, long):
              arg=rng.choice(["encoded", "code", "packed"]))
     return build(rng, v, long=long, cx="O(n + m) time where m is the output length",
         instruction=[
-            "Write `$fn($arg)` that decodes a run-length encoded string such as '3a2b1c' into 'aaabbc'. Counts may have several digits.",
-            "Implement `$fn($arg)`: the input consists of pairs of a positive decimal count followed by a single non-digit character. Return the expanded string, and raise ValueError on malformed input.",
+            "Write `$fn($arg)` that decodes a run-length encoded string such as '3a2b1c' into 'aaabbc'. Counts may "
+            "have several digits.",
+            "Implement `$fn($arg)`: the input consists of pairs of a positive decimal count followed by a single "
+            "non-digit character. Return the expanded string, and raise ValueError on malformed input.",
         ],
         reasoning=[
             ["The format is count-then-character, and counts can be more than one digit, like '12x'.",
              "Multi-digit counts mean I can't just read one character at a time as a number."],
-            ["I'll scan characters, accumulating digits into a number until I hit a non-digit, which is the character to repeat.",
+            ["I'll scan characters, accumulating digits into a number until I hit a non-digit, which is the character "
+             "to repeat.",
              "A single pass accumulating digits works: digits extend the count, a non-digit closes a pair."],
-            ["If a non-digit appears without a preceding count, or digits are left dangling at the end, the input is malformed.",
-             "Malformed cases are a character with no count and trailing digits with no character; both should raise ValueError."],
+            ["If a non-digit appears without a preceding count, or digits are left dangling at the end, the input is "
+             "malformed.",
+             "Malformed cases are a character with no count and trailing digits with no character; both should raise "
+             "ValueError."],
             ["Collecting pieces in a list and joining at the end avoids quadratic string concatenation.",
              "I'll append chunks to a list and join once."],
             ["An empty string decodes to an empty string.", None],
         ],
         intention=[
-            "Scan once, building the count from digits and emitting char * count when a non-digit arrives; validate leftovers.",
-            "Accumulate digit runs into a count, expand on each character, and raise ValueError for missing or dangling counts.",
+            "Scan once, building the count from digits and emitting char * count when a non-digit arrives; validate "
+            "leftovers.",
+            "Accumulate digit runs into a count, expand on each character, and raise ValueError for missing or "
+            "dangling counts.",
         ],
         code=r'''
 def $fn($arg):
@@ -718,7 +801,11 @@ for bad in ("a", "3a4"):
         raise AssertionError(bad)
 ''',
         alternatives=[
-            "A regular expression such as (\\d+)(\\D) with re.findall would extract the pairs in one line, but it silently skips malformed parts of the input instead of reporting them, so I'd need an extra check that the matches cover the whole string, e.g. with re.fullmatch on a repeated group. The hand-written scanner gives precise error messages and is just as fast, so I prefer it for a decoder where bad input should be loud.",
+            "A regular expression such as (\\d+)(\\D) with re.findall would extract the pairs in one line, but it "
+            "silently skips malformed parts of the input instead of reporting them, so I'd need an extra check that "
+            "the matches cover the whole string, e.g. with re.fullmatch on a repeated group. The hand-written scanner "
+            "gives precise error messages and is just as fast, so I prefer it for a decoder where bad input should be "
+            "loud.",
         ])
 
 
@@ -729,8 +816,10 @@ def min_stack(rng, long):
     v.update(fn=v["cls"], arg="", what="class")
     return build(rng, v, long=long, cx="O(1) time per operation and O(n) space",
         instruction=[
-            "Implement a class `$cls` supporting `push(x)`, `pop()`, `top()` and `$get()`, all in O(1) time. `pop`, `top` and `$get` should raise IndexError on an empty stack.",
-            "Design a stack class `$cls` that, in addition to push/pop/top, can return the current minimum element via `$get()` in constant time.",
+            "Implement a class `$cls` supporting `push(x)`, `pop()`, `top()` and `$get()`, all in O(1) time. `pop`, "
+            "`top` and `$get` should raise IndexError on an empty stack.",
+            "Design a stack class `$cls` that, in addition to push/pop/top, can return the current minimum element via "
+            "`$get()` in constant time.",
         ],
         reasoning=[
             ["Scanning for the minimum on every call would be O(n), so I need to maintain it incrementally.",
@@ -794,7 +883,11 @@ else:
     raise AssertionError
 ''',
         alternatives=[
-            "A more memory-frugal variant keeps a second stack that only receives a value when it is less than or equal to the current minimum, and pops from it when the popped value equals its top. That saves space when minima change rarely, but the equality handling for duplicates is easy to get wrong. There is also an encoding trick that stores 2x - min to avoid any auxiliary storage, but it only works for numbers and obscures the code. The pair approach is the clearest.",
+            "A more memory-frugal variant keeps a second stack that only receives a value when it is less than or "
+            "equal to the current minimum, and pops from it when the popped value equals its top. That saves space "
+            "when minima change rarely, but the equality handling for duplicates is easy to get wrong. There is also "
+            "an encoding trick that stores 2x - min to avoid any auxiliary storage, but it only works for numbers and "
+            "obscures the code. The pair approach is the clearest.",
         ])
 
 
@@ -806,22 +899,27 @@ def queue_two_stacks(rng, long):
     v.update(fn=v["cls"], arg="", what="class")
     return build(rng, v, long=long, cx="amortised O(1) per operation",
         instruction=[
-            "Implement a FIFO queue class `$cls` using only two Python lists as stacks, with methods `$add(x)`, `$rem()`, `peek()` and `__len__`. `$rem` and `peek` raise IndexError when empty.",
-            "Build `$cls`, a queue implemented with two stacks. Support `$add`, `$rem`, `peek` and `len()`, with amortised O(1) operations.",
+            "Implement a FIFO queue class `$cls` using only two Python lists as stacks, with methods `$add(x)`, "
+            "`$rem()`, `peek()` and `__len__`. `$rem` and `peek` raise IndexError when empty.",
+            "Build `$cls`, a queue implemented with two stacks. Support `$add`, `$rem`, `peek` and `len()`, with "
+            "amortised O(1) operations.",
         ],
         reasoning=[
             ["One stack receives new elements, the other serves them in reversed order.",
              "The idea is an inbox stack for pushes and an outbox stack for pops."],
-            ["When the outbox is empty and I need the front, I move everything from the inbox to the outbox, which reverses the order.",
+            ["When the outbox is empty and I need the front, I move everything from the inbox to the outbox, which "
+             "reverses the order.",
              "Transferring the inbox into the outbox reverses it, so the oldest element ends up on top."],
             ["I only transfer when the outbox is empty, otherwise I'd break the ordering.",
-             "Crucially, the transfer happens only when the outbox is empty; doing it earlier would interleave elements incorrectly."],
+             "Crucially, the transfer happens only when the outbox is empty; doing it earlier would interleave "
+             "elements incorrectly."],
             ["Each element is moved at most once, so the cost is amortised O(1).",
              "Every element is pushed and popped at most twice in total, giving amortised constant time."],
             ["Length is simply the sum of both stacks' sizes.", None],
         ],
         intention=[
-            "Push onto an inbox list; when serving, refill the outbox from the inbox only if it is empty, then pop from it.",
+            "Push onto an inbox list; when serving, refill the outbox from the inbox only if it is empty, then pop "
+            "from it.",
             "Use an inbox and an outbox stack, transferring lazily to get amortised O(1) FIFO operations.",
         ],
         code=r'''
@@ -868,7 +966,11 @@ else:
     raise AssertionError
 ''',
         alternatives=[
-            "In production Python I would just use collections.deque, which gives O(1) appends and pops at both ends, and a plain list with pop(0) would be a mistake because that is O(n). The two-stack construction is still worth knowing because it translates to settings where only stacks are available, such as purely functional languages where it becomes the classic banker's queue. A variant that transfers eagerly on every enqueue would be O(n) per operation, so the lazy transfer is the whole point.",
+            "In production Python I would just use collections.deque, which gives O(1) appends and pops at both ends, "
+            "and a plain list with pop(0) would be a mistake because that is O(n). The two-stack construction is still "
+            "worth knowing because it translates to settings where only stacks are available, such as purely "
+            "functional languages where it becomes the classic banker's queue. A variant that transfers eagerly on "
+            "every enqueue would be O(n) per operation, so the lazy transfer is the whole point.",
         ])
 
 
@@ -879,17 +981,22 @@ def lru_cache(rng, long):
     v.update(fn=v["cls"], arg=v["cap"], what="class")
     return build(rng, v, long=long, cx="O(1) time per get and put",
         instruction=[
-            "Implement a class `$cls($cap)` with `get(key)` returning the value or -1, and `put(key, value)` which evicts the least recently used entry when the cache exceeds `$cap`. Both should be O(1).",
-            "Write an LRU cache class `$cls`. `get` marks a key as recently used and returns -1 for misses; `put` inserts or updates and evicts the least recently used key when full.",
+            "Implement a class `$cls($cap)` with `get(key)` returning the value or -1, and `put(key, value)` which "
+            "evicts the least recently used entry when the cache exceeds `$cap`. Both should be O(1).",
+            "Write an LRU cache class `$cls`. `get` marks a key as recently used and returns -1 for misses; `put` "
+            "inserts or updates and evicts the least recently used key when full.",
         ],
         reasoning=[
             ["I need O(1) lookup plus O(1) recency updates, the classic hash map plus doubly linked list combination.",
              "Lookups want a dict and recency ordering wants a linked list; together they give O(1) for everything."],
-            ["Python's OrderedDict already is a dict with a linked list inside, offering move_to_end and popitem(last=False).",
-             "collections.OrderedDict provides exactly the needed operations: move_to_end for touches and popitem(last=False) for eviction."],
+            ["Python's OrderedDict already is a dict with a linked list inside, offering move_to_end and "
+             "popitem(last=False).",
+             "collections.OrderedDict provides exactly the needed operations: move_to_end for touches and "
+             "popitem(last=False) for eviction."],
             ["On get, a hit moves the key to the end; a miss returns -1 without changing anything.",
              "A successful get must refresh recency, otherwise the eviction order is wrong."],
-            ["On put, I insert or update and move the key to the end, then evict from the front if the size exceeds $cap.",
+            ["On put, I insert or update and move the key to the end, then evict from the front if the size exceeds "
+             "$cap.",
              "Updating an existing key also counts as a use, so it moves to the most-recent end."],
             ["A capacity of zero or less should be rejected in the constructor.", None],
         ],
@@ -935,7 +1042,12 @@ c.put(5, 5)
 assert c.get(4) == -1 and c.get(3) == 30
 ''',
         alternatives=[
-            "Without OrderedDict I would write a doubly linked list with sentinel head and tail nodes and a dict from key to node. That is the implementation interviewers often want to see, and it makes the O(1) argument explicit, but it is around forty lines with several pointer updates that are easy to get wrong. A plain dict plus a list of keys would be simpler still, but removing a key from the middle of a list is O(n), defeating the purpose. functools.lru_cache is a decorator for memoising functions, not a general key-value container, so it does not fit this interface.",
+            "Without OrderedDict I would write a doubly linked list with sentinel head and tail nodes and a dict from "
+            "key to node. That is the implementation interviewers often want to see, and it makes the O(1) argument "
+            "explicit, but it is around forty lines with several pointer updates that are easy to get wrong. A plain "
+            "dict plus a list of keys would be simpler still, but removing a key from the middle of a list is O(n), "
+            "defeating the purpose. functools.lru_cache is a decorator for memoising functions, not a general "
+            "key-value container, so it does not fit this interface.",
         ])
 
 
@@ -945,13 +1057,16 @@ def grid_shortest_path(rng, long):
              arg=rng.choice(["grid", "maze", "board"]))
     return build(rng, v, long=long, cx="O(R * C) time and space",
         instruction=[
-            "Write `$fn($arg)` where `$arg` is a list of strings made of '.' (open) and '#' (wall). Return the minimum number of 4-directional steps from the top-left to the bottom-right cell, or -1 if unreachable.",
-            "Implement `$fn($arg)`: find the length of the shortest path through a grid of open cells '.' and walls '#', moving up, down, left or right, from (0, 0) to the opposite corner. Return -1 if there is no path.",
+            "Write `$fn($arg)` where `$arg` is a list of strings made of '.' (open) and '#' (wall). Return the minimum "
+            "number of 4-directional steps from the top-left to the bottom-right cell, or -1 if unreachable.",
+            "Implement `$fn($arg)`: find the length of the shortest path through a grid of open cells '.' and walls "
+            "'#', moving up, down, left or right, from (0, 0) to the opposite corner. Return -1 if there is no path.",
         ],
         reasoning=[
             ["All moves cost the same, so breadth-first search finds shortest paths.",
              "With unit edge weights, BFS is the right tool: the first time it reaches a cell is via a shortest path."],
-            ["I'll use a deque of (row, col, distance) and a visited set, marking cells when they are enqueued, not when dequeued.",
+            ["I'll use a deque of (row, col, distance) and a visited set, marking cells when they are enqueued, not "
+             "when dequeued.",
              "Marking cells as visited at enqueue time prevents the same cell from entering the queue many times."],
             ["If the start or end is a wall, the answer is -1 immediately.",
              "Edge cases: an empty grid, or a blocked start or goal, return -1."],
@@ -961,7 +1076,8 @@ def grid_shortest_path(rng, long):
             ["Each cell is processed once, so the work is linear in the grid size.", None],
         ],
         intention=[
-            "Run BFS from the top-left corner over open cells and return the distance when the bottom-right is dequeued.",
+            "Run BFS from the top-left corner over open cells and return the distance when the bottom-right is "
+            "dequeued.",
             "Breadth-first search with a deque and visited set; unreachable goals give -1.",
         ],
         code=r'''
@@ -996,7 +1112,11 @@ assert $fn([]) == -1
 assert $fn(["....", "###.", "....", ".###", "...."]) == 13
 ''',
         alternatives=[
-            "Depth-first search would also find whether a path exists, but it does not find the shortest one without exploring every path, which is exponential in the worst case. Dijkstra's algorithm would be correct but its priority queue is unnecessary overhead when every edge weighs one. If the grid were very large and the goal known, A* with the Manhattan distance heuristic could explore fewer cells, and bidirectional BFS roughly halves the search radius, but plain BFS is optimal in the worst case and much simpler.",
+            "Depth-first search would also find whether a path exists, but it does not find the shortest one without "
+            "exploring every path, which is exponential in the worst case. Dijkstra's algorithm would be correct but "
+            "its priority queue is unnecessary overhead when every edge weighs one. If the grid were very large and "
+            "the goal known, A* with the Manhattan distance heuristic could explore fewer cells, and bidirectional BFS "
+            "roughly halves the search radius, but plain BFS is optimal in the worst case and much simpler.",
         ])
 
 
@@ -1008,15 +1128,20 @@ def connected_components(rng, long):
     v["arg"] = v["e"]
     return build(rng, v, long=long, cx="O(V + E) time and space",
         instruction=[
-            "Write `$fn($n, $e)` that returns the number of connected components in an undirected graph with nodes `0..$n-1` and the given list of edges.",
-            "Implement `$fn($n, $e)`: given the node count and an edge list of an undirected graph, count how many connected components it has. Isolated nodes count as components.",
+            "Write `$fn($n, $e)` that returns the number of connected components in an undirected graph with nodes "
+            "`0..$n-1` and the given list of edges.",
+            "Implement `$fn($n, $e)`: given the node count and an edge list of an undirected graph, count how many "
+            "connected components it has. Isolated nodes count as components.",
         ],
         reasoning=[
-            ["I'll build an adjacency list and run a traversal from every unvisited node; each new start is a new component.",
-             "The standard method: for each node not yet seen, traverse its whole component and increment the counter."],
+            ["I'll build an adjacency list and run a traversal from every unvisited node; each new start is a new "
+             "component.",
+             "The standard method: for each node not yet seen, traverse its whole component and increment the "
+             "counter."],
             ["An iterative DFS with an explicit stack avoids recursion limits on long chains.",
              "I'll use an explicit stack rather than recursion so a path graph with many nodes doesn't overflow."],
-            ["Isolated nodes never appear in the edge list but still count, so the outer loop must go over all $n nodes.",
+            ["Isolated nodes never appear in the edge list but still count, so the outer loop must go over all $n "
+             "nodes.",
              "Nodes with no edges are their own components; looping over range($n) handles them."],
             ["Self-loops and duplicate edges are harmless thanks to the visited set.", None],
             ["Union-find would work too, but a traversal is just as fast here and simpler to read.",
@@ -1057,7 +1182,11 @@ assert $fn(4, [(0, 0), (1, 2), (2, 1)]) == 3
 assert $fn(10000, [(i, i + 1) for i in range(9999)]) == 1
 ''',
         alternatives=[
-            "Union-find (disjoint set union) with path compression and union by rank is the other classic approach. It starts with n singleton sets and decrements a counter on every successful union, which makes it ideal when edges arrive as a stream or when I need to answer connectivity queries interleaved with edge insertions. For a static edge list both approaches are effectively linear, and the traversal version avoids the extra parent and rank arrays, so I'll go with DFS.",
+            "Union-find (disjoint set union) with path compression and union by rank is the other classic approach. It "
+            "starts with n singleton sets and decrements a counter on every successful union, which makes it ideal "
+            "when edges arrive as a stream or when I need to answer connectivity queries interleaved with edge "
+            "insertions. For a static edge list both approaches are effectively linear, and the traversal version "
+            "avoids the extra parent and rank arrays, so I'll go with DFS.",
         ])
 
 
@@ -1067,8 +1196,12 @@ def topo_sort(rng, long):
              arg=rng.choice(["deps", "graph", "prereqs"]))
     return build(rng, v, long=long, cx="O(V + E) time",
         instruction=[
-            "Write `$fn($arg)` where `$arg` maps each task to a list of tasks it depends on. Return a list ordering all tasks so that dependencies come first, or raise ValueError if there is a cycle. Break ties alphabetically.",
-            "Implement `$fn($arg)`: given a dict from item to its prerequisites, produce a topological order (prerequisites before dependants), choosing the smallest available item at each step. Raise ValueError on cycles.",
+            "Write `$fn($arg)` where `$arg` maps each task to a list of tasks it depends on. Return a list ordering "
+            "all tasks so that dependencies come first, or raise ValueError if there is a cycle. Break ties "
+            "alphabetically.",
+            "Implement `$fn($arg)`: given a dict from item to its prerequisites, produce a topological order "
+            "(prerequisites before dependants), choosing the smallest available item at each step. Raise ValueError on "
+            "cycles.",
         ],
         reasoning=[
             ["Kahn's algorithm fits well: repeatedly take a node with no remaining prerequisites.",
@@ -1077,14 +1210,17 @@ def topo_sort(rng, long):
              "Some dependencies might not be keys in the dict, so the node set is keys plus all listed dependencies."],
             ["For the alphabetical tie-break I'll keep ready nodes in a min-heap instead of a plain queue.",
              "A heap of ready nodes gives a deterministic, smallest-first order."],
-            ["I'll build a reverse map from each prerequisite to its dependants so finishing a node can decrement their counts.",
-             "Each node needs a list of dependants so I can lower their remaining-prerequisite counts when it is emitted."],
+            ["I'll build a reverse map from each prerequisite to its dependants so finishing a node can decrement "
+             "their counts.",
+             "Each node needs a list of dependants so I can lower their remaining-prerequisite counts when it is "
+             "emitted."],
             ["If the output has fewer nodes than the graph, some nodes were stuck in a cycle, so I raise ValueError.",
              "A cycle shows up as nodes that never reach zero in-degree; comparing lengths detects it."],
         ],
         intention=[
             "Run Kahn's algorithm with a min-heap of ready nodes and raise ValueError if not every node gets emitted.",
-            "Count prerequisites per node, repeatedly pop the smallest ready node, and detect cycles by the final length.",
+            "Count prerequisites per node, repeatedly pop the smallest ready node, and detect cycles by the final "
+            "length.",
         ],
         code=r'''
 import heapq
@@ -1127,7 +1263,12 @@ else:
     raise AssertionError
 ''',
         alternatives=[
-            "A DFS-based topological sort appends each node after visiting all its prerequisites and uses three colours (unvisited, in progress, done) to detect back edges, which indicate cycles. It is elegant but recursive, and getting a specific tie-break order out of it is awkward because the order depends on the traversal order in subtle ways. Python also ships graphlib.TopologicalSorter since 3.9, which would be the pragmatic choice in real code, but it does not promise alphabetical ordering, so I'll implement Kahn's algorithm directly.",
+            "A DFS-based topological sort appends each node after visiting all its prerequisites and uses three "
+            "colours (unvisited, in progress, done) to detect back edges, which indicate cycles. It is elegant but "
+            "recursive, and getting a specific tie-break order out of it is awkward because the order depends on the "
+            "traversal order in subtle ways. Python also ships graphlib.TopologicalSorter since 3.9, which would be "
+            "the pragmatic choice in real code, but it does not promise alphabetical ordering, so I'll implement "
+            "Kahn's algorithm directly.",
         ])
 
 
@@ -1138,15 +1279,18 @@ def dijkstra(rng, long):
              src=rng.choice(["source", "start", "origin"]))
     return build(rng, v, long=long, cx="O((V + E) log V) time with a binary heap",
         instruction=[
-            "Write `$fn($arg, $src)` where `$arg` maps each node to a list of `(neighbor, weight)` pairs with non-negative weights. Return a dict of shortest distances from `$src` to every reachable node.",
-            "Implement Dijkstra's algorithm as `$fn($arg, $src)`. The graph is an adjacency dict with non-negative edge weights; return the minimum distance to each node reachable from `$src`.",
+            "Write `$fn($arg, $src)` where `$arg` maps each node to a list of `(neighbor, weight)` pairs with "
+            "non-negative weights. Return a dict of shortest distances from `$src` to every reachable node.",
+            "Implement Dijkstra's algorithm as `$fn($arg, $src)`. The graph is an adjacency dict with non-negative "
+            "edge weights; return the minimum distance to each node reachable from `$src`.",
         ],
         reasoning=[
             ["Non-negative weights mean Dijkstra's algorithm applies.",
              "Since weights are non-negative, the greedy choice of the closest unsettled node is safe."],
             ["I'll use heapq as a priority queue of (distance, node) entries.",
              "A binary heap of (distance, node) tuples gives efficient extraction of the closest node."],
-            ["Python's heapq has no decrease-key, so I'll push duplicates and skip stale entries whose distance is larger than the recorded one.",
+            ["Python's heapq has no decrease-key, so I'll push duplicates and skip stale entries whose distance is "
+             "larger than the recorded one.",
              "Instead of decrease-key I'll allow duplicate entries and ignore any popped entry that is outdated."],
             ["Nodes that only appear as neighbours might be missing as keys, so I'll use $arg.get(node, ()).",
              "Some nodes may have no outgoing edges and no key, so lookups should default to an empty list."],
@@ -1154,7 +1298,8 @@ def dijkstra(rng, long):
              "The result only contains reachable nodes, which the statement allows."],
         ],
         intention=[
-            "Run Dijkstra with a heap of (distance, node), lazily skipping stale entries, and return the settled distances.",
+            "Run Dijkstra with a heap of (distance, node), lazily skipping stale entries, and return the settled "
+            "distances.",
             "Greedily settle the closest node using heapq, relaxing its edges, until the heap is empty.",
         ],
         code=r'''
@@ -1183,7 +1328,11 @@ assert $fn({}, "x") == {"x": 0}
 assert $fn({"a": [("b", 0)], "z": [("a", 1)]}, "a") == {"a": 0, "b": 0}
 ''',
         alternatives=[
-            "Bellman-Ford would also work and even supports negative weights, but at O(VE) it is much slower and unnecessary here. For dense graphs an array-based Dijkstra that scans for the minimum is O(V^2) and can beat the heap version, but adjacency lists suggest a sparse graph. A Fibonacci heap improves the theoretical bound to O(E + V log V), but in Python the constant factors make the lazy binary-heap version the practical choice.",
+            "Bellman-Ford would also work and even supports negative weights, but at O(VE) it is much slower and "
+            "unnecessary here. For dense graphs an array-based Dijkstra that scans for the minimum is O(V^2) and can "
+            "beat the heap version, but adjacency lists suggest a sparse graph. A Fibonacci heap improves the "
+            "theoretical bound to O(E + V log V), but in Python the constant factors make the lazy binary-heap version "
+            "the practical choice.",
         ])
 
 
@@ -1195,13 +1344,16 @@ def lcs(rng, long):
     return build(rng, v, long=long, cx="O(m * n) time and O(n) space",
         instruction=[
             "Write `$fn($a, $b)` that returns the length of the longest common subsequence of two strings.",
-            "Implement `$fn($a, $b)`: compute how long the longest sequence of characters is that appears in both strings in the same relative order, not necessarily contiguously.",
+            "Implement `$fn($a, $b)`: compute how long the longest sequence of characters is that appears in both "
+            "strings in the same relative order, not necessarily contiguously.",
         ],
         reasoning=[
             ["This is textbook dynamic programming over prefixes.",
              "Let dp[i][j] be the LCS length of the first i characters of $a and the first j of $b."],
-            ["If the last characters match, dp[i][j] = dp[i-1][j-1] + 1; otherwise it is the max of dropping one character from either string.",
-             "The recurrence either extends a match diagonally or takes the better of skipping a character in one string."],
+            ["If the last characters match, dp[i][j] = dp[i-1][j-1] + 1; otherwise it is the max of dropping one "
+             "character from either string.",
+             "The recurrence either extends a match diagonally or takes the better of skipping a character in one "
+             "string."],
             ["Each row depends only on the previous row, so I can keep two rows and use O(n) memory.",
              "Only the previous row is needed, so a rolling pair of lists is enough."],
             ["Empty strings give 0 naturally from the zero-initialised row.", None],
@@ -1232,7 +1384,11 @@ assert $fn("", "abc") == 0
 assert $fn("AGGTAB", "GXTXAYB") == 4
 ''',
         alternatives=[
-            "A memoised recursive solution with functools.lru_cache mirrors the recurrence directly and is easy to verify, but it uses O(m * n) memory for the cache and recursion depth up to m + n, which fails for long strings. If I needed the actual subsequence rather than its length, I would keep the full table and backtrack from the corner, or use Hirschberg's divide and conquer to recover it in linear space. For just the length, the rolling row is optimal in space.",
+            "A memoised recursive solution with functools.lru_cache mirrors the recurrence directly and is easy to "
+            "verify, but it uses O(m * n) memory for the cache and recursion depth up to m + n, which fails for long "
+            "strings. If I needed the actual subsequence rather than its length, I would keep the full table and "
+            "backtrack from the corner, or use Hirschberg's divide and conquer to recover it in linear space. For just "
+            "the length, the rolling row is optimal in space.",
         ])
 
 
@@ -1243,14 +1399,18 @@ def edit_distance(rng, long):
     v["arg"] = v["a"]
     return build(rng, v, long=long, cx="O(m * n) time and O(n) space",
         instruction=[
-            "Write `$fn($a, $b)` that returns the Levenshtein distance between two strings: the minimum number of single-character insertions, deletions and substitutions turning `$a` into `$b`.",
-            "Implement `$fn($a, $b)` computing the minimum edit distance with unit costs for insert, delete and replace.",
+            "Write `$fn($a, $b)` that returns the Levenshtein distance between two strings: the minimum number of "
+            "single-character insertions, deletions and substitutions turning `$a` into `$b`.",
+            "Implement `$fn($a, $b)` computing the minimum edit distance with unit costs for insert, delete and "
+            "replace.",
         ],
         reasoning=[
             ["Define dp[i][j] as the distance between the first i characters of $a and the first j of $b.",
              "Dynamic programming over prefixes is the standard approach."],
-            ["Base cases: transforming a prefix into the empty string costs its length, so the first row and column are 0..n and 0..m.",
-             "The first row is 0, 1, ..., len($b), since building a prefix of $b from nothing takes that many insertions."],
+            ["Base cases: transforming a prefix into the empty string costs its length, so the first row and column "
+             "are 0..n and 0..m.",
+             "The first row is 0, 1, ..., len($b), since building a prefix of $b from nothing takes that many "
+             "insertions."],
             ["If characters match, dp[i][j] = dp[i-1][j-1]; otherwise 1 plus the min of delete, insert and replace.",
              "For a mismatch I take one plus the cheapest of the three neighbouring cells."],
             ["Only the previous row is needed, so memory is O(len($b)).",
@@ -1282,7 +1442,11 @@ assert $fn("", "abc") == 3
 assert $fn("same", "same") == 0
 ''',
         alternatives=[
-            "If only a yes/no answer for distance at most k were needed, a banded DP that only fills cells within k of the diagonal would run in O(k * n). Damerau-Levenshtein additionally counts adjacent transpositions as one edit, which changes the recurrence; the statement only lists three operations, so plain Levenshtein is right. Swapping the arguments so the shorter string indexes the row would reduce memory slightly, but the result is symmetric anyway.",
+            "If only a yes/no answer for distance at most k were needed, a banded DP that only fills cells within k of "
+            "the diagonal would run in O(k * n). Damerau-Levenshtein additionally counts adjacent transpositions as "
+            "one edit, which changes the recurrence; the statement only lists three operations, so plain Levenshtein "
+            "is right. Swapping the arguments so the shorter string indexes the row would reduce memory slightly, but "
+            "the result is symmetric anyway.",
         ])
 
 
@@ -1294,20 +1458,25 @@ def coin_change(rng, long):
     v["arg"] = v["c"]
     return build(rng, v, long=long, cx="O(amount * len(coins)) time and O(amount) space",
         instruction=[
-            "Write `$fn($c, $amt)` that returns the fewest coins needed to make up `$amt` using unlimited coins of the given positive denominations, or -1 if it is impossible.",
-            "Implement `$fn($c, $amt)`: with an unlimited supply of each coin value, find the minimum number of coins summing exactly to `$amt`. Return -1 when no combination works.",
+            "Write `$fn($c, $amt)` that returns the fewest coins needed to make up `$amt` using unlimited coins of the "
+            "given positive denominations, or -1 if it is impossible.",
+            "Implement `$fn($c, $amt)`: with an unlimited supply of each coin value, find the minimum number of coins "
+            "summing exactly to `$amt`. Return -1 when no combination works.",
         ],
         reasoning=[
-            ["Greedy fails for arbitrary denominations, e.g. coins [1, 3, 4] and amount 6: greedy gives 4+1+1 but 3+3 is better.",
+            ["Greedy fails for arbitrary denominations, e.g. coins [1, 3, 4] and amount 6: greedy gives 4+1+1 but 3+3 "
+             "is better.",
              "Greedy picking the largest coin is only correct for canonical coin systems, so I need DP."],
-            ["Let best[x] be the fewest coins for amount x; best[0] = 0 and best[x] = 1 + min(best[x - c]) over coins c <= x.",
+            ["Let best[x] be the fewest coins for amount x; best[0] = 0 and best[x] = 1 + min(best[x - c]) over coins "
+             "c <= x.",
              "Bottom-up DP over amounts 0..$amt works: each amount tries every coin as the last one."],
             ["I'll use infinity for unreachable amounts and convert to -1 at the end.",
              "Unreachable states hold float('inf'), and the final answer maps inf to -1."],
             ["Amount 0 needs zero coins.", None],
         ],
         intention=[
-            "Bottom-up DP over amounts where each amount takes one plus the best of the amounts reachable by removing a coin.",
+            "Bottom-up DP over amounts where each amount takes one plus the best of the amounts reachable by removing "
+            "a coin.",
             "Fill best[0..$amt] with the minimum coin count, using infinity for impossible amounts.",
         ],
         code=r'''
@@ -1328,7 +1497,11 @@ assert $fn([1], 0) == 0
 assert $fn([1, 3, 4], 6) == 2
 ''',
         alternatives=[
-            "BFS over amounts, where each edge adds one coin, also finds the minimum count and can stop early once the target is reached; it is sometimes faster in practice but uses a queue and visited set of the same size as the DP table. Top-down recursion with memoisation is another option, but the recursion depth equals the amount divided by the smallest coin, which can blow the stack. The bottom-up table is simple and predictable.",
+            "BFS over amounts, where each edge adds one coin, also finds the minimum count and can stop early once the "
+            "target is reached; it is sometimes faster in practice but uses a queue and visited set of the same size "
+            "as the DP table. Top-down recursion with memoisation is another option, but the recursion depth equals "
+            "the amount divided by the smallest coin, which can blow the stack. The bottom-up table is simple and "
+            "predictable.",
         ])
 
 
@@ -1341,8 +1514,10 @@ def knapsack(rng, long):
     v["arg"] = v["w"]
     return build(rng, v, long=long, cx="O(n * capacity) time and O(capacity) space",
         instruction=[
-            "Write `$fn($w, $val, $cap)` solving the 0/1 knapsack problem: each item can be taken at most once; return the maximum total value with total weight at most `$cap`.",
-            "Implement `$fn($w, $val, $cap)`. Given item weights and values (non-negative integers), choose a subset whose weight does not exceed `$cap` and maximise its value. Return that maximum.",
+            "Write `$fn($w, $val, $cap)` solving the 0/1 knapsack problem: each item can be taken at most once; return "
+            "the maximum total value with total weight at most `$cap`.",
+            "Implement `$fn($w, $val, $cap)`. Given item weights and values (non-negative integers), choose a subset "
+            "whose weight does not exceed `$cap` and maximise its value. Return that maximum.",
         ],
         reasoning=[
             ["This is 0/1 knapsack, which has a standard O(n * W) DP.",
@@ -1350,7 +1525,8 @@ def knapsack(rng, long):
             ["best[c] is the best value achievable with capacity c using the items seen so far.",
              "A one-dimensional table over capacities suffices."],
             ["For 0/1 semantics I must iterate capacities downward, so each item is used at most once per pass.",
-             "The crucial detail is the descending capacity loop; ascending would allow reusing an item, which is the unbounded variant."],
+             "The crucial detail is the descending capacity loop; ascending would allow reusing an item, which is the "
+             "unbounded variant."],
             ["Zero capacity or no items yields 0.", None],
             ["The weights and values lists must have the same length; zip pairs them up.", None],
         ],
@@ -1376,7 +1552,11 @@ assert $fn([], [], 10) == 0
 assert $fn([2, 2], [3, 3], 4) == 6
 ''',
         alternatives=[
-            "When capacity is huge but values are small, the DP can be flipped to index by total value and store the minimum weight needed for each value, which is O(n * sum(values)). Meet-in-the-middle enumerates subsets of each half and combines them with a sorted sweep, practical up to about 40 items regardless of capacity. Branch and bound with the fractional relaxation as an upper bound often works well in practice too. For moderate integer capacities the classic table is the clear choice.",
+            "When capacity is huge but values are small, the DP can be flipped to index by total value and store the "
+            "minimum weight needed for each value, which is O(n * sum(values)). Meet-in-the-middle enumerates subsets "
+            "of each half and combines them with a sorted sweep, practical up to about 40 items regardless of "
+            "capacity. Branch and bound with the fractional relaxation as an upper bound often works well in practice "
+            "too. For moderate integer capacities the classic table is the clear choice.",
         ])
 
 
@@ -1386,17 +1566,22 @@ def lis(rng, long):
              arg=rng.choice(["nums", "seq", "values"]))
     return build(rng, v, long=long, cx="O(n log n) time and O(n) space",
         instruction=[
-            "Write `$fn($arg)` that returns the length of the longest strictly increasing subsequence of a list of numbers.",
-            "Implement `$fn($arg)` in O(n log n): find the length of the longest subsequence (not necessarily contiguous) whose elements strictly increase.",
+            "Write `$fn($arg)` that returns the length of the longest strictly increasing subsequence of a list of "
+            "numbers.",
+            "Implement `$fn($arg)` in O(n log n): find the length of the longest subsequence (not necessarily "
+            "contiguous) whose elements strictly increase.",
         ],
         reasoning=[
             ["The O(n^2) DP compares each element with all earlier ones; it works but is slow for large inputs.",
              "A quadratic DP is the obvious baseline, but there is a well-known O(n log n) method."],
-            ["Patience sorting: keep tails[k] = the smallest possible tail of an increasing subsequence of length k + 1.",
+            ["Patience sorting: keep tails[k] = the smallest possible tail of an increasing subsequence of length k + "
+             "1.",
              "I maintain a sorted list of the smallest tail value for each subsequence length."],
             ["For each value, binary-search the first tail >= value and replace it, or append if none exists.",
-             "bisect_left finds where the value goes; replacing keeps tails minimal, appending extends the longest length."],
-            ["Using bisect_left rather than bisect_right enforces strict increase, so equal values don't extend a subsequence.",
+             "bisect_left finds where the value goes; replacing keeps tails minimal, appending extends the longest "
+             "length."],
+            ["Using bisect_left rather than bisect_right enforces strict increase, so equal values don't extend a "
+             "subsequence.",
              "Strictness matters: with duplicates, bisect_left makes equal elements replace rather than extend."],
             ["The answer is len(tails); note tails itself is not necessarily an actual subsequence.", None],
         ],
@@ -1426,7 +1611,11 @@ assert $fn([]) == 0
 assert $fn([1, 2, 3, 4]) == 4
 ''',
         alternatives=[
-            "The quadratic DP, dp[i] = 1 + max(dp[j] for j < i with a[j] < a[i]), is easier to extend, for instance to count the number of longest subsequences or to reconstruct one via parent pointers. The patience method can reconstruct too if I store, for each element, the index of the tail it was placed after. A Fenwick tree over compressed values gives another O(n log n) solution that generalises to weighted variants, but for the plain length the bisect approach is shortest.",
+            "The quadratic DP, dp[i] = 1 + max(dp[j] for j < i with a[j] < a[i]), is easier to extend, for instance to "
+            "count the number of longest subsequences or to reconstruct one via parent pointers. The patience method "
+            "can reconstruct too if I store, for each element, the index of the tail it was placed after. A Fenwick "
+            "tree over compressed values gives another O(n log n) solution that generalises to weighted variants, but "
+            "for the plain length the bisect approach is shortest.",
         ])
 
 
@@ -1436,17 +1625,21 @@ def rotate_matrix(rng, long):
              arg=rng.choice(["matrix", "grid", "m"]))
     return build(rng, v, long=long, cx="O(R * C) time",
         instruction=[
-            "Write `$fn($arg)` that returns a new matrix equal to the given rectangular matrix (list of lists) rotated 90 degrees clockwise. Do not modify the input.",
-            "Implement `$fn($arg)`: rotate a 2-D list 90 degrees clockwise and return the result as a new list of lists. The matrix need not be square.",
+            "Write `$fn($arg)` that returns a new matrix equal to the given rectangular matrix (list of lists) rotated "
+            "90 degrees clockwise. Do not modify the input.",
+            "Implement `$fn($arg)`: rotate a 2-D list 90 degrees clockwise and return the result as a new list of "
+            "lists. The matrix need not be square.",
         ],
         reasoning=[
-            ["A clockwise rotation maps element (r, c) of an R x C matrix to position (c, R - 1 - r) of a C x R result.",
+            ["A clockwise rotation maps element (r, c) of an R x C matrix to position (c, R - 1 - r) of a C x R "
+             "result.",
              "Clockwise rotation is the same as reversing the row order and then transposing."],
             ["In Python, zip(*reversed($arg)) does exactly that: reversing rows then transposing.",
              "zip(*rows) transposes, so zip(*$arg[::-1]) gives the rotation in one expression."],
             ["zip yields tuples, so I convert each to a list to return a proper list of lists.",
              "I need list(row) for each tuple so the output type matches the input."],
-            ["Since the statement says not to mutate, building a new matrix is exactly right; the in-place layer swap only works for squares anyway.",
+            ["Since the statement says not to mutate, building a new matrix is exactly right; the in-place layer swap "
+             "only works for squares anyway.",
              "The in-place four-way swap only applies to square matrices, so a new matrix is the general solution."],
             ["An empty matrix should return an empty list.", None],
         ],
@@ -1472,7 +1665,11 @@ m = [[1]]
 assert $fn(m) == [[1]] and m == [[1]]
 ''',
         alternatives=[
-            "The index-based version, result[c][R - 1 - r] = matrix[r][c] over a pre-allocated C x R list, is more explicit and translates directly to languages without zip; it is a good way to convince myself the formula is right. For square matrices an in-place solution either swaps four cells per step layer by layer or transposes in place and then reverses each row. That saves memory but mutates the input, which the statement forbids.",
+            "The index-based version, result[c][R - 1 - r] = matrix[r][c] over a pre-allocated C x R list, is more "
+            "explicit and translates directly to languages without zip; it is a good way to convince myself the "
+            "formula is right. For square matrices an in-place solution either swaps four cells per step layer by "
+            "layer or transposes in place and then reverses each row. That saves memory but mutates the input, which "
+            "the statement forbids.",
         ])
 
 
@@ -1482,20 +1679,26 @@ def spiral_order(rng, long):
              arg=rng.choice(["matrix", "grid", "table"]))
     return build(rng, v, long=long, cx="O(R * C) time",
         instruction=[
-            "Write `$fn($arg)` that returns all elements of a rectangular matrix in clockwise spiral order, starting at the top-left corner.",
-            "Implement `$fn($arg)`: traverse a 2-D list in a clockwise spiral (right, down, left, up, repeating inward) and return the visited values as a flat list.",
+            "Write `$fn($arg)` that returns all elements of a rectangular matrix in clockwise spiral order, starting "
+            "at the top-left corner.",
+            "Implement `$fn($arg)`: traverse a 2-D list in a clockwise spiral (right, down, left, up, repeating "
+            "inward) and return the visited values as a flat list.",
         ],
         reasoning=[
             ["I'll maintain four boundaries: top, bottom, left and right.",
              "Shrinking boundaries is the cleanest way to model the spiral."],
-            ["Each loop iteration walks the top row, the right column, then the bottom row backwards and the left column upwards, shrinking each boundary afterwards.",
+            ["Each loop iteration walks the top row, the right column, then the bottom row backwards and the left "
+             "column upwards, shrinking each boundary afterwards.",
              "One lap consists of four edges, and after each edge the corresponding boundary moves inward."],
-            ["The tricky part is single rows or columns in the middle; I must check top <= bottom before walking the bottom row and left <= right before walking the left column.",
-             "Without guards, a matrix with one remaining row would be traversed twice, so the last two edges need boundary checks."],
+            ["The tricky part is single rows or columns in the middle; I must check top <= bottom before walking the "
+             "bottom row and left <= right before walking the left column.",
+             "Without guards, a matrix with one remaining row would be traversed twice, so the last two edges need "
+             "boundary checks."],
             ["Empty matrices, including [[]], return an empty list.", None],
         ],
         intention=[
-            "Walk the four edges of a shrinking boundary box, guarding the bottom and left passes against double counting.",
+            "Walk the four edges of a shrinking boundary box, guarding the bottom and left passes against double "
+            "counting.",
             "Maintain top/bottom/left/right bounds and peel the matrix layer by layer.",
         ],
         code=r'''
@@ -1530,7 +1733,11 @@ assert $fn([[1], [2], [3]]) == [1, 2, 3]
 assert $fn([[]]) == []
 ''',
         alternatives=[
-            "A direction-vector simulation walks one cell at a time and turns right whenever the next cell is out of bounds or already visited. It needs a visited matrix, O(R * C) extra memory, but has no special cases for thin matrices. A cute recursive trick takes the first row and then recurses on the remaining matrix rotated counter-clockwise, which is short but quadratic because each rotation copies the matrix. The boundary version is linear with constant extra space.",
+            "A direction-vector simulation walks one cell at a time and turns right whenever the next cell is out of "
+            "bounds or already visited. It needs a visited matrix, O(R * C) extra memory, but has no special cases for "
+            "thin matrices. A cute recursive trick takes the first row and then recurses on the remaining matrix "
+            "rotated counter-clockwise, which is short but quadratic because each rotation copies the matrix. The "
+            "boundary version is linear with constant extra space.",
         ])
 
 
@@ -1541,21 +1748,25 @@ def mat_mul(rng, long):
     v["arg"] = v["a"]
     return build(rng, v, long=long, cx="O(n * m * p) time",
         instruction=[
-            "Write `$fn($a, $b)` that multiplies two matrices given as lists of lists and returns the product. Raise ValueError if the inner dimensions don't match.",
-            "Implement `$fn($a, $b)` without numpy: return the matrix product of an n x m and an m x p matrix, raising ValueError on a dimension mismatch.",
+            "Write `$fn($a, $b)` that multiplies two matrices given as lists of lists and returns the product. Raise "
+            "ValueError if the inner dimensions don't match.",
+            "Implement `$fn($a, $b)` without numpy: return the matrix product of an n x m and an m x p matrix, raising "
+            "ValueError on a dimension mismatch.",
         ],
         reasoning=[
             ["The product entry (i, j) is the dot product of row i of $a and column j of $b.",
              "Each output cell is a sum over the shared dimension."],
             ["The number of columns of $a must equal the number of rows of $b, otherwise I raise ValueError.",
              "First I validate shapes: len($a[0]) must equal len($b)."],
-            ["Transposing $b once with zip(*$b) lets me pair rows with columns directly and keeps the inner loop simple.",
+            ["Transposing $b once with zip(*$b) lets me pair rows with columns directly and keeps the inner loop "
+             "simple.",
              "Precomputing the columns of $b via zip(*$b) avoids awkward column indexing."],
             ["I'll treat an empty left matrix as producing an empty result.", None],
             ["Cost is the usual cubic O(n * m * p); that's fine for a pure-Python helper.", None],
         ],
         intention=[
-            "Validate the shared dimension, transpose $b, and build each output cell as a dot product of a row and a column.",
+            "Validate the shared dimension, transpose $b, and build each output cell as a dot product of a row and a "
+            "column.",
             "Check shapes, then compute sum(x * y) over zipped rows of $a and columns of $b.",
         ],
         code=r'''
@@ -1580,7 +1791,11 @@ else:
     raise AssertionError
 ''',
         alternatives=[
-            "Strassen's algorithm reduces the multiplication count to about O(n^2.81) but only pays off for large matrices and adds a lot of complexity; in pure Python the interpreter overhead dominates anyway. Reordering loops to i-k-j improves cache behaviour in C, but in Python the main win is using zip and sum, which push the inner loop into C. For real workloads numpy.matmul would be the answer, but the task explicitly wants a dependency-free version.",
+            "Strassen's algorithm reduces the multiplication count to about O(n^2.81) but only pays off for large "
+            "matrices and adds a lot of complexity; in pure Python the interpreter overhead dominates anyway. "
+            "Reordering loops to i-k-j improves cache behaviour in C, but in Python the main win is using zip and sum, "
+            "which push the inner loop into C. For real workloads numpy.matmul would be the answer, but the task "
+            "explicitly wants a dependency-free version.",
         ])
 
 
@@ -1590,14 +1805,18 @@ def popcount(rng, long):
              arg=rng.choice(["n", "value", "x"]))
     return build(rng, v, long=long, cx="O(k) time where k is the number of set bits",
         instruction=[
-            "Write `$fn($arg)` that returns the number of 1 bits in the binary representation of a non-negative integer, without using bin() or int.bit_count().",
-            "Implement `$fn($arg)`: count the set bits of a non-negative integer using bit manipulation. Raise ValueError for negative input.",
+            "Write `$fn($arg)` that returns the number of 1 bits in the binary representation of a non-negative "
+            "integer, without using bin() or int.bit_count().",
+            "Implement `$fn($arg)`: count the set bits of a non-negative integer using bit manipulation. Raise "
+            "ValueError for negative input.",
         ],
         reasoning=[
-            ["Negative integers have infinitely many leading ones in Python's two's complement model, so I'll reject them.",
+            ["Negative integers have infinitely many leading ones in Python's two's complement model, so I'll reject "
+             "them.",
              "Python ints are unbounded, so a negative number has no finite popcount; ValueError is appropriate."],
             ["Kernighan's trick: $arg & ($arg - 1) clears the lowest set bit.",
-             "Clearing the lowest set bit with x & (x - 1) repeatedly lets me count bits in as many steps as there are ones."],
+             "Clearing the lowest set bit with x & (x - 1) repeatedly lets me count bits in as many steps as there are "
+             "ones."],
             ["So I loop while the value is non-zero, clearing one bit and incrementing a counter each time.",
              "Each iteration removes exactly one set bit, so the loop count is the answer."],
             ["Zero has no set bits and returns 0 without entering the loop.", None],
@@ -1624,7 +1843,11 @@ assert $fn(255) == 8
 assert $fn(2 ** 100) == 1
 ''',
         alternatives=[
-            "The simplest approach shifts right one bit at a time and adds the lowest bit, which costs one iteration per bit of the number's length rather than per set bit. A table lookup on bytes processes eight bits at a time and is common in C. The SWAR trick with masks like 0x55555555 counts bits in parallel within a fixed-width word but doesn't apply cleanly to Python's arbitrary-size integers. In modern Python, int.bit_count() is the idiomatic answer, but the statement rules it out.",
+            "The simplest approach shifts right one bit at a time and adds the lowest bit, which costs one iteration "
+            "per bit of the number's length rather than per set bit. A table lookup on bytes processes eight bits at a "
+            "time and is common in C. The SWAR trick with masks like 0x55555555 counts bits in parallel within a "
+            "fixed-width word but doesn't apply cleanly to Python's arbitrary-size integers. In modern Python, "
+            "int.bit_count() is the idiomatic answer, but the statement rules it out.",
         ])
 
 
@@ -1634,13 +1857,16 @@ def power_of_two(rng, long):
              arg=rng.choice(["n", "x", "value"]))
     return build(rng, v, long=long, cx="O(1) time for machine-sized integers",
         instruction=[
-            "Write `$fn($arg)` that returns True if the integer `$arg` is a power of two (1, 2, 4, 8, ...), and False otherwise, including for zero and negative numbers.",
-            "Implement `$fn($arg)` using a bit trick rather than a loop: decide whether an integer is an exact power of two.",
+            "Write `$fn($arg)` that returns True if the integer `$arg` is a power of two (1, 2, 4, 8, ...), and False "
+            "otherwise, including for zero and negative numbers.",
+            "Implement `$fn($arg)` using a bit trick rather than a loop: decide whether an integer is an exact power "
+            "of two.",
         ],
         reasoning=[
             ["A positive power of two has exactly one bit set.",
              "In binary, powers of two look like a single 1 followed by zeros."],
-            ["Subtracting one flips that bit and sets all lower bits, so $arg & ($arg - 1) is zero exactly for powers of two.",
+            ["Subtracting one flips that bit and sets all lower bits, so $arg & ($arg - 1) is zero exactly for powers "
+             "of two.",
              "The expression x & (x - 1) clears the lowest set bit, so it's zero iff at most one bit was set."],
             ["Zero also satisfies x & (x - 1) == 0, so I need an explicit $arg > 0 check.",
              "The classic pitfall is zero, which must be excluded; negatives must be excluded too."],
@@ -1667,7 +1893,11 @@ assert $fn(2 ** 64)
 assert not $fn(2 ** 64 + 1)
 ''',
         alternatives=[
-            "A loop that divides by two while the number is even and then checks whether the result is one is easy to understand but takes logarithmic time. Using math.log2 and checking for an integer result is tempting but unreliable because of floating-point rounding for large values. Another correct trick is x & -x == x, which isolates the lowest set bit. Python's int.bit_count() == 1 works too on 3.10+, but the and-trick is portable and clear.",
+            "A loop that divides by two while the number is even and then checks whether the result is one is easy to "
+            "understand but takes logarithmic time. Using math.log2 and checking for an integer result is tempting but "
+            "unreliable because of floating-point rounding for large values. Another correct trick is x & -x == x, "
+            "which isolates the lowest set bit. Python's int.bit_count() == 1 works too on 3.10+, but the and-trick is "
+            "portable and clear.",
         ])
 
 
@@ -1677,8 +1907,10 @@ def single_number(rng, long):
              arg=rng.choice(["nums", "values", "items"]))
     return build(rng, v, long=long, cx="O(n) time and O(1) space",
         instruction=[
-            "Every integer in `$arg` appears exactly twice except one, which appears once. Write `$fn($arg)` that returns that single value in O(n) time and O(1) extra space.",
-            "Implement `$fn($arg)`: in a list where all elements come in pairs except one, find the unpaired element without using a dict or set.",
+            "Every integer in `$arg` appears exactly twice except one, which appears once. Write `$fn($arg)` that "
+            "returns that single value in O(n) time and O(1) extra space.",
+            "Implement `$fn($arg)`: in a list where all elements come in pairs except one, find the unpaired element "
+            "without using a dict or set.",
         ],
         reasoning=[
             ["XOR is associative and commutative, x ^ x = 0 and x ^ 0 = x.",
@@ -1708,7 +1940,10 @@ assert $fn([7]) == 7
 assert $fn([-3, 5, 5]) == -3
 ''',
         alternatives=[
-            "The arithmetic trick 2 * sum(set(nums)) - sum(nums) also finds the answer in linear time, but building the set uses O(n) memory. Sorting and checking adjacent pairs uses O(1) extra memory if done in place, yet mutates the input and costs O(n log n). The XOR fold is the only approach that meets both bounds and leaves the input untouched, and functools.reduce(operator.xor, nums, 0) is an equivalent one-liner.",
+            "The arithmetic trick 2 * sum(set(nums)) - sum(nums) also finds the answer in linear time, but building "
+            "the set uses O(n) memory. Sorting and checking adjacent pairs uses O(1) extra memory if done in place, "
+            "yet mutates the input and costs O(n log n). The XOR fold is the only approach that meets both bounds and "
+            "leaves the input untouched, and functools.reduce(operator.xor, nums, 0) is an equivalent one-liner.",
         ])
 
 
@@ -1718,13 +1953,15 @@ def gray_code(rng, long):
              arg=rng.choice(["n", "bits", "width"]))
     return build(rng, v, long=long, cx="O(2^n) time, proportional to the output",
         instruction=[
-            "Write `$fn($arg)` that returns the `$arg`-bit reflected Gray code sequence as a list of integers starting at 0, where consecutive values differ in exactly one bit.",
+            "Write `$fn($arg)` that returns the `$arg`-bit reflected Gray code sequence as a list of integers starting "
+            "at 0, where consecutive values differ in exactly one bit.",
             "Implement `$fn($arg)`: generate all 2**$arg integers in binary-reflected Gray code order.",
         ],
         reasoning=[
             ["The i-th reflected Gray code is simply i ^ (i >> 1).",
              "There's a closed form: gray(i) = i XOR (i shifted right by one)."],
-            ["This works because incrementing i flips a block of low bits, and XOR with the shifted value leaves exactly one of them changed.",
+            ["This works because incrementing i flips a block of low bits, and XOR with the shifted value leaves "
+             "exactly one of them changed.",
              "Consecutive values of i ^ (i >> 1) differ in a single bit, which is the defining property."],
             ["The reflect-and-prefix construction would also work but builds intermediate lists.",
              None],
@@ -1750,7 +1987,11 @@ assert sorted(seq) == list(range(32))
 assert all(bin(a ^ b).count("1") == 1 for a, b in zip(seq, seq[1:]))
 ''',
         alternatives=[
-            "The reflective construction starts from [0], and at each step appends the reversed list with the new high bit set. It shows why the sequence is called reflected and generalises nicely to explaining the property by induction. It is still O(2^n) but creates a new list for every bit. A backtracking search that flips one bit at a time and avoids visited values also works but is far more code. The closed form is the most direct.",
+            "The reflective construction starts from [0], and at each step appends the reversed list with the new high "
+            "bit set. It shows why the sequence is called reflected and generalises nicely to explaining the property "
+            "by induction. It is still O(2^n) but creates a new list for every bit. A backtracking search that flips "
+            "one bit at a time and avoids visited values also works but is far more code. The closed form is the most "
+            "direct.",
         ])
 
 
@@ -1760,8 +2001,10 @@ def gcd_lcm(rng, long):
              arg=rng.choice(["numbers", "values", "nums"]))
     return build(rng, v, long=long, cx="O(n log M) time for values up to M",
         instruction=[
-            "Write `$fn($arg)` that returns the least common multiple of a non-empty list of positive integers. Implement gcd yourself with Euclid's algorithm.",
-            "Implement `$fn($arg)`: compute the LCM of all the positive integers in the list, using a hand-written Euclidean gcd helper. Raise ValueError for an empty list.",
+            "Write `$fn($arg)` that returns the least common multiple of a non-empty list of positive integers. "
+            "Implement gcd yourself with Euclid's algorithm.",
+            "Implement `$fn($arg)`: compute the LCM of all the positive integers in the list, using a hand-written "
+            "Euclidean gcd helper. Raise ValueError for an empty list.",
         ],
         reasoning=[
             ["lcm(a, b) = a // gcd(a, b) * b, and LCM is associative, so I can fold over the list.",
@@ -1799,7 +2042,11 @@ assert $fn([7]) == 7
 assert _gcd(48, 18) == 6
 ''',
         alternatives=[
-            "One could factorise every number and take the maximum exponent of each prime, which gives the LCM directly and is conceptually nice, but factorisation is far slower than Euclid for large values. The standard library offers math.gcd and, since Python 3.9, math.lcm accepting any number of arguments; in production code I would simply call math.lcm(*numbers). The statement asks for a hand-written gcd, so a small helper it is.",
+            "One could factorise every number and take the maximum exponent of each prime, which gives the LCM "
+            "directly and is conceptually nice, but factorisation is far slower than Euclid for large values. The "
+            "standard library offers math.gcd and, since Python 3.9, math.lcm accepting any number of arguments; in "
+            "production code I would simply call math.lcm(*numbers). The statement asks for a hand-written gcd, so a "
+            "small helper it is.",
         ])
 
 
@@ -1809,15 +2056,18 @@ def sieve(rng, long):
              arg=rng.choice(["limit", "n", "upper"]))
     return build(rng, v, long=long, cx="O(n log log n) time and O(n) space",
         instruction=[
-            "Write `$fn($arg)` that returns a list of all primes less than or equal to `$arg` using the Sieve of Eratosthenes.",
-            "Implement `$fn($arg)`: generate every prime number up to and including `$arg` efficiently. Return an empty list when `$arg` < 2.",
+            "Write `$fn($arg)` that returns a list of all primes less than or equal to `$arg` using the Sieve of "
+            "Eratosthenes.",
+            "Implement `$fn($arg)`: generate every prime number up to and including `$arg` efficiently. Return an "
+            "empty list when `$arg` < 2.",
         ],
         reasoning=[
             ["Trial division of every number would be slow; the sieve marks composites in bulk.",
              "The Sieve of Eratosthenes is the standard way to list all primes up to a bound."],
             ["I'll keep a bytearray of flags, initially all true, and clear 0 and 1.",
              "A bytearray is compact and fast for the flags."],
-            ["For each prime p with p * p <= $arg, mark multiples starting at p * p, since smaller multiples were already crossed out.",
+            ["For each prime p with p * p <= $arg, mark multiples starting at p * p, since smaller multiples were "
+             "already crossed out.",
              "Crossing out can start at p squared; anything smaller has a smaller prime factor."],
             ["Slice assignment marks all multiples at once, which is much faster than a Python loop.",
              "Using slice assignment for the marking keeps the inner loop in C."],
@@ -1848,7 +2098,11 @@ assert $fn(2) == [2]
 assert len($fn(10000)) == 1229
 ''',
         alternatives=[
-            "Trial division up to the square root for each candidate is simple and fine for small limits, but its total cost is around O(n sqrt(n) / log n). A segmented sieve processes the range in blocks that fit in cache and is the right tool when the limit is in the billions or when only primes in a window [lo, hi] are needed. Sieving only odd numbers halves memory and time at the cost of index arithmetic; for clarity I'll sieve all numbers.",
+            "Trial division up to the square root for each candidate is simple and fine for small limits, but its "
+            "total cost is around O(n sqrt(n) / log n). A segmented sieve processes the range in blocks that fit in "
+            "cache and is the right tool when the limit is in the billions or when only primes in a window [lo, hi] "
+            "are needed. Sieving only odd numbers halves memory and time at the cost of index arithmetic; for clarity "
+            "I'll sieve all numbers.",
         ])
 
 
@@ -1858,14 +2112,18 @@ def prime_factors(rng, long):
              arg=rng.choice(["n", "number", "value"]))
     return build(rng, v, long=long, cx="O(sqrt(n)) time in the worst case",
         instruction=[
-            "Write `$fn($arg)` that returns the prime factorisation of an integer `$arg` >= 2 as a sorted list of primes with repetition, e.g. 12 -> [2, 2, 3].",
-            "Implement `$fn($arg)`: return the prime factors of `$arg` in non-decreasing order, each repeated according to its multiplicity. Raise ValueError if `$arg` < 2.",
+            "Write `$fn($arg)` that returns the prime factorisation of an integer `$arg` >= 2 as a sorted list of "
+            "primes with repetition, e.g. 12 -> [2, 2, 3].",
+            "Implement `$fn($arg)`: return the prime factors of `$arg` in non-decreasing order, each repeated "
+            "according to its multiplicity. Raise ValueError if `$arg` < 2.",
         ],
         reasoning=[
             ["Trial division is enough: divide out each candidate d while it divides $arg.",
-             "I'll divide by 2 and then by 3, 5, 7, ... repeatedly; composite candidates like 9 never divide because their prime factors were removed already."],
+             "I'll divide by 2 and then by 3, 5, 7, ... repeatedly; composite candidates like 9 never divide because "
+             "their prime factors were removed already."],
             ["I only need to try d while d * d <= $arg; whatever remains above 1 afterwards is itself prime.",
-             "Stopping at the square root is valid because a composite remainder must have a factor no larger than its square root."],
+             "Stopping at the square root is valid because a composite remainder must have a factor no larger than its "
+             "square root."],
             ["Because candidates increase, the factors are appended in sorted order automatically.",
              "Each time d divides, I append it again, so multiplicities are preserved."],
             ["After 2, only odd candidates need checking, which halves the work.", None],
@@ -1898,7 +2156,10 @@ assert $fn(360) == [2, 2, 2, 3, 3, 5]
 assert $fn(2 ** 10 * 101) == [2] * 10 + [101]
 ''',
         alternatives=[
-            "For large semiprimes trial division is hopeless, and Pollard's rho combined with a Miller-Rabin primality test is the usual upgrade, finding factors in roughly O(n^(1/4)) expected time. If many numbers below a fixed bound need factorising, a smallest-prime-factor sieve answers each query in O(log n). For a single moderate integer, trial division skipping even numbers after 2 is simple and fast enough.",
+            "For large semiprimes trial division is hopeless, and Pollard's rho combined with a Miller-Rabin primality "
+            "test is the usual upgrade, finding factors in roughly O(n^(1/4)) expected time. If many numbers below a "
+            "fixed bound need factorising, a smallest-prime-factor sieve answers each query in O(log n). For a single "
+            "moderate integer, trial division skipping even numbers after 2 is simple and fast enough.",
         ])
 
 
@@ -1908,12 +2169,14 @@ def int_to_roman(rng, long):
              arg=rng.choice(["num", "n", "number"]))
     return build(rng, v, long=long, cx="O(1) time since the input is bounded",
         instruction=[
-            "Write `$fn($arg)` that converts an integer from 1 to 3999 into a Roman numeral string using subtractive notation (IV, IX, XL, ...). Raise ValueError outside that range.",
+            "Write `$fn($arg)` that converts an integer from 1 to 3999 into a Roman numeral string using subtractive "
+            "notation (IV, IX, XL, ...). Raise ValueError outside that range.",
             "Implement `$fn($arg)`: return the standard Roman numeral for an integer in [1, 3999].",
         ],
         reasoning=[
             ["Roman numerals are greedy once the subtractive pairs are treated as their own symbols.",
-             "If I include 900 (CM), 400 (CD), 90 (XC), 40 (XL), 9 (IX) and 4 (IV) as symbols, a greedy algorithm works."],
+             "If I include 900 (CM), 400 (CD), 90 (XC), 40 (XL), 9 (IX) and 4 (IV) as symbols, a greedy algorithm "
+             "works."],
             ["I'll list value-symbol pairs in descending order and repeatedly subtract the largest value that fits.",
              "Walking the table from largest to smallest, I append each symbol as many times as it fits."],
             ["divmod gives the repeat count and the remainder in one step.",
@@ -1950,7 +2213,10 @@ assert $fn(4) == "IV"
 assert $fn(3999) == "MMMCMXCIX"
 ''',
         alternatives=[
-            "A digit-by-digit approach uses four lookup tables, one each for thousands, hundreds, tens and units, and concatenates thousands[n // 1000] + hundreds[n % 1000 // 100] and so on. It is branch-free and very fast but the tables are tedious to write and easy to mistype. The greedy table is shorter and its correctness follows from the fact that the subtractive pairs make the symbol system canonical.",
+            "A digit-by-digit approach uses four lookup tables, one each for thousands, hundreds, tens and units, and "
+            "concatenates thousands[n // 1000] + hundreds[n % 1000 // 100] and so on. It is branch-free and very fast "
+            "but the tables are tedious to write and easy to mistype. The greedy table is shorter and its correctness "
+            "follows from the fact that the subtractive pairs make the symbol system canonical.",
         ])
 
 
@@ -1961,10 +2227,12 @@ def roman_to_int(rng, long):
     return build(rng, v, long=long, cx="O(n) time",
         instruction=[
             "Write `$fn($arg)` that converts a valid Roman numeral string (such as 'MCMXCIV') to an integer.",
-            "Implement `$fn($arg)`: parse a Roman numeral that may use subtractive notation and return its integer value.",
+            "Implement `$fn($arg)`: parse a Roman numeral that may use subtractive notation and return its integer "
+            "value.",
         ],
         reasoning=[
-            ["Each symbol normally adds its value, except when a smaller symbol precedes a larger one, in which case it subtracts.",
+            ["Each symbol normally adds its value, except when a smaller symbol precedes a larger one, in which case "
+             "it subtracts.",
              "The rule is: if a symbol is smaller than the one after it, subtract it; otherwise add it."],
             ["So I can scan left to right and compare each value with the next one.",
              "A single pass comparing neighbours is enough."],
@@ -1999,7 +2267,11 @@ assert $fn("IX") == 9
 assert $fn("MMMCMXCIX") == 3999
 ''',
         alternatives=[
-            "Another method replaces the six subtractive pairs with placeholder additive strings, for example 'IV' with 'IIII', and then simply sums symbol values; it works but performs several string passes. A stricter parser would also validate the numeral, rejecting forms like 'IIII' or 'IC', typically with a regular expression such as M{0,3}(CM|CD|D?C{0,3})(XC|XL|L?X{0,3})(IX|IV|V?I{0,3}). Validation isn't requested, so I'll keep the conversion simple.",
+            "Another method replaces the six subtractive pairs with placeholder additive strings, for example 'IV' "
+            "with 'IIII', and then simply sums symbol values; it works but performs several string passes. A stricter "
+            "parser would also validate the numeral, rejecting forms like 'IIII' or 'IC', typically with a regular "
+            "expression such as M{0,3}(CM|CD|D?C{0,3})(XC|XL|L?X{0,3})(IX|IV|V?I{0,3}). Validation isn't requested, so "
+            "I'll keep the conversion simple.",
         ])
 
 
@@ -2009,8 +2281,12 @@ def parse_config(rng, long):
              arg=rng.choice(["text", "source", "content"]))
     return build(rng, v, long=long, cx="O(n) time in the length of the text",
         instruction=[
-            "Write `$fn($arg)` that parses a multi-line string of `key = value` lines into a dict. Ignore blank lines and lines starting with '#', strip whitespace around keys and values, and raise ValueError (mentioning the line number) for lines without '='.",
-            "Implement `$fn($arg)`: turn simple config text into a dict. Each non-empty, non-comment line has the form `key=value`; whitespace around both parts is ignored, later keys override earlier ones, and a malformed line raises ValueError with its 1-based line number.",
+            "Write `$fn($arg)` that parses a multi-line string of `key = value` lines into a dict. Ignore blank lines "
+            "and lines starting with '#', strip whitespace around keys and values, and raise ValueError (mentioning "
+            "the line number) for lines without '='.",
+            "Implement `$fn($arg)`: turn simple config text into a dict. Each non-empty, non-comment line has the form "
+            "`key=value`; whitespace around both parts is ignored, later keys override earlier ones, and a malformed "
+            "line raises ValueError with its 1-based line number.",
         ],
         reasoning=[
             ["I'll iterate over splitlines() with enumerate starting at 1 so I can report line numbers.",
@@ -2024,7 +2300,8 @@ def parse_config(rng, long):
             ["Duplicate keys simply overwrite, which is the usual config semantics.", None],
         ],
         intention=[
-            "Loop over numbered lines, skip blanks and comments, partition on the first '=', and raise on malformed lines.",
+            "Loop over numbered lines, skip blanks and comments, partition on the first '=', and raise on malformed "
+            "lines.",
             "Parse each meaningful line with str.partition and store stripped key/value pairs in a dict.",
         ],
         code=r'''
@@ -2054,7 +2331,11 @@ else:
     raise AssertionError
 ''',
         alternatives=[
-            "The standard library's configparser handles a richer INI format with sections, interpolation and type helpers, but it requires section headers and treats ':' as a separator too, which differs from the requested format. A regular expression like ^\\s*([^=]+?)\\s*=\\s*(.*)$$ could parse each line, but partition is clearer and faster. I considered supporting inline comments after values, but that would break values containing '#', so I'll leave values untouched.",
+            "The standard library's configparser handles a richer INI format with sections, interpolation and type "
+            "helpers, but it requires section headers and treats ':' as a separator too, which differs from the "
+            "requested format. A regular expression like ^\\s*([^=]+?)\\s*=\\s*(.*)$$ could parse each line, but "
+            "partition is clearer and faster. I considered supporting inline comments after values, but that would "
+            "break values containing '#', so I'll leave values untouched.",
         ])
 
 
@@ -2064,22 +2345,29 @@ def eval_rpn(rng, long):
              arg=rng.choice(["tokens", "expression", "items"]))
     return build(rng, v, long=long, cx="O(n) time and O(n) stack space",
         instruction=[
-            "Write `$fn($arg)` that evaluates a Reverse Polish Notation expression given as a list of string tokens with integer operands and the operators + - * /. Division truncates toward zero. Raise ValueError on malformed input.",
-            "Implement `$fn($arg)`: evaluate a postfix expression such as ['2', '1', '+', '3', '*'] and return the integer result. Integer division truncates toward zero.",
+            "Write `$fn($arg)` that evaluates a Reverse Polish Notation expression given as a list of string tokens "
+            "with integer operands and the operators + - * /. Division truncates toward zero. Raise ValueError on "
+            "malformed input.",
+            "Implement `$fn($arg)`: evaluate a postfix expression such as ['2', '1', '+', '3', '*'] and return the "
+            "integer result. Integer division truncates toward zero.",
         ],
         reasoning=[
-            ["RPN evaluates naturally with a stack: push numbers, and for an operator pop two operands and push the result.",
+            ["RPN evaluates naturally with a stack: push numbers, and for an operator pop two operands and push the "
+             "result.",
              "A stack is all I need; operators consume the top two values."],
             ["Order matters: the first pop is the right operand and the second is the left one.",
              "For '-' and '/' I must pop b first, then a, and compute a op b."],
-            ["Python's // floors toward negative infinity, so -7 // 2 is -4 rather than -3; I'll write a small sign-aware helper instead of going through floats.",
-             "Truncation toward zero differs from Python's floor division for negative results, so I'll compute abs(a) // abs(b) and fix the sign."],
+            ["Python's // floors toward negative infinity, so -7 // 2 is -4 rather than -3; I'll write a small "
+             "sign-aware helper instead of going through floats.",
+             "Truncation toward zero differs from Python's floor division for negative results, so I'll compute abs(a) "
+             "// abs(b) and fix the sign."],
             ["Too few operands for an operator, or more than one value left at the end, means malformed input.",
              "At the end exactly one value must remain; otherwise the expression was malformed."],
             ["Negative number tokens like '-3' must be treated as operands, not operators.", None],
         ],
         intention=[
-            "Process tokens with a stack, applying operators to the top two values with truncating division, and validate the final stack.",
+            "Process tokens with a stack, applying operators to the top two values with truncating division, and "
+            "validate the final stack.",
             "Push integers, pop two for each operator in the correct order, and return the single remaining value.",
         ],
         code=r'''
@@ -2124,7 +2412,11 @@ for bad in (["+"], ["1", "2"]):
         raise AssertionError(bad)
 ''',
         alternatives=[
-            "Using int(a / b) for truncating division is the common shortcut, but it goes through floating point and silently loses precision once operands exceed 2**53, so the integer-only helper is safer. The operator module provides add, sub and mul, which could replace the lambdas; I kept lambdas to keep the mapping visibly self-contained. Recursion from the end of the token list is another way to evaluate postfix, but the stack is more natural and has no depth limit.",
+            "Using int(a / b) for truncating division is the common shortcut, but it goes through floating point and "
+            "silently loses precision once operands exceed 2**53, so the integer-only helper is safer. The operator "
+            "module provides add, sub and mul, which could replace the lambdas; I kept lambdas to keep the mapping "
+            "visibly self-contained. Recursion from the end of the token list is another way to evaluate postfix, but "
+            "the stack is more natural and has no depth limit.",
         ])
 
 
@@ -2134,14 +2426,19 @@ def calculator(rng, long):
              arg=rng.choice(["expr", "source", "formula"]))
     return build(rng, v, long=long, cx="O(n) time",
         instruction=[
-            "Write `$fn($arg)` that evaluates an arithmetic expression string containing non-negative integers, + - * /, parentheses and spaces, respecting the usual precedence. Use true division and return a number. Do not use eval().",
-            "Implement a small recursive-descent evaluator `$fn($arg)` for expressions with integers, the four basic operators, unary minus and parentheses. Raise ValueError for syntax errors.",
+            "Write `$fn($arg)` that evaluates an arithmetic expression string containing non-negative integers, + - * "
+            "/, parentheses and spaces, respecting the usual precedence. Use true division and return a number. Do not "
+            "use eval().",
+            "Implement a small recursive-descent evaluator `$fn($arg)` for expressions with integers, the four basic "
+            "operators, unary minus and parentheses. Raise ValueError for syntax errors.",
         ],
         reasoning=[
             ["eval() is unsafe and explicitly disallowed, so I'll write a tiny parser.",
              "I'll avoid eval and implement recursive descent, which mirrors the grammar directly."],
-            ["Grammar: expr := term (('+'|'-') term)*, term := factor (('*'|'/') factor)*, factor := number | '-' factor | '(' expr ')'.",
-             "Precedence falls out of the grammar layering: expressions are sums of terms, terms are products of factors."],
+            ["Grammar: expr := term (('+'|'-') term)*, term := factor (('*'|'/') factor)*, factor := number | '-' "
+             "factor | '(' expr ')'.",
+             "Precedence falls out of the grammar layering: expressions are sums of terms, terms are products of "
+             "factors."],
             ["First I tokenise with a regex into numbers and single-character operators, rejecting anything else.",
              "Tokenising first keeps the parser simple; any unexpected character is a syntax error."],
             ["Loops within expr and term give left associativity, so 8 - 3 - 2 is 3, not 7.",
@@ -2226,7 +2523,12 @@ for bad in ("1 +", "(1", "1 2", "2 ^ 3"):
         raise AssertionError(bad)
 ''',
         alternatives=[
-            "Dijkstra's shunting-yard algorithm converts infix to postfix with an operator stack and then evaluates the postfix form; it is iterative and handles precedence tables well, but unary minus needs special treatment that is easy to get wrong. Parsing with the ast module and walking only whitelisted node types is a robust alternative that reuses Python's own grammar, but it accepts Python-specific syntax like ** or // unless I reject those nodes. A Pratt parser generalises nicely to many precedence levels, which is more than this task needs.",
+            "Dijkstra's shunting-yard algorithm converts infix to postfix with an operator stack and then evaluates "
+            "the postfix form; it is iterative and handles precedence tables well, but unary minus needs special "
+            "treatment that is easy to get wrong. Parsing with the ast module and walking only whitelisted node types "
+            "is a robust alternative that reuses Python's own grammar, but it accepts Python-specific syntax like ** "
+            "or // unless I reject those nodes. A Pratt parser generalises nicely to many precedence levels, which is "
+            "more than this task needs.",
         ])
 
 
@@ -2237,8 +2539,10 @@ def batched(rng, long):
              size=rng.choice(["size", "n", "batch_size"]))
     return build(rng, v, long=long, cx="O(n) time and O($size) memory per batch",
         instruction=[
-            "Write a generator `$fn($arg, $size)` that yields successive lists of up to `$size` items from any iterable; the last batch may be shorter. Raise ValueError if `$size` < 1.",
-            "Implement `$fn($arg, $size)` as a lazy generator splitting an arbitrary iterable (possibly infinite) into lists of length `$size`, with a shorter final list if needed.",
+            "Write a generator `$fn($arg, $size)` that yields successive lists of up to `$size` items from any "
+            "iterable; the last batch may be shorter. Raise ValueError if `$size` < 1.",
+            "Implement `$fn($arg, $size)` as a lazy generator splitting an arbitrary iterable (possibly infinite) into "
+            "lists of length `$size`, with a shorter final list if needed.",
         ],
         reasoning=[
             ["The input may be any iterable, even an infinite generator, so I can't use len() or slicing.",
@@ -2287,7 +2591,11 @@ else:
     raise AssertionError
 ''',
         alternatives=[
-            "The zip(*[iter(xs)] * n) idiom groups items elegantly but drops the incomplete final batch, and zip_longest pads it with a fill value instead; neither matches the requirement. Slicing a list in steps of n is simple but requires a sequence and materialises everything. I split the function into a validating wrapper and an inner generator so that the ValueError is raised at call time rather than on the first next(), which is a subtle but useful detail of generator functions.",
+            "The zip(*[iter(xs)] * n) idiom groups items elegantly but drops the incomplete final batch, and "
+            "zip_longest pads it with a fill value instead; neither matches the requirement. Slicing a list in steps "
+            "of n is simple but requires a sequence and materialises everything. I split the function into a "
+            "validating wrapper and an inner generator so that the ValueError is raised at call time rather than on "
+            "the first next(), which is a subtle but useful detail of generator functions.",
         ])
 
 
@@ -2298,23 +2606,29 @@ def sliding_window_max(rng, long):
              k=rng.choice(["k", "width", "window"]))
     return build(rng, v, long=long, cx="O(n) time and O($k) extra space",
         instruction=[
-            "Write `$fn($arg, $k)` that returns a list with the maximum of every contiguous window of size `$k` in `$arg`, in O(n) time.",
-            "Implement `$fn($arg, $k)`: slide a window of width `$k` across the list and report the maximum at each position. Raise ValueError if `$k` is not positive.",
+            "Write `$fn($arg, $k)` that returns a list with the maximum of every contiguous window of size `$k` in "
+            "`$arg`, in O(n) time.",
+            "Implement `$fn($arg, $k)`: slide a window of width `$k` across the list and report the maximum at each "
+            "position. Raise ValueError if `$k` is not positive.",
         ],
         reasoning=[
             ["Recomputing max for each window is O(n * $k), which is too slow for large windows.",
              "The naive approach costs O(n * $k); I want linear time."],
-            ["A monotonic deque of indices, with values decreasing from front to back, keeps the current maximum at the front.",
-             "I'll keep a deque of indices whose values are in decreasing order; the front is always the window maximum."],
+            ["A monotonic deque of indices, with values decreasing from front to back, keeps the current maximum at "
+             "the front.",
+             "I'll keep a deque of indices whose values are in decreasing order; the front is always the window "
+             "maximum."],
             ["When a new value arrives, I pop smaller values from the back because they can never be a maximum again.",
-             "Any element smaller than the incoming one is dominated for the rest of its life, so it can be discarded."],
+             "Any element smaller than the incoming one is dominated for the rest of its life, so it can be "
+             "discarded."],
             ["I also pop the front when its index falls out of the window.",
              "Indices that slide out of range are removed from the front."],
             ["Each index is pushed and popped at most once, hence O(n) overall.", None],
             ["If $k exceeds the length there are no full windows, so the result is empty.", None],
         ],
         intention=[
-            "Maintain a decreasing deque of indices, evict expired ones from the front, and record the front value once the first window is full.",
+            "Maintain a decreasing deque of indices, evict expired ones from the front, and record the front value "
+            "once the first window is full.",
             "Monotonic-deque sliding window maximum in linear time.",
         ],
         code=r'''
@@ -2344,7 +2658,11 @@ assert $fn([1, 2], 5) == []
 assert $fn([5, 5, 5], 2) == [5, 5]
 ''',
         alternatives=[
-            "A heap of (-value, index) pairs also works: push each element and lazily pop entries whose index is out of the window before reading the top. That is O(n log n) and simpler to reason about for some people, but the deque is both faster and uses less memory. A block-based approach precomputes prefix maxima and suffix maxima within blocks of size k, then combines them for each window in O(1); it is linear too and vectorises well, but needs two extra arrays.",
+            "A heap of (-value, index) pairs also works: push each element and lazily pop entries whose index is out "
+            "of the window before reading the top. That is O(n log n) and simpler to reason about for some people, but "
+            "the deque is both faster and uses less memory. A block-based approach precomputes prefix maxima and "
+            "suffix maxima within blocks of size k, then combines them for each window in O(1); it is linear too and "
+            "vectorises well, but needs two extra arrays.",
         ])
 
 
@@ -2355,16 +2673,20 @@ def moving_average(rng, long):
              w=rng.choice(["window", "period", "span"]))
     return build(rng, v, long=long, cx="O(1) work per element",
         instruction=[
-            "Write a generator `$fn($arg, $w)` that yields the average of the last `$w` values seen so far for each element of an iterable (averaging fewer values until the window fills up).",
-            "Implement `$fn($arg, $w)` as a lazy generator over any iterable: for each incoming number, yield the mean of the most recent `$w` numbers, or of all numbers so far if fewer than `$w` have arrived.",
+            "Write a generator `$fn($arg, $w)` that yields the average of the last `$w` values seen so far for each "
+            "element of an iterable (averaging fewer values until the window fills up).",
+            "Implement `$fn($arg, $w)` as a lazy generator over any iterable: for each incoming number, yield the mean "
+            "of the most recent `$w` numbers, or of all numbers so far if fewer than `$w` have arrived.",
         ],
         reasoning=[
             ["Since the input may be a stream, a generator that keeps only the last $w values is ideal.",
              "I want constant memory per window, so I'll hold just the last $w values."],
             ["A deque with maxlen=$w drops the oldest value automatically.",
              "collections.deque(maxlen=$w) handles eviction for me."],
-            ["Maintaining a running sum avoids re-summing the window each time: add the new value and subtract the evicted one.",
-             "To get O(1) per step I'll keep a running total, subtracting the value about to be evicted before appending."],
+            ["Maintaining a running sum avoids re-summing the window each time: add the new value and subtract the "
+             "evicted one.",
+             "To get O(1) per step I'll keep a running total, subtracting the value about to be evicted before "
+             "appending."],
             ["I must read the evicted value before appending, because append silently discards it.",
              "The order of operations matters: capture the oldest element first when the deque is full."],
             ["A non-positive window is invalid.", None],
@@ -2396,7 +2718,11 @@ assert list($fn([], 3)) == []
 assert list($fn([1, 2, 3], 5)) == [1.0, 1.5, 2.0]
 ''',
         alternatives=[
-            "Recomputing sum(recent) / len(recent) on every step is simpler and numerically more robust, because a long-running total accumulates floating-point error; for small windows the cost difference is negligible. For very long streams a compromise is to recompute the sum exactly every few thousand steps. math.fsum could also reduce rounding error. For this task the running-sum version with small inputs is accurate and efficient.",
+            "Recomputing sum(recent) / len(recent) on every step is simpler and numerically more robust, because a "
+            "long-running total accumulates floating-point error; for small windows the cost difference is negligible. "
+            "For very long streams a compromise is to recompute the sum exactly every few thousand steps. math.fsum "
+            "could also reduce rounding error. For this task the running-sum version with small inputs is accurate and "
+            "efficient.",
         ])
 
 
@@ -2406,7 +2732,8 @@ def permutations(rng, long):
              arg=rng.choice(["items", "elements", "values"]))
     return build(rng, v, long=long, cx="O(n * n!) time, proportional to the output",
         instruction=[
-            "Write `$fn($arg)` that returns all permutations of a list of distinct elements as a list of lists, in lexicographic order of positions (as itertools.permutations would produce), without using itertools.",
+            "Write `$fn($arg)` that returns all permutations of a list of distinct elements as a list of lists, in "
+            "lexicographic order of positions (as itertools.permutations would produce), without using itertools.",
             "Implement `$fn($arg)` with backtracking: generate every ordering of the given distinct items.",
         ],
         reasoning=[
@@ -2453,7 +2780,11 @@ import itertools
 assert $fn("abcd") == [list(p) for p in itertools.permutations("abcd")]
 ''',
         alternatives=[
-            "Heap's algorithm generates each permutation from the previous one by a single swap and is the most efficient in terms of element moves, but its order is not lexicographic. The next-permutation algorithm (find the rightmost ascent, swap with the smallest larger element to its right, reverse the suffix) produces lexicographic order iteratively and also handles duplicates gracefully. The backtracking version is the easiest to adapt to constraints, for example pruning partial permutations.",
+            "Heap's algorithm generates each permutation from the previous one by a single swap and is the most "
+            "efficient in terms of element moves, but its order is not lexicographic. The next-permutation algorithm "
+            "(find the rightmost ascent, swap with the smallest larger element to its right, reverse the suffix) "
+            "produces lexicographic order iteratively and also handles duplicates gracefully. The backtracking version "
+            "is the easiest to adapt to constraints, for example pruning partial permutations.",
         ])
 
 
@@ -2463,8 +2794,10 @@ def subsets(rng, long):
              arg=rng.choice(["items", "elements", "values"]))
     return build(rng, v, long=long, cx="O(n * 2^n) time",
         instruction=[
-            "Write `$fn($arg)` that returns all subsets of a list of distinct items, each subset preserving the original order, sorted by size and then by position.",
-            "Implement `$fn($arg)`: produce the power set of the input list as a list of lists, ordered first by subset length and then as itertools.combinations would order them.",
+            "Write `$fn($arg)` that returns all subsets of a list of distinct items, each subset preserving the "
+            "original order, sorted by size and then by position.",
+            "Implement `$fn($arg)`: produce the power set of the input list as a list of lists, ordered first by "
+            "subset length and then as itertools.combinations would order them.",
         ],
         reasoning=[
             ["There are 2^n subsets; a list of n items with n around 20 is the practical limit.",
@@ -2472,7 +2805,8 @@ def subsets(rng, long):
             ["Ordering by size then position is exactly what iterating combinations of each size gives.",
              "The required order is grouped by length, which suggests generating combinations for r = 0..n."],
             ["I'll implement combinations with a small recursive helper that picks indices in increasing order.",
-             "For each size r, a recursive helper chooses increasing indices, which preserves original order inside each subset."],
+             "For each size r, a recursive helper chooses increasing indices, which preserves original order inside "
+             "each subset."],
             ["The empty subset comes first.",
              "Size 0 contributes exactly one subset, the empty list."],
         ],
@@ -2505,7 +2839,11 @@ assert $fn([]) == [[]]
 assert len($fn(range(10))) == 1024
 ''',
         alternatives=[
-            "Bitmask enumeration, where each integer from 0 to 2^n - 1 selects the elements whose bits are set, is compact and non-recursive, but its natural order is by mask value, not by size, so I would need a sort with key len afterwards. The iterative doubling trick starts from [[]] and, for each element, appends it to copies of all existing subsets; it is elegant but again produces a different order. Generating per-size combinations hits the required order directly.",
+            "Bitmask enumeration, where each integer from 0 to 2^n - 1 selects the elements whose bits are set, is "
+            "compact and non-recursive, but its natural order is by mask value, not by size, so I would need a sort "
+            "with key len afterwards. The iterative doubling trick starts from [[]] and, for each element, appends it "
+            "to copies of all existing subsets; it is elegant but again produces a different order. Generating "
+            "per-size combinations hits the required order directly.",
         ])
 
 
@@ -2515,8 +2853,10 @@ def n_queens(rng, long):
              arg=rng.choice(["n", "size", "board_size"]))
     return build(rng, v, long=long, cx="roughly O(n!) time in the worst case, heavily pruned",
         instruction=[
-            "Write `$fn($arg)` that returns the number of ways to place `$arg` queens on an `$arg` x `$arg` chessboard so that no two attack each other.",
-            "Implement `$fn($arg)`: count all solutions to the N-Queens puzzle for a board of size `$arg` using backtracking.",
+            "Write `$fn($arg)` that returns the number of ways to place `$arg` queens on an `$arg` x `$arg` chessboard "
+            "so that no two attack each other.",
+            "Implement `$fn($arg)`: count all solutions to the N-Queens puzzle for a board of size `$arg` using "
+            "backtracking.",
         ],
         reasoning=[
             ["Each row holds exactly one queen, so I can place queens row by row.",
@@ -2531,7 +2871,8 @@ def n_queens(rng, long):
             ["For $arg = 0 there is one empty arrangement, which the recursion returns naturally.", None],
         ],
         intention=[
-            "Backtrack row by row, tracking used columns and both diagonal families in sets, and count complete placements.",
+            "Backtrack row by row, tracking used columns and both diagonal families in sets, and count complete "
+            "placements.",
             "Row-wise backtracking with column, row - col and row + col conflict sets.",
         ],
         code=r'''
@@ -2558,7 +2899,11 @@ assert [$fn(i) for i in range(1, 9)] == [1, 0, 0, 2, 10, 4, 40, 92]
 assert $fn(0) == 1
 ''',
         alternatives=[
-            "A bitmask version represents columns and diagonals as integers, shifting the diagonal masks by one each row; it is several times faster and is the standard trick for counting solutions up to n around 15. Exploiting the board's mirror symmetry halves the work by only placing the first queen in the left half and doubling, with care for the middle column when n is odd. The set-based version is clearer and fast enough for small boards.",
+            "A bitmask version represents columns and diagonals as integers, shifting the diagonal masks by one each "
+            "row; it is several times faster and is the standard trick for counting solutions up to n around 15. "
+            "Exploiting the board's mirror symmetry halves the work by only placing the first queen in the left half "
+            "and doubling, with care for the middle column when n is odd. The set-based version is clearer and fast "
+            "enough for small boards.",
         ])
 
 
@@ -2568,8 +2913,10 @@ def merge_k_sorted(rng, long):
              arg=rng.choice(["lists", "sequences", "runs"]))
     return build(rng, v, long=long, cx="O(N log k) time for N total elements in k lists",
         instruction=[
-            "Write `$fn($arg)` that merges k individually sorted lists into one sorted list in O(N log k) time, without simply concatenating and sorting.",
-            "Implement `$fn($arg)`: given a list of ascending lists, return a single ascending list containing all their elements, using a heap.",
+            "Write `$fn($arg)` that merges k individually sorted lists into one sorted list in O(N log k) time, "
+            "without simply concatenating and sorting.",
+            "Implement `$fn($arg)`: given a list of ascending lists, return a single ascending list containing all "
+            "their elements, using a heap.",
         ],
         reasoning=[
             ["Concatenating and sorting is O(N log N) and ignores the existing order.",
@@ -2608,7 +2955,11 @@ assert $fn([]) == []
 assert $fn([[], [1], []]) == [1]
 ''',
         alternatives=[
-            "Divide and conquer, merging pairs of lists in rounds like the merge step of merge sort, also achieves O(N log k) without a heap, and it is what many linked-list solutions do. heapq.merge in the standard library is a lazy, production-ready version of exactly this heap algorithm and would be my choice in real code. Merging lists one by one into an accumulator is O(N k) in the worst case and should be avoided when k is large.",
+            "Divide and conquer, merging pairs of lists in rounds like the merge step of merge sort, also achieves O(N "
+            "log k) without a heap, and it is what many linked-list solutions do. heapq.merge in the standard library "
+            "is a lazy, production-ready version of exactly this heap algorithm and would be my choice in real code. "
+            "Merging lists one by one into an accumulator is O(N k) in the worst case and should be avoided when k is "
+            "large.",
         ])
 
 
@@ -2619,8 +2970,10 @@ def quickselect(rng, long):
              k=rng.choice(["k", "rank", "position"]))
     return build(rng, v, long=long, cx="O(n) expected time",
         instruction=[
-            "Write `$fn($arg, $k)` that returns the `$k`-th smallest element (1-based) of an unsorted list in expected linear time, without modifying the input. Raise ValueError if `$k` is out of range.",
-            "Implement quickselect as `$fn($arg, $k)`: find the element that would be at index `$k` - 1 after sorting, without sorting the whole list.",
+            "Write `$fn($arg, $k)` that returns the `$k`-th smallest element (1-based) of an unsorted list in expected "
+            "linear time, without modifying the input. Raise ValueError if `$k` is out of range.",
+            "Implement quickselect as `$fn($arg, $k)`: find the element that would be at index `$k` - 1 after sorting, "
+            "without sorting the whole list.",
         ],
         reasoning=[
             ["Sorting gives O(n log n); quickselect gets expected O(n) by recursing into only one side.",
@@ -2629,13 +2982,17 @@ def quickselect(rng, long):
              "I'll pick pivots at random so adversarial orderings don't hurt."],
             ["Three-way partitioning into less, equal and greater handles duplicates cleanly.",
              "Splitting into <, == and > buckets makes duplicates harmless."],
-            ["If $k falls into the equal bucket, the pivot is the answer; otherwise I continue in one side with an adjusted $k.",
-             "Depending on the bucket sizes, I either return the pivot or narrow the search, shifting $k when I go right."],
+            ["If $k falls into the equal bucket, the pivot is the answer; otherwise I continue in one side with an "
+             "adjusted $k.",
+             "Depending on the bucket sizes, I either return the pivot or narrow the search, shifting $k when I go "
+             "right."],
             ["Working on new lists keeps the input unmodified, at the cost of O(n) extra memory.", None],
         ],
         intention=[
-            "Iteratively partition around a random pivot into less/equal/greater lists and descend into the part holding rank $k.",
-            "Randomised three-way quickselect that narrows the candidate list until the pivot bucket contains the $k-th element.",
+            "Iteratively partition around a random pivot into less/equal/greater lists and descend into the part "
+            "holding rank $k.",
+            "Randomised three-way quickselect that narrows the candidate list until the pivot bucket contains the "
+            "$k-th element.",
         ],
         code=r'''
 import random
@@ -2671,7 +3028,11 @@ else:
     raise AssertionError
 ''',
         alternatives=[
-            "heapq.nsmallest(k, nums)[-1] is a one-liner costing O(n log k), great for small k but worse than quickselect when k is near n / 2. The median-of-medians pivot rule guarantees worst-case linear time, but its constant factor is large and it is rarely worth it outside of adversarial settings. An in-place Lomuto or Hoare partition would avoid allocating new lists, but it would mutate the caller's list unless I copy it first anyway.",
+            "heapq.nsmallest(k, nums)[-1] is a one-liner costing O(n log k), great for small k but worse than "
+            "quickselect when k is near n / 2. The median-of-medians pivot rule guarantees worst-case linear time, but "
+            "its constant factor is large and it is rarely worth it outside of adversarial settings. An in-place "
+            "Lomuto or Hoare partition would avoid allocating new lists, but it would mutate the caller's list unless "
+            "I copy it first anyway.",
         ])
 
 
@@ -2681,8 +3042,10 @@ def invert_dict(rng, long):
              arg=rng.choice(["mapping", "table", "d"]))
     return build(rng, v, long=long, cx="O(n log n) time because of sorting each group",
         instruction=[
-            "Write `$fn($arg)` that inverts a dict whose values may repeat: return a dict mapping each value to a sorted list of the keys that had it.",
-            "Implement `$fn($arg)`: build a reverse index from a dict, so every distinct value maps to the sorted list of its keys.",
+            "Write `$fn($arg)` that inverts a dict whose values may repeat: return a dict mapping each value to a "
+            "sorted list of the keys that had it.",
+            "Implement `$fn($arg)`: build a reverse index from a dict, so every distinct value maps to the sorted list "
+            "of its keys.",
         ],
         reasoning=[
             ["A plain {v: k} comprehension would lose keys when values repeat, so each value must map to a list.",
@@ -2691,8 +3054,10 @@ def invert_dict(rng, long):
              "I'll accumulate with setdefault or a defaultdict."],
             ["The statement asks for sorted key lists, so I sort each group at the end.",
              "Sorting each list afterwards gives deterministic output regardless of insertion order."],
-            ["Values must be hashable to become keys; unhashable values will raise TypeError, which is reasonable.", None],
-            ["I'll return a regular dict rather than the defaultdict to avoid surprising auto-insertion for callers.", None],
+            ["Values must be hashable to become keys; unhashable values will raise TypeError, which is "
+             "reasonable.", None],
+            ["I'll return a regular dict rather than the defaultdict to avoid surprising auto-insertion for "
+             "callers.", None],
         ],
         intention=[
             "Group keys by value in a defaultdict(list), then return a plain dict with each key list sorted.",
@@ -2715,7 +3080,10 @@ assert $fn({}) == {}
 assert $fn({"z": 0, "y": 0}) == {0: ["y", "z"]}
 ''',
         alternatives=[
-            "itertools.groupby over the items sorted by value would produce the same grouping, but it requires values to be mutually orderable, whereas a dict only needs them hashable. If the caller knows values are unique, the simple comprehension {v: k for k, v in d.items()} is the right tool and could be offered as a separate function, perhaps with a check that raises on collisions instead of silently overwriting.",
+            "itertools.groupby over the items sorted by value would produce the same grouping, but it requires values "
+            "to be mutually orderable, whereas a dict only needs them hashable. If the caller knows values are unique, "
+            "the simple comprehension {v: k for k, v in d.items()} is the right tool and could be offered as a "
+            "separate function, perhaps with a check that raises on collisions instead of silently overwriting.",
         ])
 
 
@@ -2727,15 +3095,18 @@ def deep_merge(rng, long):
     v["arg"] = v["a"]
     return build(rng, v, long=long, cx="O(total number of keys) time",
         instruction=[
-            "Write `$fn($a, $b)` that returns a new dict combining two nested dicts: values from `$b` win, except that when both sides hold dicts for the same key they are merged recursively. Neither input may be modified.",
-            "Implement `$fn($a, $b)`: recursively merge `$b` into a copy of `$a`, descending into nested dicts and otherwise letting `$b`'s values override.",
+            "Write `$fn($a, $b)` that returns a new dict combining two nested dicts: values from `$b` win, except that "
+            "when both sides hold dicts for the same key they are merged recursively. Neither input may be modified.",
+            "Implement `$fn($a, $b)`: recursively merge `$b` into a copy of `$a`, descending into nested dicts and "
+            "otherwise letting `$b`'s values override.",
         ],
         reasoning=[
             ["dict.update is shallow: a nested dict in $b would replace the whole nested dict in $a.",
              "The built-in update or {**a, **b} only merges the top level, which isn't enough."],
             ["So for each key in $b, if both values are dicts I recurse, otherwise the $b value wins.",
              "The recursion rule is: two dicts merge, anything else is overridden."],
-            ["To avoid mutating inputs, I start from a shallow copy of $a and recursion creates new dicts for nested levels.",
+            ["To avoid mutating inputs, I start from a shallow copy of $a and recursion creates new dicts for nested "
+             "levels.",
              "I'll build the result as a fresh dict at every level so no input is changed."],
             ["Lists are treated as plain values and replaced, not concatenated.", None],
             ["Recursion depth equals nesting depth, which is small for config-like data.", None],
@@ -2765,7 +3136,11 @@ assert $fn({}, {}) == {}
 assert $fn({"a": {"b": 1}}, {"a": 2}) == {"a": 2}
 ''',
         alternatives=[
-            "Using copy.deepcopy on the base and then updating in place is another route that also protects nested lists from aliasing, at the cost of copying everything even when little changes. My version shares unchanged nested values with the inputs, which is cheaper and usually fine, but worth noting in the docstring if callers mutate the result. An iterative version with an explicit stack avoids recursion, but config nesting is never deep enough to matter.",
+            "Using copy.deepcopy on the base and then updating in place is another route that also protects nested "
+            "lists from aliasing, at the cost of copying everything even when little changes. My version shares "
+            "unchanged nested values with the inputs, which is cheaper and usually fine, but worth noting in the "
+            "docstring if callers mutate the result. An iterative version with an explicit stack avoids recursion, but "
+            "config nesting is never deep enough to matter.",
         ])
 
 
@@ -2776,15 +3151,20 @@ def caesar(rng, long):
              k=rng.choice(["shift", "key", "offset"]))
     return build(rng, v, long=long, cx="O(n) time",
         instruction=[
-            "Write `$fn($arg, $k)` that applies a Caesar cipher: shift each ASCII letter by `$k` positions, wrapping around the alphabet and preserving case. Non-letters are unchanged; `$k` may be negative or larger than 26.",
-            "Implement `$fn($arg, $k)`: rotate every English letter in the string by `$k` places (keeping upper/lower case), leaving digits, spaces and punctuation alone.",
+            "Write `$fn($arg, $k)` that applies a Caesar cipher: shift each ASCII letter by `$k` positions, wrapping "
+            "around the alphabet and preserving case. Non-letters are unchanged; `$k` may be negative or larger than "
+            "26.",
+            "Implement `$fn($arg, $k)`: rotate every English letter in the string by `$k` places (keeping upper/lower "
+            "case), leaving digits, spaces and punctuation alone.",
         ],
         reasoning=[
             ["For each letter I compute its offset from 'a' or 'A', add $k, and take the result modulo 26.",
              "Working with offsets from the base letter makes the wrap-around a simple modulo."],
-            ["Python's % always returns a non-negative result for a positive modulus, so negative shifts work without extra care.",
+            ["Python's % always returns a non-negative result for a positive modulus, so negative shifts work without "
+             "extra care.",
              "Negative and large shifts are handled because (x + $k) % 26 is always in 0..25 in Python."],
-            ["Only ASCII letters are shifted; I'll check membership in string.ascii_lowercase and ascii_uppercase rather than isalpha, which would include accented letters.",
+            ["Only ASCII letters are shifted; I'll check membership in string.ascii_lowercase and ascii_uppercase "
+             "rather than isalpha, which would include accented letters.",
              "str.isalpha is true for non-ASCII letters too, so I'll test against the ASCII ranges explicitly."],
             ["Building a translation table once with str.maketrans would be faster for long texts.", None],
             ["Decoding is just applying the negative shift.", None],
@@ -2814,7 +3194,10 @@ assert $fn("xyz", 29) == "abc"
 assert $fn("café 123", 1) == "dbgé 123"
 ''',
         alternatives=[
-            "A per-character loop with ord and chr is the most explicit implementation and is useful for teaching how the modulo arithmetic works, but it runs in Python bytecode for every character. Translation tables do the mapping in C. If I needed to support other alphabets, I would generalise the function to take the alphabet as a parameter and build the table from it, which the maketrans design makes easy.",
+            "A per-character loop with ord and chr is the most explicit implementation and is useful for teaching how "
+            "the modulo arithmetic works, but it runs in Python bytecode for every character. Translation tables do "
+            "the mapping in C. If I needed to support other alphabets, I would generalise the function to take the "
+            "alphabet as a parameter and build the table from it, which the maketrans design makes easy.",
         ])
 
 
@@ -2824,13 +3207,17 @@ def camel_to_snake(rng, long):
              arg=rng.choice(["name", "identifier", "text"]))
     return build(rng, v, long=long, cx="O(n) time",
         instruction=[
-            "Write `$fn($arg)` that converts a camelCase or PascalCase identifier to snake_case, treating runs of capitals as acronyms: 'parseHTTPResponse' -> 'parse_http_response'.",
-            "Implement `$fn($arg)`: turn identifiers like 'getUserID' or 'XMLParser' into snake case ('get_user_id', 'xml_parser').",
+            "Write `$fn($arg)` that converts a camelCase or PascalCase identifier to snake_case, treating runs of "
+            "capitals as acronyms: 'parseHTTPResponse' -> 'parse_http_response'.",
+            "Implement `$fn($arg)`: turn identifiers like 'getUserID' or 'XMLParser' into snake case ('get_user_id', "
+            "'xml_parser').",
         ],
         reasoning=[
-            ["The naive rule, put an underscore before every capital, breaks acronyms: 'XMLParser' would become 'x_m_l_parser'.",
+            ["The naive rule, put an underscore before every capital, breaks acronyms: 'XMLParser' would become "
+             "'x_m_l_parser'.",
              "Inserting an underscore before each uppercase letter mishandles acronyms, so I need smarter boundaries."],
-            ["A word boundary occurs between a lowercase letter or digit and an uppercase letter, and between an acronym and a following capitalised word (the 'LP' in 'XMLParser').",
+            ["A word boundary occurs between a lowercase letter or digit and an uppercase letter, and between an "
+             "acronym and a following capitalised word (the 'LP' in 'XMLParser').",
              "Two boundary rules cover it: lower-or-digit followed by upper, and upper followed by upper-then-lower."],
             ["Two regex substitutions implement those rules, then I lowercase the result.",
              "I'll apply the acronym rule first, then the simple lower-to-upper rule, and lowercase at the end."],
@@ -2861,7 +3248,10 @@ assert $fn("already_snake") == "already_snake"
 assert $fn("version2Update") == "version2_update"
 ''',
         alternatives=[
-            "A manual scan that looks at the previous, current and next character can implement the same rules without regular expressions and makes every decision explicit. It is longer and has several index edge cases at the start and end of the string. Third-party libraries such as inflection provide underscore() with similar behaviour, but pulling in a dependency for two regexes isn't justified.",
+            "A manual scan that looks at the previous, current and next character can implement the same rules without "
+            "regular expressions and makes every decision explicit. It is longer and has several index edge cases at "
+            "the start and end of the string. Third-party libraries such as inflection provide underscore() with "
+            "similar behaviour, but pulling in a dependency for two regexes isn't justified.",
         ])
 
 
@@ -2872,11 +3262,14 @@ def word_wrap(rng, long):
              w=rng.choice(["width", "max_width", "line_length"]))
     return build(rng, v, long=long, cx="O(n) time",
         instruction=[
-            "Write `$fn($arg, $w)` that greedily wraps text into lines of at most `$w` characters, breaking only at whitespace and returning a list of lines. A single word longer than `$w` goes on its own line unbroken.",
-            "Implement `$fn($arg, $w)` without the textwrap module: split text into words and pack them greedily into lines no longer than `$w`, except for words that are themselves too long.",
+            "Write `$fn($arg, $w)` that greedily wraps text into lines of at most `$w` characters, breaking only at "
+            "whitespace and returning a list of lines. A single word longer than `$w` goes on its own line unbroken.",
+            "Implement `$fn($arg, $w)` without the textwrap module: split text into words and pack them greedily into "
+            "lines no longer than `$w`, except for words that are themselves too long.",
         ],
         reasoning=[
-            ["Greedy packing is optimal for minimising the number of lines: add words to the current line while they fit.",
+            ["Greedy packing is optimal for minimising the number of lines: add words to the current line while they "
+             "fit.",
              "I'll fill each line greedily, starting a new line when the next word would overflow."],
             ["str.split() with no arguments collapses all whitespace and drops empties, which is what I want.",
              "Splitting on arbitrary whitespace normalises spaces, tabs and newlines."],
@@ -2887,8 +3280,10 @@ def word_wrap(rng, long):
             ["Empty or whitespace-only input gives an empty list.", None],
         ],
         intention=[
-            "Split into words and greedily append each to the current line if it fits (counting the space), otherwise start a new line.",
-            "Greedy line filling over whitespace-separated words, with long words allowed to overflow on their own line.",
+            "Split into words and greedily append each to the current line if it fits (counting the space), otherwise "
+            "start a new line.",
+            "Greedy line filling over whitespace-separated words, with long words allowed to overflow on their own "
+            "line.",
         ],
         code=r'''
 def $fn($arg, $w):
@@ -2914,7 +3309,11 @@ assert $fn("a verylongword b", 4) == ["a", "verylongword", "b"]
 assert $fn("  spaced   out  ", 20) == ["spaced out"]
 ''',
         alternatives=[
-            "Greedy wrapping minimises the number of lines but can leave very ragged right edges. Knuth-Plass style minimum-raggedness wrapping uses dynamic programming over break points to minimise the sum of squared trailing spaces, producing nicer paragraphs at O(n^2) cost. For a utility that just needs lines within a width, greedy is standard, and it is what textwrap does by default apart from its options for breaking long words.",
+            "Greedy wrapping minimises the number of lines but can leave very ragged right edges. Knuth-Plass style "
+            "minimum-raggedness wrapping uses dynamic programming over break points to minimise the sum of squared "
+            "trailing spaces, producing nicer paragraphs at O(n^2) cost. For a utility that just needs lines within a "
+            "width, greedy is standard, and it is what textwrap does by default apart from its options for breaking "
+            "long words.",
         ])
 
 
@@ -2924,8 +3323,10 @@ def format_duration(rng, long):
              arg=rng.choice(["seconds", "total_seconds", "secs"]))
     return build(rng, v, long=long, cx="O(1) time",
         instruction=[
-            "Write `$fn($arg)` that turns a non-negative number of seconds into a compact string like '1d 2h 3m 4s', omitting zero components; 0 should give '0s'.",
-            "Implement `$fn($arg)`: express an integer duration in days, hours, minutes and seconds, skipping units that are zero (e.g. 3661 -> '1h 1m 1s'). Raise ValueError for negative input.",
+            "Write `$fn($arg)` that turns a non-negative number of seconds into a compact string like '1d 2h 3m 4s', "
+            "omitting zero components; 0 should give '0s'.",
+            "Implement `$fn($arg)`: express an integer duration in days, hours, minutes and seconds, skipping units "
+            "that are zero (e.g. 3661 -> '1h 1m 1s'). Raise ValueError for negative input.",
         ],
         reasoning=[
             ["Repeated divmod by 60, 60 and 24 splits the total into units.",
@@ -2962,7 +3363,10 @@ assert $fn(86400 + 4) == "1d 4s"
 assert $fn(59) == "59s"
 ''',
         alternatives=[
-            "datetime.timedelta can do the splitting and its str() gives '1 day, 1:01:01', but that format differs from the requested compact form, so I'd still need to pick fields apart. A table-driven loop over (unit, size) pairs generalises better if weeks or years were added later; with four fixed units the explicit divmod chain is easier to read.",
+            "datetime.timedelta can do the splitting and its str() gives '1 day, 1:01:01', but that format differs "
+            "from the requested compact form, so I'd still need to pick fields apart. A table-driven loop over (unit, "
+            "size) pairs generalises better if weeks or years were added later; with four fixed units the explicit "
+            "divmod chain is easier to read.",
         ])
 
 
@@ -2973,8 +3377,10 @@ def to_base(rng, long):
              b=rng.choice(["base", "radix"]))
     return build(rng, v, long=long, cx="O(log n) time",
         instruction=[
-            "Write `$fn($arg, $b)` that converts an integer to its string representation in base `$b` (2 to 36), using digits 0-9 then lowercase letters, with a leading '-' for negatives.",
-            "Implement `$fn($arg, $b)`: the inverse of int(s, $b) for bases 2..36. Raise ValueError for an unsupported base.",
+            "Write `$fn($arg, $b)` that converts an integer to its string representation in base `$b` (2 to 36), using "
+            "digits 0-9 then lowercase letters, with a leading '-' for negatives.",
+            "Implement `$fn($arg, $b)`: the inverse of int(s, $b) for bases 2..36. Raise ValueError for an unsupported "
+            "base.",
         ],
         reasoning=[
             ["Repeated divmod by the base yields digits from least to most significant.",
@@ -3015,7 +3421,10 @@ assert $fn(0, 7) == "0"
 assert all(int($fn(x, bb), bb) == x for x in range(-50, 50) for bb in (2, 3, 8, 36))
 ''',
         alternatives=[
-            "A recursive version, to_base(n // b) + digit, reads nicely but builds many intermediate strings and recurses once per digit. For bases 2, 8 and 16 Python's format(n, 'b'), 'o' and 'x' already do the job, and numpy.base_repr covers other bases, but a general-purpose helper without dependencies is what's requested.",
+            "A recursive version, to_base(n // b) + digit, reads nicely but builds many intermediate strings and "
+            "recurses once per digit. For bases 2, 8 and 16 Python's format(n, 'b'), 'o' and 'x' already do the job, "
+            "and numpy.base_repr covers other bases, but a general-purpose helper without dependencies is what's "
+            "requested.",
         ])
 
 
@@ -3025,22 +3434,27 @@ def longest_unique_substring(rng, long):
              arg=rng.choice(["s", "text", "chars"]))
     return build(rng, v, long=long, cx="O(n) time and O(alphabet) space",
         instruction=[
-            "Write `$fn($arg)` that returns the length of the longest substring of `$arg` without repeating characters.",
-            "Implement `$fn($arg)` in linear time: find the length of the longest contiguous run of characters in which no character appears twice.",
+            "Write `$fn($arg)` that returns the length of the longest substring of `$arg` without repeating "
+            "characters.",
+            "Implement `$fn($arg)` in linear time: find the length of the longest contiguous run of characters in "
+            "which no character appears twice.",
         ],
         reasoning=[
             ["Checking every substring is O(n^3), or O(n^2) with a set; a sliding window does it in O(n).",
              "A sliding window with a left boundary that only moves forward gives linear time."],
             ["I'll remember the last index where each character was seen.",
              "A dict from character to its most recent index lets me jump the left edge directly."],
-            ["When the current character was seen inside the window, the left edge jumps to just after that occurrence.",
+            ["When the current character was seen inside the window, the left edge jumps to just after that "
+             "occurrence.",
              "If the previous occurrence is at or after the left edge, the window must start after it."],
-            ["The max() guard is important: the left edge must never move backwards because of an old occurrence outside the window.",
+            ["The max() guard is important: the left edge must never move backwards because of an old occurrence "
+             "outside the window.",
              "Old occurrences before the window must be ignored, otherwise the left boundary could move backwards."],
             ["The window length right - left + 1 is compared with the best so far at each step.", None],
         ],
         intention=[
-            "Slide a window, tracking each character's last index and moving the left edge past repeats, keeping the maximum width.",
+            "Slide a window, tracking each character's last index and moving the left edge past repeats, keeping the "
+            "maximum width.",
             "Last-seen-index sliding window where the start jumps forward past duplicates.",
         ],
         code=r'''
@@ -3063,7 +3477,10 @@ assert $fn("") == 0
 assert $fn("abba") == 2
 ''',
         alternatives=[
-            "A set-based sliding window removes characters from the left one at a time until the duplicate is gone; it is also linear overall since each character enters and leaves once, and some find it easier to reason about. The last-index dictionary version skips directly, which saves work on long windows. For a known small alphabet, a fixed-size array indexed by ord would replace the dict for speed.",
+            "A set-based sliding window removes characters from the left one at a time until the duplicate is gone; it "
+            "is also linear overall since each character enters and leaves once, and some find it easier to reason "
+            "about. The last-index dictionary version skips directly, which saves work on long windows. For a known "
+            "small alphabet, a fixed-size array indexed by ord would replace the dict for speed.",
         ])
 
 
@@ -3074,8 +3491,10 @@ def trie(rng, long):
     v.update(fn=v["cls"], arg="word", what="class")
     return build(rng, v, long=long, cx="O(L) time per operation for a word of length L",
         instruction=[
-            "Implement a class `$cls` with methods `insert(word)`, `search(word)` returning whether the exact word was inserted, and `$has(prefix)` returning whether any inserted word starts with the prefix.",
-            "Write a prefix tree `$cls` supporting insertion of words, exact lookup via `search`, and prefix queries via `$has`.",
+            "Implement a class `$cls` with methods `insert(word)`, `search(word)` returning whether the exact word was "
+            "inserted, and `$has(prefix)` returning whether any inserted word starts with the prefix.",
+            "Write a prefix tree `$cls` supporting insertion of words, exact lookup via `search`, and prefix queries "
+            "via `$has`.",
         ],
         reasoning=[
             ["Each node holds a dict of children keyed by character and a flag marking the end of a word.",
@@ -3084,12 +3503,14 @@ def trie(rng, long):
              "Insertion creates missing children along the path and marks the final node."],
             ["search and $has share a helper that walks the path and returns the final node or None.",
              "Both queries need to follow a path, so I'll factor that into a _walk helper."],
-            ["search additionally requires the end flag, because 'app' is a prefix of 'apple' but not necessarily a word.",
+            ["search additionally requires the end flag, because 'app' is a prefix of 'apple' but not necessarily a "
+             "word.",
              "The difference between the two queries is only the end-of-word flag."],
             ["The empty prefix matches as soon as any word was inserted.", None],
         ],
         intention=[
-            "Use nested node objects with a children dict and an is_word flag; share a path-walking helper between the queries.",
+            "Use nested node objects with a children dict and an is_word flag; share a path-walking helper between the "
+            "queries.",
             "A dict-based trie where search checks the end flag and $has only checks the path exists.",
         ],
         code=r'''
@@ -3147,7 +3568,11 @@ assert not $cls().$has("")
 assert t.$has("")
 ''',
         alternatives=[
-            "A sorted list of words with bisect can answer prefix queries too: find the insertion point of the prefix and check whether the word there starts with it. Inserts are O(n) due to shifting, but memory use is much lower than a trie full of small dicts. A set of all prefixes answers $has in O(L) but multiplies memory by the average word length. The trie is the canonical structure when inserts and prefix queries interleave.",
+            "A sorted list of words with bisect can answer prefix queries too: find the insertion point of the prefix "
+            "and check whether the word there starts with it. Inserts are O(n) due to shifting, but memory use is much "
+            "lower than a trie full of small dicts. A set of all prefixes answers $has in O(L) but multiplies memory "
+            "by the average word length. The trie is the canonical structure when inserts and prefix queries "
+            "interleave.",
         ])
 
 
@@ -3157,8 +3582,10 @@ def num_islands(rng, long):
              arg=rng.choice(["grid", "world", "cells"]))
     return build(rng, v, long=long, cx="O(R * C) time and space",
         instruction=[
-            "Write `$fn($arg)` where `$arg` is a list of equal-length strings of '1' (land) and '0' (water). Return the number of islands, i.e. groups of land cells connected horizontally or vertically.",
-            "Implement `$fn($arg)`: count 4-connected components of '1' cells in a grid given as a list of strings, without modifying the input.",
+            "Write `$fn($arg)` where `$arg` is a list of equal-length strings of '1' (land) and '0' (water). Return "
+            "the number of islands, i.e. groups of land cells connected horizontally or vertically.",
+            "Implement `$fn($arg)`: count 4-connected components of '1' cells in a grid given as a list of strings, "
+            "without modifying the input.",
         ],
         reasoning=[
             ["Each island is a connected component, so I scan cells and flood-fill from each unvisited land cell.",
@@ -3172,7 +3599,8 @@ def num_islands(rng, long):
             ["An empty grid has zero islands.", None],
         ],
         intention=[
-            "Scan all cells; for each unvisited '1', increment the count and flood-fill its island with an explicit stack.",
+            "Scan all cells; for each unvisited '1', increment the count and flood-fill its island with an explicit "
+            "stack.",
             "Iterative DFS flood fill over 4-neighbours, counting how many fills start.",
         ],
         code=r'''
@@ -3204,7 +3632,11 @@ assert $fn(["101", "010", "101"]) == 5
 assert $fn(["1" * 200] * 200) == 1
 ''',
         alternatives=[
-            "Union-find over land cells, uniting each cell with its right and down neighbours, counts components without any traversal and adapts well to the online variant where land is added cell by cell. BFS with a deque works just as well as DFS; the choice only changes the visiting order, not the result or the complexity. If mutation were allowed, overwriting visited land with '0' in a list-of-lists copy would remove the need for the set.",
+            "Union-find over land cells, uniting each cell with its right and down neighbours, counts components "
+            "without any traversal and adapts well to the online variant where land is added cell by cell. BFS with a "
+            "deque works just as well as DFS; the choice only changes the visiting order, not the result or the "
+            "complexity. If mutation were allowed, overwriting visited land with '0' in a list-of-lists copy would "
+            "remove the need for the set.",
         ])
 
 
@@ -3214,15 +3646,19 @@ def unique_paths(rng, long):
              arg=rng.choice(["grid", "obstacles", "board"]))
     return build(rng, v, long=long, cx="O(R * C) time and O(C) space",
         instruction=[
-            "Write `$fn($arg)` where `$arg` is a list of lists of 0 (free) and 1 (blocked). Count the paths from the top-left to the bottom-right cell that move only right or down and avoid blocked cells.",
-            "Implement `$fn($arg)`: a robot moves only right or down on a grid with obstacles marked 1. Return the number of distinct routes from the top-left corner to the bottom-right corner.",
+            "Write `$fn($arg)` where `$arg` is a list of lists of 0 (free) and 1 (blocked). Count the paths from the "
+            "top-left to the bottom-right cell that move only right or down and avoid blocked cells.",
+            "Implement `$fn($arg)`: a robot moves only right or down on a grid with obstacles marked 1. Return the "
+            "number of distinct routes from the top-left corner to the bottom-right corner.",
         ],
         reasoning=[
-            ["Paths into a cell come only from above or from the left, so ways[r][c] = ways[r-1][c] + ways[r][c-1] for free cells.",
+            ["Paths into a cell come only from above or from the left, so ways[r][c] = ways[r-1][c] + ways[r][c-1] for "
+             "free cells.",
              "The count for a cell is the sum of counts of its top and left neighbours, or zero if blocked."],
             ["Blocked cells contribute zero, which naturally stops paths through them.",
              "Setting obstacles to zero propagates correctly: no path can pass through them."],
-            ["A single row of counts suffices: when processing row r, ways[c] still holds the value from above and ways[c-1] the value to the left.",
+            ["A single row of counts suffices: when processing row r, ways[c] still holds the value from above and "
+             "ways[c-1] the value to the left.",
              "I can keep one list of length C and update it in place row by row."],
             ["If the start cell is blocked, the answer is 0.",
              "The start cell seeds the count with 1 only when it is free."],
@@ -3255,7 +3691,11 @@ assert $fn([[0] * 3] * 3) == 6
 assert $fn([[0, 1], [1, 0]]) == 0
 ''',
         alternatives=[
-            "Without obstacles the answer is the binomial coefficient C(R + C - 2, R - 1), computable with math.comb in O(1) arithmetic operations, but obstacles break the closed form. Inclusion-exclusion over obstacles sorted by position can extend the formula when there are only a few blocked cells on a huge grid. Memoised recursion from the goal mirrors the recurrence but risks deep recursion. The rolling DP handles everything in linear time in the grid size.",
+            "Without obstacles the answer is the binomial coefficient C(R + C - 2, R - 1), computable with math.comb "
+            "in O(1) arithmetic operations, but obstacles break the closed form. Inclusion-exclusion over obstacles "
+            "sorted by position can extend the formula when there are only a few blocked cells on a huge grid. "
+            "Memoised recursion from the goal mirrors the recurrence but risks deep recursion. The rolling DP handles "
+            "everything in linear time in the grid size.",
         ])
 
 
