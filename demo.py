@@ -30,11 +30,11 @@ import sys
 import time
 
 from reasoning_sft.data.records import read_records
+from reasoning_sft.demo.pipeline import REPO, encode_argv, filter_argv, tokenizer_argv
 from reasoning_sft.errors import UserError, run_cli
 from reasoning_sft.eval.execution import default_workers
 from reasoning_sft.serve.export import default_llama_cpp_dir
 
-REPO = os.path.dirname(os.path.abspath(__file__))
 HELD_OUT = 16      # the sample's last records: kept out of all training, used as generation prompts
 MAX_LEN = 512
 SUMMARY_PREFIXES = ("tokenizer ->", "filter:", "encode:", "done:", "tiny Llama", "format ok", "report ->",
@@ -192,21 +192,16 @@ def main(argv=None):
                                           "--kv_heads", "2", "--layers", str(args.layers), "--vocab_size", str(args.vocab_size),
                                           "--pretrain_epochs", str(args.pretrain_epochs),
                                           "--pretrain_eval", paths["heldout"]], results, solo)
-    run("stage 1: tokenizer", [py, "prepare_llamatokenizer.py", "--model", model, "--out_dir", d["tokenizer"],
-                               "--overwrite"], results, solo)
+    run("stage 1: tokenizer", [py, *tokenizer_argv(model, d["tokenizer"])], results, solo)
     # the held-out records go through the same stages: the trainers' eval set (loss only, never a gradient)
     run_together([
-        ("stage 2: filter", [py, "filter_data.py", "--json", paths["train"], "--tokenizer", d["tokenizer"],
-                             "--out_dir", d["filtered"], "--max_len", str(MAX_LEN), "--overwrite"]),
-        ("stage 2: filter (held-out)", [py, "filter_data.py", "--json", paths["heldout"], "--tokenizer",
-                                        d["tokenizer"], "--out_dir", d["heldout_filtered"], "--max_len", str(MAX_LEN),
-                                        "--no_plot", "--overwrite"]),
+        ("stage 2: filter", [py, *filter_argv(paths["train"], d["tokenizer"], d["filtered"], MAX_LEN)]),
+        ("stage 2: filter (held-out)", [py, *filter_argv(paths["heldout"], d["tokenizer"], d["heldout_filtered"],
+                                                         MAX_LEN, plot=False)]),
     ], results, pair)
     run_together([
-        (f"stage 3: encode{suffix}", [py, "encode_dataset.py", "--json",
-                                      os.path.join(d[f"{part}filtered"], "data.json"), "--tokenizer", d["tokenizer"],
-                                      "--encode_dir", d[f"{part}encoded"], "--max_len", str(MAX_LEN),
-                                      "--num_proc", "1", "--overwrite"])
+        (f"stage 3: encode{suffix}", [py, *encode_argv(d[f"{part}filtered"], d["tokenizer"], d[f"{part}encoded"],
+                                                       MAX_LEN)])
         for part, suffix in (("", ""), ("heldout_", " (held-out)"))
     ], results, pair)
     run_together(trainer_stages(args, model, d, launch), results, pair)

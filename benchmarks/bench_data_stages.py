@@ -39,9 +39,7 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:  # prepare_llamatokenizer.py & co. live at the repository root, not in the package
-    sys.path.insert(0, REPO)
+from reasoning_sft.demo.pipeline import REPO, run_stage, tokenizer_argv
 
 # Index-dependent words: 64**3 = 262144 distinct (w1, w2, w3) triples, and the index itself is in the text too.
 WORDS = """amber basin cedar delta ember fjord garnet harbor island jasper kettle lagoon meadow nectar
@@ -230,7 +228,6 @@ def print_table(header, rows):
 
 def main(argv=None):
     args = parse_args(argv)
-    import prepare_llamatokenizer
     from reasoning_sft.artifacts import load_prepared_tokenizer, read_json
     from reasoning_sft.data.records import read_records
     from reasoning_sft.data.template import full_text
@@ -247,7 +244,7 @@ def main(argv=None):
     tiny_llama.build(args.corpus, paths["tiny-llama"], vocab_size=args.vocab_size)
     with open(os.path.join(paths["tiny-llama"], "tokenizer.json"), encoding="utf-8") as f:
         bpe_vocab = len(json.load(f)["model"]["vocab"])
-    prepare_llamatokenizer.main(["--model", paths["tiny-llama"], "--out_dir", paths["tokenizer"], "--overwrite"])
+    run_stage(tokenizer_argv(paths["tiny-llama"], paths["tokenizer"]))
     raw = synthesize(read_records(args.corpus), args.records, args.long_every, args.long_chars)
     with open(paths["raw.jsonl"], "w", encoding="utf-8") as f:
         for r in raw:

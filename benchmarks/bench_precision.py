@@ -24,11 +24,8 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
-from reasoning_sft.errors import UserError, run_cli  # noqa: E402
+from reasoning_sft.demo.pipeline import REPO
+from reasoning_sft.errors import UserError, run_cli
 
 POLICIES = ("fp32", "bf16", "bf16-nearest")
 ROWS = ((1e-5, 120), (2e-5, 60), (1e-4, 60))  # (lr, optimizer steps)

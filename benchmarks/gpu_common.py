@@ -8,10 +8,9 @@ import sys
 import time
 from dataclasses import dataclass
 
+from reasoning_sft.demo.pipeline import REPO, data_stages
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)  # the stage scripts at the repository root
 
 
 @dataclass(frozen=True)
@@ -40,9 +39,6 @@ def log(msg):
 
 def build_data(size, work):
     """Tokenizer trained on the sample, stages 1-3 at --max_len; returns (model dir, tokenizer dir, train dir)."""
-    import encode_dataset
-    import filter_data
-    import prepare_llamatokenizer
     from reasoning_sft.data.records import read_records
     from reasoning_sft.demo.tiny_llama import build_tokenizer, corpus_texts
 
@@ -53,15 +49,11 @@ def build_data(size, work):
         sample = os.path.join(work, "records.json")
         with open(sample, "w", encoding="utf-8") as f:
             json.dump(records, f)
-    base, tok, filtered, encoded = (os.path.join(work, d) for d in ("base", "tokenizer", "filtered", "encoded"))
+    base = os.path.join(work, "base")
     os.makedirs(base)
     build_tokenizer(list(corpus_texts(records)), base, size.tokenizer_vocab)
-    assert prepare_llamatokenizer.main(["--model", base, "--out_dir", tok]) == 0
-    assert filter_data.main(["--json", sample, "--tokenizer", tok, "--out_dir", filtered,
-                             "--max_len", str(size.max_len), "--no_plot"]) == 0
-    assert encode_dataset.main(["--json", os.path.join(filtered, "data.json"), "--tokenizer", tok,
-                                "--encode_dir", encoded, "--max_len", str(size.max_len), "--num_proc", "1"]) == 0
-    return base, tok, os.path.join(encoded, "arrow_dataset")
+    paths = data_stages(base, sample, work, size.max_len)
+    return base, paths["tokenizer"], paths["train_dir"]
 
 
 def llama_config(size):

@@ -18,14 +18,14 @@ Prints both tables (markdown) and writes WORK_DIR/results.json.
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import os
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [REPO, os.path.join(REPO, "benchmarks")]
+import gpu_common
+
+from reasoning_sft.demo.pipeline import REPO, load_script
 
 # (name, script, flags, measured peak GiB on the H100, where BENCHMARKS.md has it)
 GPU_RUNS = [
@@ -39,20 +39,11 @@ GPU_RUNS = [
 ]
 
 
-def load_trainer(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "training", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def mode_of(module):
     return module.FULL if hasattr(module, "FULL") else module.LORA
 
 
 def gpu_rows(work):
-    import gpu_common
-
     from reasoning_sft.train import planning
 
     data_dir = os.path.join(work, "data")
@@ -64,7 +55,7 @@ def gpu_rows(work):
     launch = planning.launch_from_config(os.path.join(REPO, "configs", "single_gpu.yaml"))
     rows = []
     for name, script, flags, measured in GPU_RUNS:
-        module = load_trainer(script)
+        module = load_script(f"training/{script}.py")
         argv = ["--model_name", model_dir, "--tokenizer_dir", os.path.join(data_dir, "tokenizer"),
                 "--train_dir", os.path.join(data_dir, "encoded", "arrow_dataset"),
                 "--output_dir", os.path.join(work, "unused"), "--batch_tokens", "16384", "--flash_attn",
@@ -99,7 +90,7 @@ def cpu_rows(work, tokenizer_dir, train_dir):
                                  ["--adam8bit", "--precision", "bf16-nearest"]),
                                 ("full FT, AdamW, fp32", "train_full", []),
                                 ("LoRA r=8", "train_peft", ["--lora_r", "8"])):
-        module = load_trainer(script)
+        module = load_script(f"training/{script}.py")
         args = module.parse_args(["--model_name", model_dir, "--tokenizer_dir", tokenizer_dir, "--train_dir", train_dir,
                                   "--output_dir", os.path.join(work, "unused"), "--batch_tokens", "2048"] + flags)
         planned, _ = planning.measure_step(args, mode_of(module), launch, None, fake=True)

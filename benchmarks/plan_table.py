@@ -9,14 +9,12 @@ The data only decides the micro-batch: with --batch_tokens B, packed rows fill B
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from reasoning_sft.demo.pipeline import REPO, load_script
 
 CARDS = (24, 40, 48, 80, 141)
 CANDIDATES = (  # (flags, in words), fastest first
@@ -37,13 +35,6 @@ SETUPS = (  # (name, script, model, accelerate config, flags)
 )
 
 
-def load_trainer(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "training", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokenizer_dir", required=True)
@@ -58,7 +49,7 @@ def main(argv=None):
     for index, (name, script, model, config, flags) in enumerate(SETUPS):
         if a.only is not None and index != a.only:
             continue
-        module = load_trainer(script)
+        module = load_script(f"training/{script}.py")
         mode = module.FULL if script == "train_full" else module.LORA
         launch = planning.launch_from_config(os.path.join(REPO, "configs", config))
         planned, chosen = {}, {}
