@@ -189,7 +189,8 @@ def main(argv=None):
     if not args.model_name:
         run("tiny model + pre-training", [py, "-m", "reasoning_sft.demo.tiny_llama", "--corpus", paths["train"],
                                           "--out_dir", model, "--hidden", str(args.hidden), "--heads", "4",
-                                          "--kv_heads", "2", "--layers", str(args.layers), "--vocab_size", str(args.vocab_size),
+                                          "--kv_heads", "2", "--layers", str(args.layers),
+                                          "--vocab_size", str(args.vocab_size),
                                           "--pretrain_epochs", str(args.pretrain_epochs),
                                           "--pretrain_eval", paths["heldout"]], results, solo)
     run("stage 1: tokenizer", [py, *tokenizer_argv(model, d["tokenizer"])], results, solo)

@@ -154,7 +154,8 @@ def main(argv=None):
     summary = summarize(results, problems)
     summary["settings"] = {
         "problems": problems_path,
-        "samples": "canonical solutions" if args.check_canonical else args.samples or os.path.join(args.out_dir, SAMPLES),
+        "samples": ("canonical solutions" if args.check_canonical
+                    else args.samples or os.path.join(args.out_dir, SAMPLES)),
         "limit": args.limit, "timeout": args.timeout, "memory_mb": args.memory_mb, "workers": args.workers,
         "generation": generation, "isolation": isolation,
     }

@@ -33,7 +33,8 @@ def parse_args(argv):
     p.add_argument("--tokenizer", required=True, help="directory written by prepare_llamatokenizer.py")
     p.add_argument("--out_dir", required=True)
     p.add_argument("--max_len", type=int, required=True, help="max tokens per example (BOS..EOS)")
-    p.add_argument("--no_truncate", action="store_true", help="drop over-long records instead of shortening the reasoning")
+    p.add_argument("--no_truncate", action="store_true",
+                   help="drop over-long records instead of shortening the reasoning")
     p.add_argument("--no_plot", action="store_true", help="skip length_histogram.png")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out_dir")
     add_verbose_flag(p)

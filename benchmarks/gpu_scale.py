@@ -205,8 +205,9 @@ def fsdp_phase(args, paths, work, smoke):
     t0 = time.time()
     proc = subprocess.run(cmd + argv + ["--resume"], env=env, cwd=REPO, capture_output=True, text=True,
                           timeout=args.run_timeout)
+    resumed = [line for line in proc.stdout.splitlines() if line.startswith("resumed from")]
     result.update(resume_exit=proc.returncode, resume_s=round(time.time() - t0, 1),
-                  resumed_line=next((line for line in proc.stdout.splitlines() if line.startswith("resumed from")), None))
+                  resumed_line=resumed[0] if resumed else None)
     if proc.returncode != 0:
         result["log_tail"] = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
     result.update(final_model_check(out) if proc.returncode == 0 else {})

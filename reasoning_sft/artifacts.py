@@ -130,11 +130,12 @@ def prepared_tokenizer_meta(tokenizer_dir):
     meta = read_json(meta_path, "tokenizer metadata")
     if meta.get("template_version") != TEMPLATE_VERSION:
         raise UserError(f"{tokenizer_dir}: prepared for template v{meta.get('template_version')}, "
-                        f"this code uses v{TEMPLATE_VERSION}; re-run prepare_llamatokenizer.py, then filter_data.py and "
-                        "encode_dataset.py with the new directory")
+                        f"this code uses v{TEMPLATE_VERSION}; re-run prepare_llamatokenizer.py, "
+                        "then filter_data.py and encode_dataset.py with the new directory")
     missing = [t for t in TAGS if t not in meta.get("added_tokens", {})]
     if missing:
-        raise UserError(f"{tokenizer_dir}: tags {missing} missing from {TOKENIZER_META}; re-run prepare_llamatokenizer.py")
+        raise UserError(f"{tokenizer_dir}: tags {missing} missing from {TOKENIZER_META}; "
+                        "re-run prepare_llamatokenizer.py")
     return meta
 
 

@@ -26,7 +26,8 @@ def parse_args(argv):
     p.add_argument("--lora_alpha", type=int, default=32)
     p.add_argument("--lora_dropout", type=float, default=0.0,
                    help="dropout on the adapters' input; any p > 0 keeps a dropped copy of each adapted layer's "
-                        "input for backward (measured on a 1.1B model, 16k tokens a step: 0.05 cost 6 GiB and 9%% speed)")
+                        "input for backward (measured on a 1.1B model, 16k tokens a step: "
+                        "0.05 cost 6 GiB and 9%% speed)")
     p.add_argument("--lora_target_modules", default="all-linear",
                    help="comma-separated module names; default: every linear layer of the decoder")
     p.add_argument("--load_in_4bit", action="store_true", help="QLoRA: 4-bit NF4 base weights (bitsandbytes)")

@@ -34,7 +34,8 @@ def _read_text(path):
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
-        raise UserError(f"{path}:{line}: invalid UTF-8 (byte offset {err.start}); re-encode the file as UTF-8") from None
+        raise UserError(f"{path}:{line}: invalid UTF-8 (byte offset {err.start}); "
+                        "re-encode the file as UTF-8") from None
 
 
 def read_records(path):

@@ -73,12 +73,16 @@ BACKENDS = ("transformers", "vllm")
 def add_model_args(parser, tokenizer_required=True):
     """The options that choose the model, the tokenizer and the device."""
     p = parser
-    p.add_argument("--tokenizer_dir", required=tokenizer_required, help="directory written by prepare_llamatokenizer.py")
-    p.add_argument("--model_name", help="base model (hub id or directory); default: the one the tokenizer was prepared from")
+    p.add_argument("--tokenizer_dir", required=tokenizer_required,
+                   help="directory written by prepare_llamatokenizer.py")
+    p.add_argument("--model_name",
+                   help="base model (hub id or directory); default: the one the tokenizer was prepared from")
     p.add_argument("--adapter_dir", help="LoRA adapter to apply to --model_name")
     p.add_argument("--model_dir", help="full fine-tuned model (instead of --model_name/--adapter_dir)")
-    p.add_argument("--dtype", choices=DTYPES, default="auto", help="auto: bfloat16 on a GPU that supports it, else float32")
-    p.add_argument("--flash_attn", action="store_true", help="bf16 on CUDA: flash_attention_2 where flash-attn is installed, else sdpa (README)")
+    p.add_argument("--dtype", choices=DTYPES, default="auto",
+                   help="auto: bfloat16 on a GPU that supports it, else float32")
+    p.add_argument("--flash_attn", action="store_true",
+                   help="bf16 on CUDA: flash_attention_2 where flash-attn is installed, else sdpa (docs/design.md)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--backend", choices=BACKENDS, default="transformers",
                    help="vllm: sample with vLLM (--model_dir only; run with .venv-serve/bin/python, `make serve-env`)")

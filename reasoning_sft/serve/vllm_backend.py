@@ -66,8 +66,8 @@ def load_engine(args, tokenizer, tok_meta):
     config = _model_config(args.model_dir)
     vocab = config.get("vocab_size")
     if isinstance(vocab, int) and vocab < len(tokenizer):
-        raise UserError(f"the model has {vocab} token rows but the tokenizer {args.tokenizer_dir} has {len(tokenizer)}; "
-                        "was the model trained with this tokenizer?")
+        raise UserError(f"the model has {vocab} token rows but the tokenizer {args.tokenizer_dir} has "
+                        f"{len(tokenizer)}; was the model trained with this tokenizer?")
     # --dtype auto is the model's own dtype: vLLM's "auto" would downcast float32 weights to bfloat16 on a CPU
     dtype = args.dtype if args.dtype != "auto" else config.get("dtype") or config.get("torch_dtype") or "auto"
     # prompts go in as ids and the ids come back undecoded (decode_continuation decodes them); vLLM loads a

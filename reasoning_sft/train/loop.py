@@ -553,8 +553,9 @@ def train_loop(trainer, metrics):
                 pos.step_in_epoch += 1
                 in_a_row = guard.note(pos.global_step, finite)
                 if finite and state_unreported:
+                    kind = type(precision.unwrap(trainer.optimizer)).__name__
                     log(accelerator, f"optimizer state: {optimizer_state_bytes_per_param(trainer.optimizer):.2f} "
-                                     f"bytes per trainable parameter ({type(precision.unwrap(trainer.optimizer)).__name__})")
+                                     f"bytes per trainable parameter ({kind})")
                     state_unreported = False
                 window.add(batches)
                 if pos.global_step == 2 and trainer.planned_peak_gib is not None and accelerator.device.type == "cuda":
