@@ -49,6 +49,10 @@ def fail(message):
     sys.exit(2)
 
 
+class BackendFailed(RuntimeError):
+    """evaluate.py exited non-zero for one backend (gpu_check.py records it and goes on)."""
+
+
 def write_problems(records_path, count, path):
     """The first `count` records with a function in their code, as HumanEval-format problems."""
     rows = []
@@ -69,7 +73,8 @@ def write_problems(records_path, count, path):
         f.writelines(json.dumps(r) + "\n" for r in rows)
 
 
-def run_backend(python, backend, problems, args):
+def run_backend(python, backend, problems, args, timeout=None):
+    """evaluate.py with `python` and --backend `backend` on `problems`; its row (throughput from its summary)."""
     out = os.path.join(args.out_dir, backend)
     argv = [python, os.path.join(REPO, "evaluate.py"), "--backend", backend, "--problems", problems,
             "--tokenizer_dir", args.tokenizer_dir, "--model_dir", args.model_dir, "--n_samples", str(args.n_samples),
@@ -79,10 +84,11 @@ def run_backend(python, backend, problems, args):
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     t0 = time.time()
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env)
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout)
     wall = time.time() - t0
     if proc.returncode != 0:
-        fail(f"{backend}: evaluate.py exited {proc.returncode}: " + (proc.stderr.strip().splitlines() or ["?"])[-1])
+        raise BackendFailed(f"{backend}: evaluate.py exited {proc.returncode}: "
+                            + (proc.stderr.strip().splitlines() or ["?"])[-1])
     with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
         summary = json.load(f)
     gen = summary["settings"]["generation"]
@@ -93,6 +99,13 @@ def run_backend(python, backend, problems, args):
             "tokens_per_second": round(gen["generated_tokens"] / gen["generation_seconds"], 1),
             "wall_seconds": round(wall, 1), "format_ok_rate": summary["format_ok_rate"],
             "device": gen["device"], "dtype": gen["dtype"]}
+
+
+def row_line(row):
+    """One backend's printed line."""
+    return (f"{row['backend']:>12}: {row['samples_per_second']:8.2f} samples/s {row['tokens_per_second']:9.1f} "
+            f"tokens/s ({row['samples']} samples, {row['generated_tokens']} tokens in {row['generation_seconds']} s; "
+            f"process {row['wall_seconds']} s; format ok {row['format_ok_rate']:.1%}; {row['device']} {row['dtype']})")
 
 
 def main(argv=None):
@@ -111,12 +124,12 @@ def main(argv=None):
           f"<= {args.max_new_tokens} new tokens, seed {args.seed}, model {args.model_dir}", flush=True)
     rows = []
     for python, backend in ((sys.executable, "transformers"), (args.serve_python, "vllm")):
-        row = run_backend(python, backend, problems, args)
+        try:
+            row = run_backend(python, backend, problems, args)
+        except BackendFailed as err:
+            fail(str(err))
         rows.append(row)
-        print(f"{backend:>12}: {row['samples_per_second']:8.2f} samples/s {row['tokens_per_second']:9.1f} tokens/s "
-              f"({row['samples']} samples, {row['generated_tokens']} tokens in {row['generation_seconds']} s; "
-              f"process {row['wall_seconds']} s; format ok {row['format_ok_rate']:.1%}; "
-              f"{row['device']} {row['dtype']})", flush=True)
+        print(row_line(row), flush=True)
     ratio = rows[1]["tokens_per_second"] / rows[0]["tokens_per_second"]
     print(f"vllm / transformers tokens/s: {ratio:.2f}x (goal >= {GOAL:g}x: {'met' if ratio >= GOAL else 'not met'})")
     with open(os.path.join(args.out_dir, "results.json"), "w", encoding="utf-8") as f:

@@ -33,8 +33,8 @@ What it does, in order (sizes for the GPU run; --smoke shrinks every one):
    and backward) over the data's lengths; LoRA counts 4 N (frozen weights get no weight gradient).
 5. --out gets results.json and results.md (the table, also printed).
 
---only picks phases (correctness, speed, precision, fsdp, scale; default correctness, speed and fsdp:
-precision and scale each need a call of its own). The speed runs use the trainers' default --precision
+--only picks phases (correctness, speed, precision, fsdp, scale, sampling; default correctness, speed and fsdp:
+precision, scale and sampling each need a call of its own). The speed runs use the trainers' default --precision
 (auto: bf16 weights, stochastic rounding, for full fine-tuning with --flash_attn; the table names the
 policy each run logged in its train_config.json). The speed phase's packed full fine-tuning run profiles
 one step (step_profile.py) and, on a GPU, is repeated with --compile.
@@ -52,6 +52,14 @@ call is sized for.
 
 fsdp and scale are in gpu_scale.py: FSDP kill / --resume / from_pretrained
 on the ~1.1B model, and CodeLlama-shaped 7B and 13B runs at the largest --batch_tokens that fits.
+
+sampling: benchmarks/bench_sampling.py's comparison on the ~1.1B model (random weights seldom sample a stop
+token, so nearly every sample runs to --max_new_tokens): evaluate.py's generation with --backend transformers,
+then with --backend vllm, each in a fresh process of this python, on the same 16 prompts x 8 samples,
+temperature 0.8, top-p 0.95, at most 256 new tokens (--smoke: 4 x 2, 16 tokens); samples/s, tokens/s and vLLM's
+tokens/s over transformers'. Where vLLM is not importable here (`pip install vllm` on the node) its row says so
+and is skipped. Not timed on a GPU yet: about 5 minutes on one H100 is an estimate (vLLM's engine start and
+transformers' 16 batches of 256 steps are most of it); each evaluate.py run may take SAMPLING_TIMEOUT seconds.
 
 On a node without network (e.g. torch 2.11 with transformers, accelerate and peft preinstalled but not
 datasets or bitsandbytes), carry the pinned wheels, made where pip works (about 58 MB):
@@ -95,7 +103,7 @@ from reasoning_sft.train.loop import Callback
 
 CHECK_SEQUENCES = 8
 # the data, the model and the matmul rate always come first
-PHASES = ("correctness", "speed", "precision", "fsdp", "scale")
+PHASES = ("correctness", "speed", "precision", "fsdp", "scale", "sampling")
 
 
 # ---------------------------------------------------------------- environment
@@ -589,6 +597,16 @@ def main(argv=None):
                 log(scale["table"])
                 sections += [f"## Scale (CodeLlama shapes)\n\n{scale['table']}"] + profile_sections(scale["runs"], "")
                 write_report()
+
+        if "sampling" in phases:
+            log("8. sampling: evaluate.py --backend transformers vs --backend vllm (bench_sampling.py)")
+            sampling = phase(failed, "sampling", sampling_phase, args, paths, work, failed)
+            if sampling is not None:
+                results["sampling"] = sampling
+                log(sampling["table"])
+                sections.append(f"## Sampling (~1.1B, {sampling['what']})\n\n{sampling['table']}")
+                write_report()
+            save()
     finally:
         save()
         if not args.work_dir:
@@ -672,6 +690,60 @@ def profile_sections(runs, size_label):
         elif "profile" in r:
             out.append(f"### Step profile: {name}\n\nnot summarized: {r['profile']['error']}")
     return out
+
+
+SAMPLING_SMOKE = ("--prompts", "4", "--n_samples", "2", "--max_new_tokens", "16")
+SAMPLING_TIMEOUT = 480  # seconds, each backend's evaluate.py process
+
+
+def sampling_phase(args, paths, work, failed):
+    """bench_sampling.py's two evaluate.py runs on the ~1.1B model, both with this python: rows by backend, a table."""
+    import subprocess
+
+    import bench_sampling
+    import torch
+
+    model_dir, tok, _ = (os.path.abspath(p) for p in paths)  # evaluate.py runs in the repository
+    out = os.path.abspath(os.path.join(work, "sampling"))
+    bench = bench_sampling.parse_args(["--model_dir", model_dir, "--tokenizer_dir", tok, "--out_dir", out]
+                                      + list(SAMPLING_SMOKE if args.smoke else ()))
+    os.makedirs(out, exist_ok=True)
+    problems = os.path.join(out, "problems.jsonl")
+    bench_sampling.write_problems(bench.records, bench.prompts, problems)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # vLLM asks for 90% of the GPU's memory: give back what this process cached
+    rows = {}
+    for backend in ("transformers", "vllm"):
+        if backend == "vllm" and importlib.util.find_spec("vllm") is None:
+            rows[backend] = {"skipped": "vLLM not installed"}
+            log("   vllm: vLLM not installed in this python; skipped")
+            continue
+        try:
+            rows[backend] = bench_sampling.run_backend(sys.executable, backend, problems, bench,
+                                                       timeout=SAMPLING_TIMEOUT)
+            log(f"   {bench_sampling.row_line(rows[backend])}")
+        except (bench_sampling.BackendFailed, subprocess.TimeoutExpired) as err:
+            rows[backend] = {"error": str(err)}
+            failed.append(f"sampling:{backend}")
+            log(f"   FAILED: {err}")
+    what = (f"{bench.prompts} prompts x {bench.n_samples} samples, temperature {bench.temperature}, "
+            f"top-p {bench.top_p}, <= {bench.max_new_tokens} new tokens")
+    return {"what": what, "rows": rows, "table": sampling_table(rows)}
+
+
+def sampling_table(rows):
+    base = rows["transformers"].get("tokens_per_second")
+    lines = ["| backend | samples/s | tokens/s | x transformers (tokens/s) | samples, tokens, generation s | "
+             "process s | device, dtype |", "|---|---:|---:|---:|---|---:|---|"]
+    for backend, r in rows.items():
+        if "tokens_per_second" not in r:
+            lines.append(f"| {backend} | {r.get('skipped') or 'failed'} | | | | | |")
+            continue
+        ratio = f"{r['tokens_per_second'] / base:.2f}" if base else ""
+        lines.append(f"| {backend} | {r['samples_per_second']:,.2f} | {r['tokens_per_second']:,.1f} | {ratio} | "
+                     f"{r['samples']}, {r['generated_tokens']}, {r['generation_seconds']} | {r['wall_seconds']} | "
+                     f"{r['device']}, {r['dtype']} |")
+    return "\n".join(lines)
 
 
 def phase(failed, name, fn, *args):

@@ -16,7 +16,7 @@ def smoke(tmp_path_factory):
     from conftest import run_script
 
     out = tmp_path_factory.mktemp("gpu_check") / "out"
-    proc = run_script("benchmarks/gpu_check.py", "--smoke", "--only", "correctness,speed,precision,fsdp,scale",
+    proc = run_script("benchmarks/gpu_check.py", "--smoke", "--only", "correctness,speed,precision,fsdp,scale,sampling",
                       "--steps", 2, "--warmup", 1, "--scale_budget", 0, "--out", out, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, proc, json.loads((out / "results.json").read_text())
@@ -93,6 +93,34 @@ def test_fsdp_phase(smoke):
     assert step in (2, 4, 6), fsdp
     assert fsdp["resumed_line"].startswith("resumed from ") and f"{fsdp['killed_after']}: step {step}" in \
         fsdp["resumed_line"], fsdp
+
+
+@pytest.mark.slow
+def test_sampling_phase(smoke):
+    """evaluate.py's transformers backend on the check's model, its samples and tokens counted; vLLM's row ran,
+    or says it is not installed in this python."""
+    import importlib.util
+
+    out, proc, results = smoke
+    rows = results["sampling"]["rows"]
+    transformers = rows["transformers"]
+    assert transformers["samples"] == 4 * 2 and 0 < transformers["generated_tokens"] <= 8 * 16, transformers
+    assert transformers["samples_per_second"] > 0 and transformers["tokens_per_second"] > 0
+    if importlib.util.find_spec("vllm") is None:
+        assert rows["vllm"] == {"skipped": "vLLM not installed"}
+    report = (out / "results.md").read_text()
+    assert "## Sampling (~1.1B, 4 prompts x 2 samples" in report and "| transformers | " in report
+
+
+def test_sampling_table_ratio_and_skipped_rows():
+    import gpu_check
+
+    row = {"samples_per_second": 2.0, "tokens_per_second": 512.0, "samples": 128, "generated_tokens": 32768,
+           "generation_seconds": 64.0, "wall_seconds": 80.1, "device": "cuda", "dtype": "bfloat16"}
+    table = gpu_check.sampling_table({"transformers": row, "vllm": dict(row, tokens_per_second=2048.0)})
+    assert "| vllm | 2.00 | 2,048.0 | 4.00 |" in table and "| transformers | 2.00 | 512.0 | 1.00 |" in table
+    table = gpu_check.sampling_table({"transformers": row, "vllm": {"skipped": "vLLM not installed"}})
+    assert "| vllm | vLLM not installed |" in table
 
 
 def test_without_bitsandbytes_or_peft_the_runs_say_so():
