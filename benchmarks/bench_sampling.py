@@ -28,7 +28,8 @@ GOAL = 4.0  # issue 25: vLLM's tokens/s at least 4x transformers' at 8 samples p
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model_dir", default="demo_out/full", help="full fine-tuned weights (train_full.py's --output_dir)")
+    p.add_argument("--model_dir", default="demo_out/full",
+                   help="full fine-tuned weights (train_full.py's --output_dir)")
     p.add_argument("--tokenizer_dir", default="demo_out/tokenizer")
     p.add_argument("--records", default=os.path.join(REPO, "examples", "sample.jsonl"),
                    help="records whose instructions (and code's first function name) become the problems")
@@ -37,7 +38,8 @@ def parse_args(argv):
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--top_p", type=float, default=0.95)
     p.add_argument("--max_new_tokens", type=int, default=256)
-    p.add_argument("--batch_size", type=int, default=8, help="the transformers backend's batch (vLLM schedules its own)")
+    p.add_argument("--batch_size", type=int, default=8,
+                   help="the transformers backend's batch (vLLM schedules its own)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--serve_python", default=SERVE_PYTHON, help="the python with vLLM (`make serve-env`)")
     p.add_argument("--out_dir", default="bench_out/sampling")

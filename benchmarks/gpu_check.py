@@ -87,7 +87,6 @@ import time
 import gpu_scale
 from gpu_common import (
     GPU,
-    REPO,
     SMOKE,
     Run,
     attention_flops_per_token,
@@ -99,6 +98,7 @@ from gpu_common import (
     trainer_argv,
 )
 
+from reasoning_sft.demo.pipeline import load_script
 from reasoning_sft.train.loop import Callback
 
 CHECK_SEQUENCES = 8
@@ -293,13 +293,6 @@ def speed_runs(args, size, paths, adam8bit, have_peft, trainer_batch):
 
 # ---------------------------------------------------------------- the worker side (a fresh process per run)
 
-def load_script(relpath):
-    spec = importlib.util.spec_from_file_location(os.path.basename(relpath)[:-3], os.path.join(REPO, relpath))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def worker_main(argv):
     """--worker KIND --worker_result PATH [--reference_kernel] -- TRAINER ARGS (run_worker's command line)."""
     split = argv.index("--")
@@ -452,7 +445,7 @@ def report(results, size, n_matmul, lengths, rate):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="results.json and results.md go here")
     p.add_argument("--smoke", action="store_true", help="tiny sizes on CPU with the reference kernel (seconds)")
@@ -468,16 +461,7 @@ def main(argv=None):
     p.add_argument("--scale_steps", type=int, help="optimizer steps per scale run (default 8; --smoke 2)")
     p.add_argument("--scale_warmup", type=int, help="scale runs' steps left out of tokens/s (default 3; --smoke 1)")
     p.add_argument("--run_timeout_scale", type=int, help="seconds one scale run may take (default 300; --smoke 600)")
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--worker"]:
-        return worker_main(argv)
     args = p.parse_args(argv)
-
-    import torch
-
-    from reasoning_sft.artifacts import write_file_atomic
-
-    size = SMOKE if args.smoke else GPU
     args.steps = args.steps or (4 if args.smoke else 20)
     args.warmup = args.warmup or (2 if args.smoke else 5)
     args.run_timeout = args.run_timeout or (600 if args.smoke else 150)
@@ -487,131 +471,177 @@ def main(argv=None):
     if args.steps < 2 * args.warmup or args.scale_steps < 2 * args.scale_warmup:
         sys.exit("gpu_check: --steps must be at least twice --warmup, --scale_steps twice --scale_warmup "
                  "(tokens/s come from the windows after it)")
-    phases = [name.strip() for name in args.only.split(",") if name.strip()]
-    unknown = [name for name in phases if name not in PHASES]
-    if unknown or not phases:
+    args.phases = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = [name for name in args.phases if name not in PHASES]
+    if unknown or not args.phases:
         sys.exit(f"gpu_check: --only takes phases of {', '.join(PHASES)}, comma-separated; got {args.only!r}")
-    if args.skip_speed and "speed" in phases:
-        phases.remove("speed")
-    device = "cpu" if args.smoke else "cuda"
+    if args.skip_speed and "speed" in args.phases:
+        args.phases.remove("speed")
+    return args
+
+
+class Check:
+    """What the phases share: the arguments, sizes and paths, and results.json / results.md, both rewritten
+    after every phase so that a run cut short by a time limit still leaves what it measured."""
+
+    def __init__(self, args, versions, work):
+        import torch
+
+        self.args, self.versions, self.work = args, versions, work
+        self.size = SMOKE if args.smoke else GPU
+        self.device = "cpu" if args.smoke else "cuda"
+        self.dtype = torch.float32 if args.smoke else torch.bfloat16
+        self.adam8bit = bool(versions["bitsandbytes"])
+        self.paths = self.lengths = self.n_matmul = self.rate = None  # set by the data and matmul phases
+        self.failed, self.sections, self.t_start = [], [], time.time()
+        self.results = {"device": device_name(), "packages": versions, "python": sys.version.split()[0],
+                        "smoke": args.smoke, "size": self.size.__dict__, "steps": args.steps,
+                        "warmup_steps": args.warmup}
+
+    def save(self):
+        from reasoning_sft.artifacts import write_file_atomic
+
+        self.results["seconds"] = round(time.time() - self.t_start, 1)
+        self.results["failed"] = self.failed
+        text = json.dumps(self.results, indent=2, default=str) + "\n"
+        write_file_atomic(os.path.join(self.args.out, "results.json"), lambda f: f.write(text))
+
+    def add_sections(self, *sections):
+        from reasoning_sft.artifacts import write_file_atomic
+
+        self.sections += sections
+        heading = f"gpu_check on {self.results['device']} ({'smoke' if self.args.smoke else 'full'})"
+        text = "\n\n".join([heading, *self.sections]) + "\n"
+        write_file_atomic(os.path.join(self.args.out, "results.md"), lambda f: f.write(text))
+
+
+def data_step(check):
+    import datasets
+
+    log("1. data (stages 1-3 on the sample) and the model")
+    check.paths = build_data(check.size, check.work)
+    check.lengths = lengths = list(datasets.load_from_disk(check.paths[2])["length"])
+    check.results["data"] = {"sequences": len(lengths), "tokens": sum(lengths),
+                             "mean_length": sum(lengths) / len(lengths), "max_length": max(lengths)}
+    if check.args.phases != ["scale"]:  # the scale phase builds models of its own
+        n_total, check.n_matmul = build_model(check.size, check.paths[0], check.device, check.dtype)
+        check.results["model"] = {"parameters": n_total, "parameters_without_input_embedding": check.n_matmul}
+        log(f"   {n_total / 1e9:.3f}B parameters")
+    log(f"   {len(lengths)} sequences, mean length {check.results['data']['mean_length']:.0f}, "
+        f"longest {max(lengths)}")
+
+
+def correctness_step(check):
+    log("2. correctness (bf16)" if not check.args.smoke else "2. correctness (fp32, reference kernel)")
+    checks = phase(check.failed, "correctness", run_correctness, check.args.smoke, check.paths, check.device,
+                   check.dtype)
+    if checks:
+        check.results["correctness"] = checks
+        check.failed += [f"correctness:{name}" for name, ok in checks["ok"].items() if not ok]
+
+
+def matmul_step(check):
+    log("3. matmul rate")
+    check.results["matmul"] = check.rate = rate = matmul_rate(check.device)
+    log(f"   {rate['flops_per_s'] / 1e12:.1f} TFLOP/s ({rate['dtype']}, {rate['n']}^3)")
+
+
+def speed_step(check):
+    args = check.args
+    log(f"4. speed: {args.steps} steps per run, tokens/s after step {args.warmup}")
+    check.results["speed"] = speed = speed_phase(args, check.size, check.paths, check.work, check.adam8bit,
+                                                 check.versions, check.lengths, check.failed, check.save)
+    check.results["table"] = table = report(speed, check.size, check.n_matmul, check.lengths, check.rate)
+    log(table)
+    check.add_sections(f"## Speed (~1.1B)\n\n{table}", *profile_sections(speed, "1.1B"))
+
+
+def precision_step(check):
+    args = check.args
+    log(f"5. precision: --precision {', '.join(PRECISION_POLICIES)}, {args.steps} steps at lr {PRECISION_LR}")
+    runs = phase(check.failed, "precision", precision_phase, args, check.size, check.paths, check.work,
+                 check.adam8bit, check.results.setdefault("precision", {}), check.failed, check.save)
+    if runs:
+        table = precision_table(runs, args.steps)
+        log(table)
+        check.add_sections(f"## Precision policies (~1.1B, lr {PRECISION_LR}, {args.steps} steps)\n\n{table}")
+
+
+def fsdp_step(check):
+    smoke = check.args.smoke
+    log("6. FSDP: one process under " + ("configs/cpu.yaml (smoke)" if smoke else "configs/fsdp_full_shard.yaml")
+        + ": checkpoint, SIGKILL, --resume")
+    fsdp = phase(check.failed, "fsdp", gpu_scale.fsdp_phase, check.args, check.paths, check.work, smoke)
+    if fsdp is not None:
+        check.results["fsdp"] = fsdp
+        log(f"   {fsdp}")
+        if not fsdp["ok"]:
+            check.failed.append("fsdp")
+        check.add_sections("## FSDP kill and --resume (~1.1B)\n\n```\n" + json.dumps(fsdp, indent=1) + "\n```")
+
+
+def scale_step(check):
+    args = check.args
+    log(f"7. scale: CodeLlama-shaped 7B and 13B, {args.scale_steps} steps per run, budget {args.scale_budget} s")
+    scale = phase(check.failed, "scale", gpu_scale.scale_phase, args, check.paths, check.work, args.smoke,
+                  check.adam8bit, check.rate, check.lengths, check.results, check.save)
+    if scale is not None:
+        check.failed += [name for name, r in scale["runs"].items() if "error" in r]
+        log(scale["table"])
+        check.add_sections(f"## Scale (CodeLlama shapes)\n\n{scale['table']}",
+                           *profile_sections(scale["runs"], ""))
+
+
+def sampling_step(check):
+    log("8. sampling: evaluate.py --backend transformers vs --backend vllm (bench_sampling.py)")
+    sampling = phase(check.failed, "sampling", sampling_phase, check.args, check.paths, check.work, check.failed)
+    if sampling is not None:
+        check.results["sampling"] = sampling
+        log(sampling["table"])
+        check.add_sections(f"## Sampling (~1.1B, {sampling['what']})\n\n{sampling['table']}")
+
+
+STEPS = {"correctness": correctness_step, "speed": speed_step, "precision": precision_step, "fsdp": fsdp_step,
+         "scale": scale_step, "sampling": sampling_step}  # in PHASES order; the matmul rate runs after correctness
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        return worker_main(argv)
+    args = parse_args(argv)
+
+    import torch
+
     if not args.smoke and not torch.cuda.is_available():
         sys.exit("gpu_check: no CUDA device here; run with --smoke for the CPU check of the code")
     versions = package_versions()
     require_packages(versions)
-    adam8bit = bool(versions["bitsandbytes"])
     os.makedirs(args.out, exist_ok=True)
     work = args.work_dir or tempfile.mkdtemp(prefix="gpu_check_")
     os.makedirs(work, exist_ok=True)
-    t_start = time.time()
-    results = {"device": device_name(), "packages": versions, "python": sys.version.split()[0],
-               "smoke": args.smoke, "size": size.__dict__, "steps": args.steps, "warmup_steps": args.warmup}
-    log(f"gpu_check on {results['device']}: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    if not adam8bit:
+    check = Check(args, versions, work)
+    log(f"gpu_check on {check.results['device']}: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    if not check.adam8bit:
         log("bitsandbytes is missing: the full fine-tuning runs and the Trainer use plain AdamW (labelled)")
     if not versions["peft"]:
         log("peft is missing: no LoRA run")
-
-    dtype = torch.float32 if args.smoke else torch.bfloat16
-    failed = []
-
-    def save():  # after every phase: a run cut short by a time limit still leaves what it measured
-        results["seconds"] = round(time.time() - t_start, 1)
-        results["failed"] = failed
-        text = json.dumps(results, indent=2, default=str) + "\n"
-        write_file_atomic(os.path.join(args.out, "results.json"), lambda f: f.write(text))
-
     try:
-        log("1. data (stages 1-3 on the sample) and the model")
-        paths = build_data(size, work)
-        import datasets
-        lengths = list(datasets.load_from_disk(paths[2])["length"])
-        results["data"] = {"sequences": len(lengths), "tokens": sum(lengths),
-                           "mean_length": sum(lengths) / len(lengths), "max_length": max(lengths)}
-        n_matmul = None
-        if phases != ["scale"]:  # the scale phase builds models of its own
-            n_total, n_matmul = build_model(size, paths[0], device, dtype)
-            results["model"] = {"parameters": n_total, "parameters_without_input_embedding": n_matmul}
-            log(f"   {n_total / 1e9:.3f}B parameters")
-        log(f"   {len(lengths)} sequences, mean length {results['data']['mean_length']:.0f}, longest {max(lengths)}")
-        save()
-
-        if "correctness" in phases:
-            log("2. correctness (bf16)" if not args.smoke else "2. correctness (fp32, reference kernel)")
-            checks = phase(failed, "correctness", run_correctness, args.smoke, paths, device, dtype)
-            if checks:
-                results["correctness"] = checks
-                failed += [f"correctness:{name}" for name, ok in checks["ok"].items() if not ok]
-            save()
-
-        log("3. matmul rate")
-        rate = matmul_rate(device)
-        results["matmul"] = rate
-        log(f"   {rate['flops_per_s'] / 1e12:.1f} TFLOP/s ({rate['dtype']}, {rate['n']}^3)")
-        save()
-        sections = []  # of results.md, rewritten after each phase
-
-        def write_report():
-            heading = f"gpu_check on {results['device']} ({'smoke' if args.smoke else 'full'})"
-            text = "\n\n".join([heading] + sections) + "\n"
-            write_file_atomic(os.path.join(args.out, "results.md"), lambda f: f.write(text))
-
-        if "speed" in phases:
-            log(f"4. speed: {args.steps} steps per run, tokens/s after step {args.warmup}")
-            results["speed"] = speed = speed_phase(args, size, paths, work, adam8bit, versions, lengths, failed, save)
-            table = report(speed, size, n_matmul, lengths, rate)
-            results["table"] = table
-            log(table)
-            sections += [f"## Speed (~1.1B)\n\n{table}"] + profile_sections(speed, "1.1B")
-            write_report()
-
-        if "precision" in phases:
-            log(f"5. precision: --precision {', '.join(PRECISION_POLICIES)}, {args.steps} steps at lr {PRECISION_LR}")
-            runs = phase(failed, "precision", precision_phase, args, size, paths, work, adam8bit,
-                         results.setdefault("precision", {}), failed, save)
-            if runs:
-                table = precision_table(runs, args.steps)
-                log(table)
-                sections.append(f"## Precision policies (~1.1B, lr {PRECISION_LR}, {args.steps} steps)\n\n{table}")
-                write_report()
-            save()
-
-        if "fsdp" in phases:
-            log("6. FSDP: one process under " + ("configs/cpu.yaml (smoke)" if args.smoke else
-                                                 "configs/fsdp_full_shard.yaml") + ": checkpoint, SIGKILL, --resume")
-            fsdp = phase(failed, "fsdp", gpu_scale.fsdp_phase, args, paths, work, args.smoke)
-            if fsdp is not None:
-                results["fsdp"] = fsdp
-                log(f"   {fsdp}")
-                if not fsdp["ok"]:
-                    failed.append("fsdp")
-                sections.append("## FSDP kill and --resume (~1.1B)\n\n```\n" + json.dumps(fsdp, indent=1) + "\n```")
-                write_report()
-            save()
-
-        if "scale" in phases:
-            log(f"7. scale: CodeLlama-shaped 7B and 13B, {args.scale_steps} steps per run, budget {args.scale_budget} s")
-            scale = phase(failed, "scale", gpu_scale.scale_phase, args, paths, work, args.smoke, adam8bit, rate,
-                          lengths, results, save)
-            if scale is not None:
-                failed += [name for name, r in scale["runs"].items() if "error" in r]
-                log(scale["table"])
-                sections += [f"## Scale (CodeLlama shapes)\n\n{scale['table']}"] + profile_sections(scale["runs"], "")
-                write_report()
-
-        if "sampling" in phases:
-            log("8. sampling: evaluate.py --backend transformers vs --backend vllm (bench_sampling.py)")
-            sampling = phase(failed, "sampling", sampling_phase, args, paths, work, failed)
-            if sampling is not None:
-                results["sampling"] = sampling
-                log(sampling["table"])
-                sections.append(f"## Sampling (~1.1B, {sampling['what']})\n\n{sampling['table']}")
-                write_report()
-            save()
+        data_step(check)
+        check.save()
+        for name in PHASES:
+            if name in args.phases:
+                STEPS[name](check)
+                check.save()
+            if name == "correctness":
+                matmul_step(check)
+                check.save()
     finally:
-        save()
+        check.save()
         if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)
-    log(f"done in {results['seconds']} s -> {args.out}/results.json" + (f"; FAILED: {failed}" if failed else ""))
+    failed = check.failed
+    log(f"done in {check.results['seconds']} s -> {args.out}/results.json" + (f"; FAILED: {failed}" if failed else ""))
     return 1 if failed else 0
 
 
@@ -623,8 +653,8 @@ def speed_phase(args, size, paths, work, adam8bit, versions, lengths, failed, sa
     runs = speed_runs(args, size, paths, adam8bit, bool(versions["peft"]), trainer_batch)
     if not args.smoke:  # --compile next to the eager packed run (on CPU, Inductor's compile would dominate the smoke)
         packed = runs[0]
-        runs.insert(1, Run("full_packed_compile", packed.label + ", --compile", packed.kind, packed.argv + ["--compile"],
-                           worker_flags=packed.worker_flags))
+        runs.insert(1, Run("full_packed_compile", packed.label + ", --compile", packed.kind,
+                           packed.argv + ["--compile"], worker_flags=packed.worker_flags))
     speed = {}
     for run in runs:
         log(f"   {run.name}: {run.label}")
