@@ -27,6 +27,24 @@ for _scripts in (REPO_ROOT / "benchmarks", REPO_ROOT / "training", REPO_ROOT):
     if str(_scripts) not in sys.path:
         sys.path.insert(0, str(_scripts))
 
+# One math-library thread per process in the main suite (the trainers' subprocesses always had it, see
+# run_train): every model here is tiny, so a second OpenMP thread only adds spin-waiting, and when the
+# machine is busy (2 cores, another process running) a step of the tiny model took 100x longer with 2
+# threads than with 1. Set after collection, and only when no serving test was collected: vLLM's CPU
+# engine in tests/serving sizes its own thread pool from OMP_NUM_THREADS.
+ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def pytest_collection_finish(session):
+    serving = REPO_ROOT / "tests" / "serving"
+    if any(serving in Path(str(item.path)).parents for item in session.items):
+        return
+    for name, value in ONE_THREAD_ENV.items():
+        os.environ.setdefault(name, value)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 SAMPLE_RELPATH = "examples/sample.jsonl"
 TINY_VOCAB = 1024
 MAX_LEN = 256
