@@ -27,6 +27,24 @@ for _scripts in (REPO_ROOT / "benchmarks", REPO_ROOT / "training", REPO_ROOT):
     if str(_scripts) not in sys.path:
         sys.path.insert(0, str(_scripts))
 
+# One math-library thread per process in the main suite (the trainers' subprocesses always had it, see
+# run_train): every model here is tiny, so a second OpenMP thread only adds spin-waiting, and when the
+# machine is busy (2 cores, another process running) a step of the tiny model took 100x longer with 2
+# threads than with 1. Set after collection, and only when no serving test was collected: vLLM's CPU
+# engine in tests/serving sizes its own thread pool from OMP_NUM_THREADS.
+ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def pytest_collection_finish(session):
+    serving = REPO_ROOT / "tests" / "serving"
+    if any(serving in Path(str(item.path)).parents for item in session.items):
+        return
+    for name, value in ONE_THREAD_ENV.items():
+        os.environ.setdefault(name, value)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 SAMPLE_RELPATH = "examples/sample.jsonl"
 TINY_VOCAB = 1024
 MAX_LEN = 256
@@ -176,6 +194,21 @@ def run_train(script, *args, launcher="accelerate", env=None, timeout=300):
     return proc
 
 
+def train_here(script, *args, callbacks=()):
+    """The trainer's main(argv) in this process: what run_train(script, *args, launcher="python") runs, without
+    a new interpreter (about 5 s less per run on a 2-core machine). For runs whose output, not whose process,
+    the test is about. Returns (exit code, stdout); a UserError is raised, not turned into exit 2."""
+    import contextlib
+    import importlib
+    import io
+
+    module = importlib.import_module(script.removesuffix(".py"))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = module.main([str(a) for a in args], callbacks=callbacks)
+    return code, out.getvalue()
+
+
 def metrics(output_dir):
     with open(Path(output_dir) / "metrics.jsonl") as f:
         return [json.loads(line) for line in f]
@@ -208,7 +241,8 @@ def common(tiny_model_dir, tokenizer_dir, train_dir, output_dir, *extra):
 
 def one_and_two_processes(tmp_path, model_dir, tokenizer_dir, small_encoded):
     """The same full fine-tuning run as 1 process with --grad_accum 2 and as 2 gloo processes with 1, on a
-    batch budget that gives an even number (>= 4) of micro-batches; returns both output dirs."""
+    batch budget that gives an even number (>= 4) of micro-batches; returns both output dirs. The one-process
+    run is in this process (train_here); the two processes are torchrun's, as users run them."""
     import datasets
 
     from reasoning_sft.data.batching import token_budget_batches
@@ -218,9 +252,8 @@ def one_and_two_processes(tmp_path, model_dir, tokenizer_dir, small_encoded):
                   and len(token_budget_batches(lengths, b, False, 7, 0)) >= 4)
     args = ["--batch_tokens", budget, "--epochs", 1, "--lr", 1e-3, "--seed", 7, "--warmup_ratio", 0]
     one, two = tmp_path / "one", tmp_path / "two"
-    proc = run_train("train_full.py", *common(model_dir, tokenizer_dir, small_encoded, one), *args,
-                     "--grad_accum", 2, launcher="python")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    code, _ = train_here("train_full.py", *common(model_dir, tokenizer_dir, small_encoded, one), *args, "--grad_accum", 2)
+    assert code == 0
     proc = run_train("train_full.py", *common(model_dir, tokenizer_dir, small_encoded, two), *args,
                      launcher="torchrun", env={"ACCELERATE_USE_CPU": "true"})
     assert proc.returncode == 0, proc.stderr[-3000:]

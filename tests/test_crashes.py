@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 import xxhash
-from conftest import REPO_ROOT, common, metrics, run_train, train_cmd
+from conftest import REPO_ROOT, common, metrics, train_cmd, train_here
 
 STALL_WRAPPER = """
 import os, runpy, sys, time
@@ -96,16 +96,17 @@ LORA_ARGS = ["--batch_tokens", 1100, "--grad_accum", 2, "--epochs", 2, "--lr", 5
 
 @pytest.mark.slow
 def test_lora_killed_between_micro_steps_and_across_an_epoch_resumes_bit_identical(
-        tmp_path, tiny_model_dir, tokenizer_dir, small_encoded):
+        tmp_path, tiny_model_dir, tokenizer_dir, small_encoded, capsys):
     """Two SIGKILLs at seeded-random micro-steps (the first before the epoch boundary, so the resumed run
     replays across it), a second run refused on the busy directory, the newest checkpoint truncated
-    before the last --resume: the run still ends with exactly the weights of a run never stopped."""
+    before the last --resume: the run still ends with exactly the weights of a run never stopped.
+    The killed runs are processes of their own; the reference, the refused run and the last --resume
+    run in this process (train_here): what they are checked for is their output, not their process."""
+    from reasoning_sft.errors import UserError
     from reasoning_sft.train.checkpoints import verify
 
     whole = tmp_path / "whole"
-    proc = run_train("train_peft.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, whole), *LORA_ARGS,
-                     launcher="python")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert train_here("train_peft.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, whole), *LORA_ARGS)[0] == 0
     reference = train_losses_by_step(whole)
     epochs = [r["epoch"] for r in metrics(whole) if "loss" in r]
     per_epoch = sum(1 for e in epochs if e <= 1)
@@ -121,11 +122,9 @@ def test_lora_killed_between_micro_steps_and_across_an_epoch_resumes_bit_identic
 
     # while it runs, a second run on the same directory (--overwrite!) is refused, naming the first
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    second = subprocess.run(train_cmd("train_peft.py", *args, "--overwrite", launcher="python"), cwd=REPO_ROOT,
-                            env=ENV, capture_output=True, text=True, timeout=240)
-    assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr[-3000:]
-    ours = [line for line in second.stderr.splitlines() if line.startswith("train_peft.py: ")]
-    assert len(ours) == 1 and f"in use by another run (pid {first.pid} on " in ours[0], second.stderr
+    with pytest.raises(UserError) as second:  # what the command line prints as its one error line, exit 2
+        train_here("train_peft.py", *args, "--overwrite")
+    assert "\n" not in str(second.value) and f"in use by another run (pid {first.pid} on " in str(second.value)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing deleted or written
     assert first.poll() is None  # the first run is untouched
     sigkill(first)
@@ -147,14 +146,16 @@ def test_lora_killed_between_micro_steps_and_across_an_epoch_resumes_bit_identic
     victim = max((p for p in newest.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
     victim_name, full_size = victim.relative_to(newest), victim.stat().st_size
     victim.write_bytes(victim.read_bytes()[: full_size // 2])
-    proc = run_train("train_peft.py", *args, "--resume", launcher="python")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    said = [line for line in proc.stderr.splitlines() if line.startswith("--resume: ")]
-    assert len(said) == 1, proc.stderr
+    capsys.readouterr()
+    code, stdout = train_here("train_peft.py", *args, "--resume")
+    assert code == 0
+    stderr = capsys.readouterr().err
+    said = [line for line in stderr.splitlines() if line.startswith("--resume: ")]
+    assert len(said) == 1, stderr
     assert said[0].startswith(f"--resume: checkpoint-{saved[-1]} is incomplete or corrupt "
                               f"({victim_name} has {full_size // 2} bytes, {full_size} expected (truncated)); "
                               f"moved to checkpoint-{saved[-1]}.corrupt, using checkpoint-{saved[-2]}"), said
-    assert f"resumed from {out / f'checkpoint-{saved[-2]}'}" in proc.stdout
+    assert f"resumed from {out / f'checkpoint-{saved[-2]}'}" in stdout
 
     assert_bit_identical(final_weights(whole), final_weights(out))
     assert train_losses_by_step(out) == reference  # every step logged once, with the same loss
@@ -167,14 +168,13 @@ def test_full_killed_at_a_random_time_resumes_bit_identical(tmp_path, tiny_model
                                                             precision):
     """A SIGKILL at a seeded-random moment after the first checkpoint (it may land in a save, a log
     line or a step); --resume ends with exactly the weights of a run never stopped. Under bf16 with
-    stochastic rounding too: the rounding's bits and the fp32 optimizer state come back from the checkpoint."""
+    stochastic rounding too: the rounding's bits and the fp32 optimizer state come back from the checkpoint.
+    The killed run is a process of its own; the reference and the --resume run are in this process."""
     args = ["--batch_tokens", 600, "--grad_accum", 2, "--epochs", 2, "--lr", 1e-3, "--save_every", 1,
             "--keep_checkpoints", 2, "--seed", 9, *precision]
     whole, out = tmp_path / "whole", tmp_path / "cut"
     t0 = time.time()
-    proc = run_train("train_full.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, whole), *args,
-                     launcher="python")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert train_here("train_full.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, whole), *args)[0] == 0
     child = subprocess.Popen(train_cmd("train_full.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, out),
                                        *args, launcher="python"), cwd=REPO_ROOT, env=ENV,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -185,9 +185,8 @@ def test_full_killed_at_a_random_time_resumes_bit_identical(tmp_path, tiny_model
     time.sleep(random.Random(7).uniform(0, 2.0))
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=60)
-    proc = run_train("train_full.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, out), *args, "--resume",
-                     launcher="python")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert train_here("train_full.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, out), *args,
+                      "--resume")[0] == 0
     assert_bit_identical(final_weights(whole), final_weights(out))
     assert train_losses_by_step(out) == train_losses_by_step(whole)
 

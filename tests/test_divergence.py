@@ -12,7 +12,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from conftest import common, metrics, one_and_two_processes, run_train
+from conftest import common, metrics, one_and_two_processes, run_train, train_here
 
 BATCH_TOKENS = 600  # one sample row a step (the rows are 300-740 tokens)
 BAD_STEPS = (3, 6)  # the steps whose row carries a token with a NaN embedding
@@ -99,13 +99,13 @@ def test_a_non_finite_step_is_skipped_changes_nothing_and_the_run_goes_on(
     from safetensors.torch import load_file
 
     out = tmp_path / "full"
-    proc = run_train("train_full.py", *common(nan_row_model, tokenizer_dir, small_encoded, out),
-                     "--batch_tokens", BATCH_TOKENS, "--max_steps", BAD_STEPS[-1], "--lr", 1e-3, "--log_every", 2,
-                     "--save_every", 1, "--keep_checkpoints", 0, launcher="python")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    code, stdout = train_here("train_full.py", *common(nan_row_model, tokenizer_dir, small_encoded, out),
+                              "--batch_tokens", BATCH_TOKENS, "--max_steps", BAD_STEPS[-1], "--lr", 1e-3,
+                              "--log_every", 2, "--save_every", 1, "--keep_checkpoints", 0)
+    assert code == 0
     for step in BAD_STEPS:
-        assert f"step {step}: loss nan, gradient norm nan: not finite, update skipped (1 in a row" in proc.stdout
-    assert f"done: {BAD_STEPS[-1]} steps, 2 skipped (not finite)" in proc.stdout, proc.stdout
+        assert f"step {step}: loss nan, gradient norm nan: not finite, update skipped (1 in a row" in stdout
+    assert f"done: {BAD_STEPS[-1]} steps, 2 skipped (not finite)" in stdout, stdout
 
     rows = {r["step"]: r for r in strict_json_rows(out / "metrics.jsonl")}
     # a skipped step has its own record whatever --log_every (2 here), its loss and norm as null
@@ -150,8 +150,10 @@ def test_non_finite_steps_in_a_row_stop_the_run_with_one_line(tmp_path, tiny_mod
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
     assert [r.get("bad_in_a_row") for r in rows] == [None, None, 1, 2, 3] and rows[2]["loss"] is None
 
-    proc = run_train("train_peft.py", *args, "--max_bad_steps", 0, launcher="python")
-    assert proc.returncode == 2 and "--max_bad_steps must be >= 1" in proc.stderr, proc.stderr[-3000:]
+    from reasoning_sft.errors import UserError  # a refusal of the arguments: what the CLI prints with exit 2
+
+    with pytest.raises(UserError, match="--max_bad_steps must be >= 1"):
+        train_here("train_peft.py", *args, "--max_bad_steps", 0)
 
 
 @pytest.mark.slow

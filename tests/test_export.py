@@ -5,12 +5,10 @@ tier (tests/serving/); this module checks what transformers sees and every refus
 """
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import REPO_ROOT, leftovers, our_error_line
+from conftest import leftovers, our_error_line, train_here
 
 from reasoning_sft.data.template import TAGS, prompt_text
 
@@ -20,13 +18,10 @@ INSTRUCTIONS = ["Write a function that returns the sum of a list.", "Reverse a s
 
 
 def _train(script, tiny_model_dir, tokenizer_dir, encoded_dir, out, *extra):
-    proc = subprocess.run(
-        [sys.executable, f"training/{script}", "--model_name", tiny_model_dir, "--tokenizer_dir", tokenizer_dir,
-         "--train_dir", encoded_dir / "arrow_dataset", "--output_dir", out, "--max_steps", "3", "--lr", "1e-2",
-         "--batch_tokens", "2048", "--log_every", "1", *map(str, extra)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    """A real training output to export (in this process: the trainers' command line is tested elsewhere)."""
+    assert train_here(script, "--model_name", tiny_model_dir, "--tokenizer_dir", tokenizer_dir, "--train_dir",
+                      encoded_dir / "arrow_dataset", "--output_dir", out, "--max_steps", "3", "--lr", "1e-2",
+                      "--batch_tokens", "2048", "--log_every", "1", *extra)[0] == 0
     return out
 
 
@@ -125,13 +120,20 @@ def test_dtype_casts_the_weights(full_out, tmp_path):
 
 def test_bad_input_is_one_line_and_leaves_nothing(run_script, full_out, lora_out, tiny_model_dir, tmp_path,
                                                   tokenizer_dir):
+    """The first refusal as users meet it (a fresh process: exit 2, one line, no traceback); the others are the
+    same path through run_cli, so they are checked in this process on the UserError it prints."""
+    from reasoning_sft.errors import UserError
+
     out = tmp_path / "serve"
+    line = our_error_line(run_script("export.py", "--model_dir", tokenizer_dir, "--out_dir", out), "export.py")
+    assert "not a training output" in line and leftovers(out) == []
 
     def refused(*args):
-        proc = run_script("export.py", *args)
-        line = our_error_line(proc, "export.py")
+        with pytest.raises(UserError) as err:
+            _export(*args)
+        assert "\n" not in str(err.value)
         assert leftovers(out) == [] or leftovers(out) == ["serve"]
-        return line
+        return str(err.value)
 
     assert "not a training output" in refused("--model_dir", tokenizer_dir, "--out_dir", out)
     assert "no such directory" in refused("--model_dir", tmp_path / "nope", "--out_dir", out)

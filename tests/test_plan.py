@@ -206,12 +206,12 @@ def test_bad_plan_input_is_one_user_error(tiny_model_dir, tokenizer_dir, train_d
 
 
 @pytest.mark.slow
-def test_no_plan_check_logs_the_plan_and_starts_anyway(tiny_model_dir, tokenizer_dir, train_dir, tmp_path, run_script):
+def test_no_plan_check_logs_the_plan_and_starts_anyway(tiny_model_dir, tokenizer_dir, train_dir, tmp_path, capsys):
+    """In this process (the refusal above is the command-line run): the first stdout line and the saved model."""
     out = tmp_path / "out"
-    proc = run_script("training/train_full.py", *plan_argv(tiny_model_dir, tokenizer_dir, train_dir, out,
-                                                           "--batch_tokens", 1024, "--max_steps", 1, "--report_to",
-                                                           "none", "--gpu_memory_gib", 0.001, "--no_plan_check"))
-    assert proc.returncode == 0, proc.stderr
-    first = proc.stdout.splitlines()[0]
+    assert load_trainer("train_full").main(plan_argv(tiny_model_dir, tokenizer_dir, train_dir, out, "--batch_tokens",
+                                                     1024, "--max_steps", 1, "--report_to", "none",
+                                                     "--gpu_memory_gib", 0.001, "--no_plan_check")) == 0
+    first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith("plan: peak") and "does not fit" in first
     assert (out / "model.safetensors").exists()

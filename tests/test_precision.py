@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO_ROOT, common, metrics, run_train, train_losses
+from conftest import REPO_ROOT, common, metrics, train_here, train_losses
 
 
 def make_optimizer(kind, params, lr, weight_decay=0.0):
@@ -136,15 +136,16 @@ ARGS = ["--batch_tokens", 1024, "--epochs", 2, "--max_steps", 12, "--lr", 1e-3, 
 @pytest.fixture(scope="module")
 def two_policies(tmp_path_factory, tiny_model_dir, tokenizer_dir, small_encoded):
     """The same full fine-tuning run with fp32 and with bf16 weights (bf16-nearest runs in the GPU check's
-    smoke test, tests/test_gpu_check.py, where it changes fewer weights than bf16)."""
+    smoke test, tests/test_gpu_check.py, where it changes fewer weights than bf16); (output dir, stdout) each.
+    In this process: the two-process test below runs the trainer as users do."""
     root = tmp_path_factory.mktemp("precision")
     runs = {}
     for policy in ("fp32", "bf16"):
         out = root / policy
-        proc = run_train("train_full.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, out), *ARGS,
-                         "--precision", policy, launcher="python")
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        runs[policy] = (out, proc)
+        code, stdout = train_here("train_full.py", *common(tiny_model_dir, tokenizer_dir, small_encoded, out), *ARGS,
+                                  "--precision", policy)
+        assert code == 0
+        runs[policy] = (out, stdout)
     return runs
 
 
@@ -163,14 +164,14 @@ def test_bf16_and_fp32_loss_curves_agree(two_policies):
 def test_the_policy_is_logged_and_saved(two_policies):
     from safetensors.torch import load_file
 
-    out, proc = two_policies["bf16"]
-    assert "precision: bf16 (--precision bf16): bfloat16 weights, update rounding stochastic" in proc.stdout
-    assert "AdamW8bit state 2 bytes per parameter" in proc.stdout
+    out, stdout = two_policies["bf16"]
+    assert "precision: bf16 (--precision bf16): bfloat16 weights, update rounding stochastic" in stdout
+    assert "AdamW8bit state 2 bytes per parameter" in stdout
     saved = json.loads((out / "train_config.json").read_text())["precision"]
     assert saved["policy"] == "bf16" and saved["weights_dtype"] == "bfloat16"
     assert saved["update_rounding"].startswith("stochastic")
     assert {t.dtype for t in load_file(str(out / "model.safetensors")).values()} == {torch.bfloat16}
-    assert "float32 weights" in two_policies["fp32"][1].stdout
+    assert "float32 weights" in two_policies["fp32"][1]
 
 
 DUMP_WEIGHTS = """
@@ -204,7 +205,8 @@ def test_two_processes_hold_identical_bf16_weights(tmp_path, tiny_model_dir, tok
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
            str(wrapper), "training/train_full.py", *map(str, common(tiny_model_dir, tokenizer_dir, small_encoded,
                                                                     out)),
-           "--batch_tokens", "700", "--epochs", "1", "--lr", "3e-4", "--precision", "bf16", "--adam8bit"]
+           "--batch_tokens", "700", "--epochs", "1", "--max_steps", "3", "--lr", "3e-4", "--precision", "bf16",
+           "--adam8bit"]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1",
                ACCELERATE_USE_CPU="true", DUMP_DIR=str(tmp_path))
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
