@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from reasoning_sft.demo.pipeline import encode_argv, filter_argv, run_stage, tokenizer_argv
+
 # Nothing in the test suite may reach the network; progress/thread noise off.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
@@ -129,10 +131,8 @@ def tiny_model_dir(tmp_path_factory, sample_path):
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory, tiny_model_dir):
-    import prepare_llamatokenizer
-
     out = tmp_path_factory.mktemp("stage1") / "tokenizer"
-    assert prepare_llamatokenizer.main(["--model", str(tiny_model_dir), "--out_dir", str(out)]) == 0
+    run_stage(tokenizer_argv(tiny_model_dir, out))
     return out
 
 
@@ -146,21 +146,15 @@ def prepared_tokenizer(tokenizer_dir):
 
 @pytest.fixture(scope="session")
 def filtered_dir(tmp_path_factory, sample_path, tokenizer_dir):
-    import filter_data
-
     out = tmp_path_factory.mktemp("stage2") / "filtered"
-    assert filter_data.main(["--json", str(sample_path), "--tokenizer", str(tokenizer_dir),
-                             "--out_dir", str(out), "--max_len", str(MAX_LEN)]) == 0
+    run_stage(filter_argv(sample_path, tokenizer_dir, out, MAX_LEN))
     return out
 
 
 @pytest.fixture(scope="session")
 def encoded_dir(tmp_path_factory, filtered_dir, tokenizer_dir):
-    import encode_dataset
-
     out = tmp_path_factory.mktemp("stage3") / "encoded"
-    assert encode_dataset.main(["--json", str(filtered_dir / "data.json"), "--tokenizer", str(tokenizer_dir),
-                                "--encode_dir", str(out), "--max_len", str(MAX_LEN), "--num_proc", "1"]) == 0
+    run_stage(encode_argv(filtered_dir, tokenizer_dir, out, MAX_LEN))
     return out
 
 
@@ -221,16 +215,11 @@ def train_losses(output_dir):
 @pytest.fixture(scope="session")
 def small_encoded(tmp_path_factory, sample_records, tokenizer_dir):
     """The first records of the sample, filtered and encoded: (arrow_dataset path, encode dir)."""
-    import encode_dataset
-    import filter_data
-
     root = tmp_path_factory.mktemp("small")
     raw = root / "raw.json"
     raw.write_text(json.dumps(sample_records[:SMALL_N]))
-    assert filter_data.main(["--json", str(raw), "--tokenizer", str(tokenizer_dir), "--out_dir", str(root / "f"),
-                             "--max_len", str(SMALL_MAX_LEN), "--no_plot"]) == 0
-    assert encode_dataset.main(["--json", str(root / "f" / "data.json"), "--tokenizer", str(tokenizer_dir),
-                                "--encode_dir", str(root / "e"), "--max_len", str(SMALL_MAX_LEN), "--num_proc", "1"]) == 0
+    run_stage(filter_argv(raw, tokenizer_dir, root / "f", SMALL_MAX_LEN, plot=False))
+    run_stage(encode_argv(root / "f", tokenizer_dir, root / "e", SMALL_MAX_LEN))
     return root / "e" / "arrow_dataset"
 
 

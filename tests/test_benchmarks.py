@@ -21,16 +21,11 @@ def test_bench_train_quick_times_ours_against_trainer(tmp_path):
 
 def test_ours_packed_runs_wherever_the_trainer_has_a_varlen_kernel():
     """The benchmark asks the trainer's own kernel choice (flash-attn or PyTorch's varlen_attn), not for flash-attn."""
-    import importlib.util
 
+    import bench_train  # benchmarks/ is on sys.path (conftest)
     import torch
-    from conftest import REPO_ROOT
 
     from reasoning_sft.train import attention
-
-    spec = importlib.util.spec_from_file_location("bench_train", REPO_ROOT / "benchmarks" / "bench_train.py")
-    bench_train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench_train)
     with attention.kernel_override(attention.reference_kernel()):  # a kernel without the flash-attn package
         assert bench_train.packed_skip_reason() is None
     if not torch.cuda.is_available():

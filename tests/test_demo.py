@@ -220,17 +220,19 @@ def test_a_failing_stage_stops_the_ones_beside_it(tmp_path, capsys):
     assert "broken" in capsys.readouterr().out
 
 
-def readme_commands(prefix):
-    """The README's shell commands that start with `prefix` (continuation lines joined), as argv lists."""
-    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
+def doc_commands(doc, prefix):
+    """The shell commands of DOC (a path under the repository) that start with `prefix`, continuation lines
+    joined, as argv lists."""
+    text = (REPO_ROOT / doc).read_text(encoding="utf-8").replace("\\\n", " ")
     return [shlex.split(line.strip()) for line in text.splitlines() if line.strip().startswith(prefix)]
 
 
-def test_readme_shows_the_trainer_commands_the_demo_runs():
+def test_the_docs_show_the_trainer_commands_the_demo_runs():
+    """docs/training.md (the README links it for "the same commands on CPU") shows what the demo runs."""
     import demo
 
     launch = ["accelerate", "launch", "--config_file", "configs/cpu.yaml"]
-    shown = [cmd for cmd in readme_commands(" ".join(launch)) if "demo_out/tiny-llama" in cmd]
+    shown = [cmd for cmd in doc_commands("docs/training.md", " ".join(launch)) if "demo_out/tiny-llama" in cmd]
     ran = [cmd for _, cmd in demo.trainer_stages(demo.parse_args([]), "demo_out/tiny-llama",
                                                  demo.stage_dirs("demo_out"), launch)]
     assert shown == ran

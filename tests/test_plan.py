@@ -1,6 +1,6 @@
 """--plan (reasoning_sft/train/planning.py): peak memory per category on fake tensors, before any weight is read."""
 
-import importlib.util
+import importlib
 import json
 import math
 
@@ -12,10 +12,7 @@ CATEGORIES = ("params", "grads", "optimizer", "activations", "temporaries")
 
 
 def load_trainer(name):
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "training" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(name)  # training/ is on sys.path (conftest)
 
 
 def plan_argv(model_dir, tokenizer_dir, train_dir, output_dir, *extra):
