@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make test   - install into .venv and run the test suite (what CI runs)
+#   make test   - install into .venv, ruff, and the test suite (what CI runs)
 #   make demo   - install into .venv and run the whole pipeline on a tiny local model
 # The edit-test loop (under 3 minutes): ruff, then the tests not marked slow
 #   make check
@@ -20,6 +20,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -x --ignore=tests/serving
 
 check: install

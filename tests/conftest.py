@@ -241,7 +241,8 @@ def one_and_two_processes(tmp_path, model_dir, tokenizer_dir, small_encoded):
                   and len(token_budget_batches(lengths, b, False, 7, 0)) >= 4)
     args = ["--batch_tokens", budget, "--epochs", 1, "--lr", 1e-3, "--seed", 7, "--warmup_ratio", 0]
     one, two = tmp_path / "one", tmp_path / "two"
-    code, _ = train_here("train_full.py", *common(model_dir, tokenizer_dir, small_encoded, one), *args, "--grad_accum", 2)
+    code, _ = train_here("train_full.py", *common(model_dir, tokenizer_dir, small_encoded, one), *args,
+                         "--grad_accum", 2)
     assert code == 0
     proc = run_train("train_full.py", *common(model_dir, tokenizer_dir, small_encoded, two), *args,
                      launcher="torchrun", env={"ACCELERATE_USE_CPU": "true"})

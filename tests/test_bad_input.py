@@ -215,7 +215,8 @@ def test_filter_failing_mid_write_leaves_nothing(tmp_path, tokenizer_dir, sample
     assert leftovers(out) == []
 
 
-def test_encode_failing_mid_write_keeps_the_old_artifact(tmp_path, tokenizer_dir, filtered_dir, encoded_dir, monkeypatch):
+def test_encode_failing_mid_write_keeps_the_old_artifact(tmp_path, tokenizer_dir, filtered_dir, encoded_dir,
+                                                         monkeypatch):
     import shutil
 
     import datasets

@@ -53,7 +53,8 @@ def start_stalling(script, args, backward_call, marker):
     deadline = time.time() + 240
     while not Path(marker).exists():
         if child.poll() is not None:
-            raise AssertionError(f"the trainer ended before backward call {backward_call}: {child.stderr.read()[-3000:]}")
+            raise AssertionError(f"the trainer ended before backward call {backward_call}: "
+                                 f"{child.stderr.read()[-3000:]}")
         assert time.time() < deadline, "the trainer never reached the kill point"
         time.sleep(0.02)
     os.remove(marker)

@@ -363,7 +363,8 @@ def test_report_reads_a_killed_runs_metrics_and_refuses_a_bad_generations_file(t
     os.umask(umask)
     assert (tmp_path / "r.html").stat().st_mode & 0o777 == 0o666 & ~umask  # written like every artifact
     assert (tmp_path / "r_files").stat().st_mode & 0o777 == 0o777 & ~umask
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen.jsonl", "gen_summary.json", "killed", "r.html", "r_files"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen.jsonl", "gen_summary.json", "killed", "r.html",
+                                                          "r_files"]
     bad_gen.write_text(Path(gen).read_text(encoding="utf-8") + "{not json}\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"gen.jsonl:4: unreadable generations"):
         build(bad_gen)

@@ -58,7 +58,8 @@ def nan_row_model(tmp_path_factory, tiny_model_dir, small_encoded, prepared_toke
     dataset = datasets.load_from_disk(str(small_encoded))
     plan = step_schedule(np.asarray(dataset["length"]), BATCH_TOKENS, False, 42, 0, 1, 1)
     # the new tag rows start at the mean of their names' pieces: a NaN there would be in every row
-    pieces = {i for name in ("reasoning", "intention", "code") for i in tokenizer(name, add_special_tokens=False)["input_ids"]}
+    pieces = {i for name in ("reasoning", "intention", "code")
+              for i in tokenizer(name, add_special_tokens=False)["input_ids"]}
     bad = []
     for step in BAD_STEPS:
         (row,), = plan[step - 1][0]  # the one row of that step's one micro-batch on the one rank
@@ -117,7 +118,8 @@ def test_a_non_finite_step_is_skipped_changes_nothing_and_the_run_goes_on(
 
     # the run went on: the steps between the bad ones trained
     key = "model.model.layers.0.mlp.up_proj.weight"  # the loss wrapper's "model." before the model's names
-    assert not torch.equal(checkpoint_state(out / "checkpoint-2")[0][key], checkpoint_state(out / "checkpoint-4")[0][key])
+    assert not torch.equal(checkpoint_state(out / "checkpoint-2")[0][key],
+                           checkpoint_state(out / "checkpoint-4")[0][key])
     # no periodic checkpoint in a streak of skipped steps; the last step was skipped: its end checkpoint,
     # weights, optimizer and scheduler, and the final model equal those of the step before
     assert not (out / "checkpoint-3").exists()

@@ -39,7 +39,8 @@ from reasoning_sft.eval.scoring import (
 
 PROBLEMS = [
     {"task_id": "t/add",
-     "prompt": 'def add(a: int, b: int) -> int:\n    """Return the sum of a and b.\n    >>> add(2, 3)\n    5\n    """\n',
+     "prompt": ('def add(a: int, b: int) -> int:\n    """Return the sum of a and b.\n'
+                '    >>> add(2, 3)\n    5\n    """\n'),
      "canonical_solution": "    return a + b\n",
      "entry_point": "add",
      "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"},
@@ -49,7 +50,8 @@ PROBLEMS = [
                '    >>> dedupe([3, 1, 3, 2, 1])\n    [3, 1, 2]\n    """\n',
      "canonical_solution": "    seen = set()\n    return [x for x in xs if not (x in seen or seen.add(x))]\n",
      "entry_point": "dedupe",
-     "test": "def check(candidate):\n    assert candidate([3, 1, 3, 2, 1]) == [3, 1, 2]\n    assert candidate([]) == []\n"},
+     "test": ("def check(candidate):\n    assert candidate([3, 1, 3, 2, 1]) == [3, 1, 2]\n"
+              "    assert candidate([]) == []\n")},
     {"task_id": "t/vowels",
      "prompt": 'def count_vowels(s: str) -> int:\n    """Number of vowels (aeiou, any case) in s."""\n',
      "canonical_solution": "    return sum(c in 'aeiou' for c in s.lower())\n",
@@ -99,7 +101,8 @@ def test_problems_load_in_order_and_plain_gzip_both_work(problems_file, tmp_path
     gz = tmp_path / "problems.jsonl.gz"
     gz.write_bytes(gzip.compress(problems_file.read_bytes()))
     assert load_problems(str(gz)) == problems
-    assert instruction_for(problems["t/add"]).startswith("def add(") and instruction_for(problems["t/add"]).endswith('"""')
+    instruction = instruction_for(problems["t/add"])
+    assert instruction.startswith("def add(") and instruction.endswith('"""')
 
 
 def test_pass_at_k_matches_the_binomial_formula():
@@ -131,7 +134,8 @@ def test_summary_on_a_known_mix():
 # ------------------------------------------------------------------ scoring
 
 def test_canonical_solutions_pass_and_wrong_ones_fail():
-    samples = [{"task_id": t, "output": canonical(t)} for t in BY_ID] + [{"task_id": t, "output": wrong(t)} for t in BY_ID]
+    samples = ([{"task_id": t, "output": canonical(t)} for t in BY_ID]
+               + [{"task_id": t, "output": wrong(t)} for t in BY_ID])
     rows = score_samples(samples, BY_ID, timeout=5, memory_mb=512, workers=2)
     assert [r["result"] for r in rows] == [PASSED] * 3 + [FAILED] * 3
     assert [r["passed"] for r in rows] == [True] * 3 + [False] * 3
@@ -342,7 +346,8 @@ def test_check_canonical_scores_each_problems_own_solution(problems_file, tmp_pa
     summary = json.loads((tmp_path / "c" / "summary.json").read_text(encoding="utf-8"))
     assert summary["pass@1"] == 1.0 and summary["result_counts"][PASSED] == 3
     assert capsys.readouterr().out.splitlines()[1].startswith("pass@1 100.0%")
-    no_solution = write_jsonl(tmp_path / "p.jsonl", [{k: v for k, v in PROBLEMS[0].items() if k != "canonical_solution"}])
+    no_solution = write_jsonl(tmp_path / "p.jsonl",
+                              [{k: v for k, v in PROBLEMS[0].items() if k != "canonical_solution"}])
     with pytest.raises(UserError, match="no canonical_solution"):
         script.main(["--problems", str(no_solution), "--check_canonical", "--out_dir", str(tmp_path / "c")])
 
@@ -373,7 +378,8 @@ def test_bad_input_is_a_user_error(problems_file, tmp_path):
         "sample 0 has no 'output' field": ["--problems", problems_file, "--samples", no_output],
         "problem 0 has no 'test' field": ["--problems", no_test, "--samples", good],
         "appears twice": ["--problems", twice, "--samples", good],
-        "no sample belongs to the first 2 problems": ["--problems", problems_file, "--samples", last_only, "--limit", 2],
+        "no sample belongs to the first 2 problems": ["--problems", problems_file, "--samples", last_only,
+                                                      "--limit", 2],
         "no such file": ["--problems", tmp_path / "missing.jsonl", "--samples", good],
         "would not be used": ["--problems", problems_file, "--samples", good, "--model_dir", tmp_path],
         "--backend vllm would not be used": ["--problems", problems_file, "--samples", good, "--backend", "vllm"],
@@ -416,7 +422,8 @@ def test_verbose_is_accepted_like_every_other_stage(problems_file, tmp_path):
 
 # ------------------------------------------------------------------ the script: generation mode
 
-def test_generation_mode_writes_samples_then_scores_them(tiny_model_dir, tokenizer_dir, problems_file, tmp_path, capsys):
+def test_generation_mode_writes_samples_then_scores_them(tiny_model_dir, tokenizer_dir, problems_file, tmp_path,
+                                                         capsys):
     """The tiny model does not know the format: every sample is a format error, and every number says so."""
     import evaluate as script
 

@@ -256,7 +256,8 @@ def test_input_formats_give_the_same_records(tmp_path, sample_records, tokenizer
     (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(jsonl.encode()))
     (tmp_path / "c.json").write_text(json.dumps(raw, indent=1), encoding="utf-8")
     (tmp_path / "d.json").write_bytes(gzip.compress(json.dumps(raw).encode()))        # gzip sniffed, not by name
-    (tmp_path / "e.jsonl").write_bytes(b"\xef\xbb\xbf" + jsonl.replace("\n", "\r\n\r\n").encode())  # BOM, CRLF, blank lines
+    # BOM, CRLF, blank lines
+    (tmp_path / "e.jsonl").write_bytes(b"\xef\xbb\xbf" + jsonl.replace("\n", "\r\n\r\n").encode())
     for name in ("a.jsonl", "b.jsonl.gz", "c.json", "d.json", "e.jsonl"):
         assert read_records(str(tmp_path / name)) == raw, name
     results = [_run_filter(tmp_path, tmp_path / name, tokenizer_dir) for name in ("a.jsonl", "b.jsonl.gz", "c.json")]

@@ -52,7 +52,8 @@ def doubled(tag):
 
 BAD = [
     # one missing tag each
-    *[(without(tag), {f"missing {tag}"}) for tag in ("</reasoning>", "<intention>", "</intention>", "<code>", "</code>")],
+    *[(without(tag), {f"missing {tag}"})
+      for tag in ("</reasoning>", "<intention>", "</intention>", "<code>", "</code>")],
     # one duplicated tag each
     *[(doubled(tag), {f"extra {tag}"}) for tag in ("</reasoning>", "<intention>", "</intention>", "<code>", "</code>")],
     ("r<intention>i</intention></reasoning><code>c</code>", {"order: <intention> before </reasoning>"}),
@@ -67,7 +68,8 @@ BAD = [
     (target_text("r", " \n", "x = 1"), {"empty intention"}),
     (target_text("r", "i", ""), {"empty code"}),
     (target_text("r", "i", "\n\n  "), {"empty code"}),
-    (GOOD.replace("</reasoning><intention>", "</reasoning>oops<intention>"), {"text between </reasoning> and <intention>"}),
+    (GOOD.replace("</reasoning><intention>", "</reasoning>oops<intention>"),
+     {"text between </reasoning> and <intention>"}),
     (GOOD.replace("</intention><code>", "</intention>```<code>"), {"text between </intention> and <code>"}),
     ("", {f"missing {t}" for t in ("</reasoning>", "<intention>", "</intention>", "<code>", "</code>")}),
 ]
@@ -183,7 +185,8 @@ def test_decode_continuation_stops(prepared_tokenizer):
     eos, code_close = stop_ids(tok)
     words = tok("x = 1", add_special_tokens=False)["input_ids"]
     gen = decode_continuation(tok, words + [eos, tok.pad_token_id, tok.pad_token_id])
-    assert (gen["output"], gen["n_tokens"], gen["stop"], gen["section_tokens"]) == ("x = 1", len(words) + 1, "eos", None)
+    assert ((gen["output"], gen["n_tokens"], gen["stop"], gen["section_tokens"])
+            == ("x = 1", len(words) + 1, "eos", None))
     gen = decode_continuation(tok, words)
     assert (gen["output"], gen["stop"]) == ("x = 1", "length")
     gen = decode_continuation(tok, words + [code_close] + words)
@@ -306,7 +309,8 @@ def gen_main():
 
 
 def test_bad_input_is_a_user_error(gen_main, tokenizer_dir, tiny_model_dir, sample_path, tmp_path):
-    base = ["--tokenizer_dir", str(tokenizer_dir), "--model_name", str(tiny_model_dir), "--out", str(tmp_path / "r.jsonl")]
+    base = ["--tokenizer_dir", str(tokenizer_dir), "--model_name", str(tiny_model_dir),
+            "--out", str(tmp_path / "r.jsonl")]
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
     no_instruction = tmp_path / "bad.jsonl"

@@ -49,7 +49,8 @@ def _decode(tok, ids):
 
 
 def test_text_template_layout():
-    record = {"instruction": "Add.", "reasoning": "Use +.", "intention": "Return a + b.", "code": "def f(a, b):\n    return a + b"}
+    record = {"instruction": "Add.", "reasoning": "Use +.", "intention": "Return a + b.",
+              "code": "def f(a, b):\n    return a + b"}
     assert prompt_text("Add.") == "Add." + SEPARATOR + "<reasoning>"
     assert target_text("Use +.", "Return a + b.", "def f(a, b):\n    return a + b") == (
         "Use +.</reasoning><intention>Return a + b.</intention><code>def f(a, b):\n    return a + b</code>")
@@ -73,7 +74,8 @@ def test_decode_reproduces_prompt_and_every_section(records, rows, tok):
         for tag, tag_id in tags.items():
             assert (ids == tag_id).sum() == 1, tag  # a tag never appears inside a field
         pos = {tag: int(np.flatnonzero(ids == tag_id)[0]) for tag, tag_id in tags.items()}
-        assert pos["<reasoning>"] < pos["</reasoning>"] < pos["<intention>"] < pos["</intention>"] < pos["<code>"] < pos["</code>"] == len(ids) - 2
+        assert (pos["<reasoning>"] < pos["</reasoning>"] < pos["<intention>"] < pos["</intention>"]
+                < pos["<code>"] < pos["</code>"] == len(ids) - 2)
         # the tags are adjacent: nothing (not even a stray space token) between </x> and <y>
         assert pos["<intention>"] == pos["</reasoning>"] + 1 and pos["<code>"] == pos["</intention>"] + 1
         # each span decodes to exactly its field (decoded with its opening tag in front, so a

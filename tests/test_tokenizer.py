@@ -158,7 +158,8 @@ def test_stage1_is_idempotent(tokenizer_dir, tmp_path, capsys):
                 "vocab_size", "fingerprint", "template_version"):
         assert second[key] == first[key], key
     a, b = _auto(tokenizer_dir), _auto(again)
-    text = "Sum it.\n\n<reasoning>First, sort.</reasoning><intention>Loop.</intention><code>def f(x):\n    return x</code>"
+    text = ("Sum it.\n\n<reasoning>First, sort.</reasoning><intention>Loop.</intention>"
+            "<code>def f(x):\n    return x</code>")
     assert a(text)["input_ids"] == b(text)["input_ids"]
 
 

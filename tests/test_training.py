@@ -359,7 +359,8 @@ def test_gradient_checkpointing_keeps_lora_gradients(tiny_model_dir, prepared, s
 # ------------------------------------------------------------------ the trainers as users run them
 
 @pytest.mark.slow
-def test_lora_trains_tag_rows_only_and_adapter_reloads(tmp_path, tiny_model_dir, tokenizer_dir, prepared, small_encoded):
+def test_lora_trains_tag_rows_only_and_adapter_reloads(tmp_path, tiny_model_dir, tokenizer_dir, prepared,
+                                                       small_encoded):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -408,7 +409,8 @@ def test_lora_trains_tag_rows_only_and_adapter_reloads(tmp_path, tiny_model_dir,
 
 
 @pytest.mark.slow
-def test_full_adam8bit_overfits_and_saves_a_loadable_model(tmp_path, tiny_model_dir, tokenizer_dir, prepared, small_encoded):
+def test_full_adam8bit_overfits_and_saves_a_loadable_model(tmp_path, tiny_model_dir, tokenizer_dir, prepared,
+                                                           small_encoded):
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "full"
@@ -689,7 +691,8 @@ def test_compile_trains_to_the_same_losses(tmp_path, tiny_model_dir, tokenizer_d
     runs = {}
     for name, extra in (("eager", []), ("compiled", ["--compile"])):
         out = tmp_path / name
-        argv = common(tiny_model_dir, tokenizer_dir, small_encoded, out, "--batch_tokens", 2048, "--max_steps", 3, *extra)
+        argv = common(tiny_model_dir, tokenizer_dir, small_encoded, out, "--batch_tokens", 2048, "--max_steps", 3,
+                      *extra)
         if extra:
             proc = run_train("train_full.py", *argv, timeout=600)
             assert proc.returncode == 0, proc.stderr[-3000:]
