@@ -2,7 +2,7 @@
 
 gpu_check's worker installs this in the trainer's process (--profile_step N): the Nth call of
 reasoning_sft.train.loop.optimizer_step runs under the profiler, with named ranges around the loss head
-(ChunkedLossLM._loss_with_gradients) and the forward/backward (training.train_step), so the step's
+(ChunkedLossLM._loss_with_gradients) and the forward/backward (train.loop.train_step), so the step's
 GPU kernels can be split by category:
 
 - loss head: every kernel launched inside the loss head's range (its matmuls included: the head
@@ -124,7 +124,7 @@ def markdown(title, summary):
 class StepProfiler(Callback):
     """Profiles the Nth optimizer step of a run (a trainer callback); on_summary(dict) gets the result.
 
-    The trainer labels its forward/backward and loss head itself (training.PROFILE_FORWARD_BACKWARD,
+    The trainer labels its forward/backward and loss head itself (train.loop.PROFILE_FORWARD_BACKWARD,
     modeling.PROFILE_LOSS_HEAD); what runs outside them in the step is the optimizer.
     """
 

@@ -323,7 +323,7 @@ def load_newest_checkpoint(accelerator, output_dir, signature):
 class Preemption:
     """SIGTERM (cluster preemption) sets a flag; the loop checkpoints after the current step.
 
-    Each step's all-reduce carries the flag as a vote (training.train_step), so all ranks stop at
+    Each step's all-reduce carries the flag as a vote (train.loop.train_step), so all ranks stop at
     the same step even if only one got the signal; agreed() is the collective for after the last step.
     A context manager: the SIGTERM handler there was before comes back on exit.
     """
