@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+from tables import markdown_table
+
 from reasoning_sft.demo.pipeline import REPO
 from reasoning_sft.errors import UserError, run_cli
 
@@ -116,15 +118,15 @@ def main(argv=None):
 def print_table(results):
     before = results["before"]
     print(f"\nheld-out loss before training: {before['fp32']:.4f} (fp32 weights), {before['bf16']:.4f} (bf16)")
-    print("| lr, steps | fp32 weights | bf16, stochastic rounding | bf16, round-to-nearest | bf16 / fp32 gain "
-          "| nearest / fp32 gain | unchanged elements (fp32 / bf16 / nearest) |")
-    print("|---|---|---|---|---|---|---|")
-    for row in results["rows"]:
-        cells = [f"{before[p]:.3f} -> {row[p]['loss']:.3f}" for p in POLICIES]
-        ratio = lambda r: "n/a" if r is None else f"{r:.1%}"  # noqa: E731
-        unchanged = " / ".join(f"{row[p]['unchanged']:.0%}" for p in POLICIES)
-        print(f"| {row['lr']:g}, {row['steps']} | {' | '.join(cells)} | {ratio(row['bf16_of_fp32'])} "
-              f"| {ratio(row['nearest_of_fp32'])} | {unchanged} |")
+    def ratio(r):
+        return "n/a" if r is None else f"{r:.1%}"
+
+    rows = [(f"{row['lr']:g}, {row['steps']}", *(f"{before[p]:.3f} -> {row[p]['loss']:.3f}" for p in POLICIES),
+             ratio(row["bf16_of_fp32"]), ratio(row["nearest_of_fp32"]),
+             " / ".join(f"{row[p]['unchanged']:.0%}" for p in POLICIES)) for row in results["rows"]]
+    print(markdown_table(("lr, steps", "fp32 weights", "bf16, stochastic rounding", "bf16, round-to-nearest",
+                          "bf16 / fp32 gain", "nearest / fp32 gain", "unchanged elements (fp32 / bf16 / nearest)"),
+                         rows))
     for row in results["rows"]:
         if row["lr"] <= 2e-5 and row["bf16_of_fp32"] is not None:
             verdict = "met" if row["bf16_of_fp32"] >= GOAL else "MISSED"

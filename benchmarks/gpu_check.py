@@ -97,6 +97,7 @@ from gpu_common import (
     run_worker,
     trainer_argv,
 )
+from tables import markdown_table
 
 from reasoning_sft.demo.pipeline import load_script
 from reasoning_sft.train.loop import Callback
@@ -436,13 +437,11 @@ def report(results, size, n_matmul, lengths, rate):
         r["vs_trainer"] = r["tokens_per_s"] / base if base else None
         rows.append((name, r["label"], policy, r["tokens_per_s"], r["mfu"], r.get("peak_gpu_memory_gib"),
                      r["vs_trainer"]))
-    lines = ["| run | what | --precision | tokens/s | MFU | peak GPU memory (GiB) | x Trainer |",
-             "|---|---|---|---:|---:|---:|---:|"]
-    for name, label, policy, tps, mfu, mem, ratio in rows:
-        cells = [f"{tps:,.0f}" if tps else "failed", f"{100 * mfu:.1f}%" if mfu is not None else "",
-                 f"{mem:.1f}" if mem is not None else "", f"{ratio:.2f}" if ratio else ""]
-        lines.append(f"| {name} | {label} | {policy} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    cells = [(name, label, policy, f"{tps:,.0f}" if tps else "failed", f"{100 * mfu:.1f}%" if mfu is not None else "",
+              f"{mem:.1f}" if mem is not None else "", f"{ratio:.2f}" if ratio else "")
+             for name, label, policy, tps, mfu, mem, ratio in rows]
+    return markdown_table(("run", "what", "--precision", "tokens/s", "MFU", "peak GPU memory (GiB)", "x Trainer"),
+                          cells, right=(3, 4, 5, 6))
 
 
 def parse_args(argv):
@@ -695,17 +694,17 @@ def precision_phase(args, size, paths, work, adam8bit, into, failed, save):
 
 
 def precision_table(runs, steps):
-    lines = [f"| --precision | weights | update rounding | tokens/s | peak GPU memory (GiB) "
-             f"| weight elements changed after {steps} steps | final loss |", "|---|---|---|---:|---:|---:|---:|"]
+    rows = []
     for policy, r in runs.items():
         if "tokens_per_s" not in r:
-            lines.append(f"| {policy} | | | {r.get('error', 'failed')} | | | |")
+            rows.append((policy, "", "", r.get("error", "failed"), "", "", ""))
             continue
         p, mem, loss = r["precision"], r.get("peak_gpu_memory_gib"), r.get("final_loss")
-        lines.append(f"| {policy} | {p['weights_dtype']} | {p['update_rounding']} | {r['tokens_per_s']:,.0f} | "
-                     f"{'' if mem is None else f'{mem:.1f}'} | {100 * r['changed_fraction']:.2f}% | "
-                     f"{'' if loss is None else f'{loss:.4f}'} |")
-    return "\n".join(lines)
+        rows.append((policy, p["weights_dtype"], p["update_rounding"], f"{r['tokens_per_s']:,.0f}",
+                     "" if mem is None else f"{mem:.1f}", f"{100 * r['changed_fraction']:.2f}%",
+                     "" if loss is None else f"{loss:.4f}"))
+    return markdown_table(("--precision", "weights", "update rounding", "tokens/s", "peak GPU memory (GiB)",
+                           f"weight elements changed after {steps} steps", "final loss"), rows, right=(3, 4, 5, 6))
 
 
 def profile_sections(runs, size_label):
@@ -763,17 +762,17 @@ def sampling_phase(args, paths, work, failed):
 
 def sampling_table(rows):
     base = rows["transformers"].get("tokens_per_second")
-    lines = ["| backend | samples/s | tokens/s | x transformers (tokens/s) | samples, tokens, generation s | "
-             "process s | device, dtype |", "|---|---:|---:|---:|---|---:|---|"]
+    cells = []
     for backend, r in rows.items():
         if "tokens_per_second" not in r:
-            lines.append(f"| {backend} | {r.get('skipped') or 'failed'} | | | | | |")
+            cells.append((backend, r.get("skipped") or "failed", "", "", "", "", ""))
             continue
         ratio = f"{r['tokens_per_second'] / base:.2f}" if base else ""
-        lines.append(f"| {backend} | {r['samples_per_second']:,.2f} | {r['tokens_per_second']:,.1f} | {ratio} | "
-                     f"{r['samples']}, {r['generated_tokens']}, {r['generation_seconds']} | {r['wall_seconds']} | "
-                     f"{r['device']}, {r['dtype']} |")
-    return "\n".join(lines)
+        cells.append((backend, f"{r['samples_per_second']:,.2f}", f"{r['tokens_per_second']:,.1f}", ratio,
+                      f"{r['samples']}, {r['generated_tokens']}, {r['generation_seconds']}", r["wall_seconds"],
+                      f"{r['device']}, {r['dtype']}"))
+    return markdown_table(("backend", "samples/s", "tokens/s", "x transformers (tokens/s)",
+                           "samples, tokens, generation s", "process s", "device, dtype"), cells, right=(1, 2, 3, 5))
 
 
 def phase(failed, name, fn, *args):

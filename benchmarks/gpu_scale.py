@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, replace
 
 from gpu_common import GPU, REPO, SMOKE, Run, attention_flops_per_token, build_model, log, optimizer_flags, run_worker
+from tables import markdown_table
 
 CODELLAMA_7B = replace(GPU, layers=32, hidden=4096, heads=32, kv_heads=32, intermediate=11008)
 CODELLAMA_13B = replace(GPU, layers=40, hidden=5120, heads=40, kv_heads=40, intermediate=13824)
@@ -158,20 +159,20 @@ def build_scale_model(model, sizes, work, device, dtype, built, scale):
 
 def scale_table(scale, sizes, lengths, rate):
     """The report's table (MFU as the speed phase counts it), with --batch_tokens and the checkpoint times."""
-    lines = ["| run | what | --batch_tokens | tokens/s | MFU | peak GPU memory (GiB) |",
-             "|---|---|---:|---:|---:|---:|"]
+    rows = []
     for name, r in scale["runs"].items():
         model = name.split("_")[0]
         if "tokens_per_s" not in r:
-            why = r.get("skipped") or r.get("error", "failed")
-            lines.append(f"| {name} | {r.get('label', '')} | | {why} | | |")
+            rows.append((name, r.get("label", ""), "", r.get("skipped") or r.get("error", "failed"), "", ""))
             continue
         n_matmul = scale["models"][model]["parameters_without_input_embedding"]
         per_token = (4 if r.get("lora") else 6) * n_matmul + attention_flops_per_token(sizes[model], lengths)
         r["mfu"] = per_token * r["tokens_per_s"] / rate["flops_per_s"]
         mem = r.get("peak_gpu_memory_gib")
-        lines.append(f"| {name} | {r['label']} | {r['batch_tokens']} | {r['tokens_per_s']:,.0f} | "
-                     f"{100 * r['mfu']:.1f}% | {'' if mem is None else f'{mem:.1f}'} |")
+        rows.append((name, r["label"], r["batch_tokens"], f"{r['tokens_per_s']:,.0f}", f"{100 * r['mfu']:.1f}%",
+                     "" if mem is None else f"{mem:.1f}"))
+    lines = [markdown_table(("run", "what", "--batch_tokens", "tokens/s", "MFU", "peak GPU memory (GiB)"), rows,
+                            right=(2, 3, 4, 5))]
     for name, r in scale["runs"].items():
         c = r.get("checkpoint")
         if c:

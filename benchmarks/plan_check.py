@@ -24,6 +24,7 @@ import sys
 import time
 
 import gpu_common
+from tables import markdown_table
 
 from reasoning_sft.demo.pipeline import REPO, load_script
 
@@ -124,15 +125,13 @@ def main(argv=None):
     with open(os.path.join(a.work_dir, "results.json"), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)
     if "gpu" in results:
-        print("\n| run (~1.1B, H100, --batch_tokens 16384) | measured peak GiB | planned GiB | error |")
-        print("|---|---:|---:|---:|")
-        for r in results["gpu"]:
-            print(f"| {r['run']} | {r['measured_gib']} | {r['planned_gib']:.2f} | {r['error']:+.1%} |")
+        rows = [(r["run"], r["measured_gib"], f"{r['planned_gib']:.2f}", f"{r['error']:+.1%}") for r in results["gpu"]]
+        print("\n" + markdown_table(("run (~1.1B, H100, --batch_tokens 16384)", "measured peak GiB", "planned GiB",
+                                     "error"), rows, right=(1, 2, 3)))
     if "cpu" in results:
-        print("\n| run (small Llama, CPU, --batch_tokens 2048) | real step MiB | planned MiB | error |")
-        print("|---|---:|---:|---:|")
-        for r in results["cpu"]:
-            print(f"| {r['run']} | {r['measured_mib']} | {r['planned_mib']} | {r['error']:+.2%} |")
+        rows = [(r["run"], r["measured_mib"], r["planned_mib"], f"{r['error']:+.2%}") for r in results["cpu"]]
+        print("\n" + markdown_table(("run (small Llama, CPU, --batch_tokens 2048)", "real step MiB", "planned MiB",
+                                     "error"), rows, right=(1, 2, 3)))
     print(f"\n{results['seconds']:.0f} s")
     return 0
 

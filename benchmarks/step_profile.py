@@ -21,6 +21,8 @@ import contextlib
 import re
 import time
 
+from tables import markdown_table
+
 from reasoning_sft.train.loop import PROFILE_FORWARD_BACKWARD, Callback
 from reasoning_sft.train.modeling import PROFILE_LOSS_HEAD
 
@@ -111,13 +113,13 @@ def markdown(title, summary):
     lines = [f"### Step profile: {title}", "",
              f"One optimizer step, {summary['wall_ms']:.1f} ms wall; {unit} time {summary['kernel_ms']:.1f} ms "
              f"(kernels can overlap; categories are summed kernel time, idle is wall minus busy).", "",
-             "| category | ms | share of the step |", "|---|---:|---:|"]
-    for cat, ms in summary["categories_ms"].items():
-        lines.append(f"| {cat} | {ms:.1f} | {100 * ms / wall:.1f}% |")
-    lines += ["", f"Top 10 by time ({unit}s):", "", "| # | name | category | calls | ms |", "|---:|---|---|---:|---:|"]
-    for i, k in enumerate(summary["top_kernels"], 1):
-        name = k["name"] if len(k["name"]) <= 90 else k["name"][:87] + "..."
-        lines.append(f"| {i} | `{name}` | {k['category']} | {k['calls']} | {k['ms']:.2f} |")
+             markdown_table(("category", "ms", "share of the step"),
+                            [(cat, f"{ms:.1f}", f"{100 * ms / wall:.1f}%")
+                             for cat, ms in summary["categories_ms"].items()], right=(1, 2)),
+             "", f"Top 10 by time ({unit}s):", ""]
+    kernels = [(i, f"`{k['name'] if len(k['name']) <= 90 else k['name'][:87] + '...'}`", k["category"], k["calls"],
+                f"{k['ms']:.2f}") for i, k in enumerate(summary["top_kernels"], 1)]
+    lines.append(markdown_table(("#", "name", "category", "calls", "ms"), kernels, right=(0, 3, 4)))
     return "\n".join(lines)
 
 

@@ -39,3 +39,10 @@ def test_bench_optimizer_step_times_every_optimizer_and_policy():
     assert [row[0] for row in rows] == ["adamw_foreach", "adamw_fused", "adamw8bit"] * 2
     assert all(float(row[-1]) > 0 for row in rows)
     assert "fp32: AdamW foreach / fused = " in proc.stdout and "bf16: AdamW foreach / fused = " in proc.stdout
+
+
+def test_markdown_table_is_the_one_table_format_of_the_benchmarks():
+    from tables import markdown_table
+
+    table = markdown_table(("run", "tokens/s"), [("full", "1,024"), ("lora", "")], right=(1,))
+    assert table.splitlines() == ["| run | tokens/s |", "|---|---:|", "| full | 1,024 |", "| lora |  |"]
