@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from reasoning_sft.demo.pipeline import REPO
 
 
 def one_step(method, tokens, vocab, hidden, seed=0):

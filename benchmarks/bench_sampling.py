@@ -26,7 +26,8 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from reasoning_sft.demo.pipeline import REPO
+
 SERVE_PYTHON = os.path.join(REPO, ".venv-serve", "bin", "python")
 GOAL = 4.0  # issue 25: vLLM's tokens/s at least 4x transformers' at 8 samples per prompt
 

@@ -19,7 +19,8 @@ import random
 import subprocess
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from reasoning_sft.demo.pipeline import REPO
+
 WRONG_BODY = "    return None\n"
 
 

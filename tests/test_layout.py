@@ -9,11 +9,10 @@
 """
 
 import ast
-from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT as REPO
 
-REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "reasoning_sft"
 LAYERS = ("data", "train", "serve", "eval", "demo")
 SHARED = ("errors", "progress", "digests", "artifacts", "plots")
