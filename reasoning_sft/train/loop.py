@@ -476,12 +476,16 @@ def prepare_training(args, accelerator, data, model, mode, policy):
     accelerator.register_for_checkpointing(scheduler)
     if accelerator.distributed_type != DistributedType.FSDP:  # FSDP writes its own sharded states
         register_trainable_only_checkpointing(accelerator)
+    return Trainer(args, accelerator, data, wrapper, optimizer, scheduler, policy, plans, total_steps,
+                   contract_of(args, mode, accelerator, data, policy), schedule)
+
+
+def contract_of(args, mode, accelerator, data, policy):
+    """What a --resume of this run must match (run_contract.build_contract): flags, data, launch, precision."""
     launch = {"distributed_type": str(accelerator.distributed_type), "mixed_precision": accelerator.mixed_precision,
               "precision_policy": policy.name}
-    contract = run_contract.build_contract(args, mode.name, world, data.packed, len(data.train_set), data.manifest,
-                                           launch)
-    return Trainer(args, accelerator, data, wrapper, optimizer, scheduler, policy, plans, total_steps, contract,
-                   schedule)
+    return run_contract.build_contract(args, mode.name, accelerator.num_processes, data.packed, len(data.train_set),
+                                       data.manifest, launch)
 
 
 # ---------------------------------------------------------------- resume, loop, finish
@@ -726,6 +730,9 @@ def run(args, mode, preflight=None, callbacks=()):
         set_seed(args.seed)  # before anything random: resize_token_embeddings, LoRA init, dropout
         data = load_data(args)
         policy = resolve_precision(args, mode, accelerator)
+        if args.resume:  # a changed flag is refused before the model loads; resume() checks what it restores
+            run_contract.check_newest(args.output_dir, contract_of(args, mode, accelerator, data, policy),
+                                      args.reschedule)
         model, tag_rows = build_model(args, mode, data.tokenizer, policy)
         trainer = prepare_training(args, accelerator, data, model, mode, policy)
         trainer.planned_peak_gib = planned_peak

@@ -126,6 +126,23 @@ def check_resume(saved, current, where, reschedule=False):
     return [label(k) for k in current if k not in saved]
 
 
+def check_newest(output_dir, contract, reschedule=False):
+    """check_resume against the newest checkpoint's trainer state as listed, before anything is loaded (a
+    13B model takes minutes); one that cannot be read is left to the verified load, which falls back."""
+    from reasoning_sft.train.checkpoints import TRAINER_STATE, list_checkpoints
+
+    found = list_checkpoints(output_dir)
+    if not found:
+        return
+    try:
+        with open(os.path.join(found[-1], TRAINER_STATE), encoding="utf-8") as f:
+            state = json.load(f)
+    except (OSError, ValueError):
+        return
+    if isinstance(state, dict):
+        check_resume(saved_contract(state), contract, os.path.basename(found[-1]), reschedule)
+
+
 def _show(value):
     return json.dumps(value) if isinstance(value, (dict, list, str)) or value is None else str(value)
 
