@@ -65,6 +65,7 @@ def test_every_trainer_flag_is_in_the_contract_unless_marked_free():
 def test_a_resume_that_changes_a_flag_is_refused_in_one_line(tmp_path, tiny_model_dir, tokenizer_dir,
                                                              small_encoded):
     from reasoning_sft.errors import UserError
+    from reasoning_sft.train.checkpoints import seal
 
     out = tmp_path / "run"
     assert lora(tiny_model_dir, tokenizer_dir, small_encoded, out, "--max_steps", 4, "--save_every", 2)[0] == 0
@@ -94,6 +95,23 @@ def test_a_resume_that_changes_a_flag_is_refused_in_one_line(tmp_path, tiny_mode
                         "--log_every", 2, "--save_every", 1, "--keep_checkpoints", 0)
     assert code == 0 and f"resumed from {out / 'checkpoint-2'}" in stdout
     assert sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*")) == [2, 3, 4]
+
+    # a checkpoint of an older version records only its "signature" (data order and data): that is compared,
+    # and the rest is said once as not recorded
+    newest = out / "checkpoint-4"
+    state = json.loads((newest / "trainer_state.json").read_text())
+    kept = ("batch_tokens", "grad_accum", "seed", "world_size", "packed", "rows", "eval_fraction", "dataset",
+            "dataset_tokens")
+    contract = state.pop("contract")
+    state["signature"] = {k: contract[k] for k in kept}
+    del state["schedule"]
+    (newest / "trainer_state.json").write_text(json.dumps(state))
+    seal(str(newest))  # as that version sealed it
+    with pytest.raises(UserError, match=r"^--resume: --batch_tokens is 700 here but 600 in checkpoint-4; "):
+        lora(tiny_model_dir, tokenizer_dir, small_encoded, out, "--max_steps", 4, "--resume", "--batch_tokens", 700)
+    code, stdout = lora(tiny_model_dir, tokenizer_dir, small_encoded, out, "--max_steps", 4, "--resume", "--lr", 1)
+    assert code == 0 and "--resume: checkpoint-4 (an older version's) does not record the trainer (LoRA or full)" \
+        in stdout
 
 
 def test_reschedule_stretches_the_rest_of_the_schedule_and_a_plain_resume_keeps_it(
