@@ -5,7 +5,7 @@ values; --reschedule stretches the rest of the saved LR schedule and a later pla
 stretch; --overwrite empties a training output before training starts; export.py and generate.py take
 a training output's final weights only when its completed-run marker names its train_config.json's run.
 The runs are the real trainers in this process (train_here): what is checked is their output; the kill
-of an --overwrite run is a real process in test_crashes.py.
+of an --overwrite run is a real process in test_crashes.py. The tests with several runs are marked slow.
 """
 
 import json
@@ -62,6 +62,7 @@ def test_every_trainer_flag_is_in_the_contract_unless_marked_free():
     assert run_contract.MAY_CHANGE_ON_RESUME | run_contract.COMPARED_BY_CONTENT <= dests
 
 
+@pytest.mark.slow  # several trainer runs in this process
 def test_a_resume_that_changes_a_flag_is_refused_in_one_line(tmp_path, tiny_model_dir, tokenizer_dir,
                                                              small_encoded):
     from reasoning_sft.errors import UserError
@@ -114,6 +115,7 @@ def test_a_resume_that_changes_a_flag_is_refused_in_one_line(tmp_path, tiny_mode
         in stdout
 
 
+@pytest.mark.slow  # several trainer runs in this process
 def test_reschedule_stretches_the_rest_of_the_schedule_and_a_plain_resume_keeps_it(
         tmp_path, tiny_model_dir, tokenizer_dir, small_encoded):
     """A 4-step cosine run resumed at step 2 with --max_steps 8 --reschedule: its LR at step 2 + 3k is the
