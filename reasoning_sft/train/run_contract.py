@@ -4,11 +4,11 @@ The contract. Every checkpoint's trainer_state.json holds the run's contract: ev
 except the few in MAY_CHANGE_ON_RESUME (where output goes, what is logged, when checkpoints and evals
 happen, planning), plus what the flags point at, by content (the base model's config and weight
 sizes, the tokenizer's fingerprint, the encoded data's manifest), and what the launch decides
-(number of processes, distributed type, mixed precision, weights dtype, layout) and the LR schedule.
-A flag that a later version adds is therefore in the contract unless it is listed here as free to
-change. --resume compares the contract of the checkpoint it resumes with today's and refuses the
-first difference in one line naming it and both values: a resumed run is the run that was started,
-or it does not start.
+(number of processes, distributed type, mixed precision, the resolved precision policy, layout).
+Beside it is the LR schedule's record (schedule_record). A flag that a later version adds is
+therefore in the contract unless it is listed here as free to change. --resume compares the
+contract of the checkpoint it resumes with today's and refuses the first difference in one line
+naming it and both values: a resumed run is the run that was started, or it does not start.
 
 --reschedule is the one way to resume with another --max_steps or --epochs: the rest of the saved
 LR schedule, from the saved step on, is stretched (or shrunk) over the new number of remaining
