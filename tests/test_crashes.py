@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -236,6 +237,57 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_checkpoint
                                                 2048, "--max_steps", 6, "--save_every", 2, "--resume")])
     assert sorted(p.name for p in out.iterdir() if "checkpoint" in p.name) == ["checkpoint-2"]
     assert verify(str(out / "checkpoint-2")) is None
+
+
+@pytest.mark.slow
+def test_an_overwrite_killed_mid_way_leaves_no_final_model_of_the_earlier_run(
+        tmp_path, tiny_model_dir, tokenizer_dir, small_encoded):
+    """A finished LoRA run, then an --overwrite run SIGKILLed at its third backward: nothing of the first run
+    is left (its adapter, tokenizer, loss plot, generation config, checkpoints), and export.py and generate.py
+    refuse the directory in one line. Even with the first run's adapter put back beside the new
+    train_config.json (what --overwrite used to leave), both refuse it: no completed-run marker names the new
+    run. The finished run is in this process; the killed one, export.py and generate.py are processes."""
+    from conftest import our_error_line
+
+    from reasoning_sft.errors import UserError
+    from reasoning_sft.serve.export import export
+
+    out, marker, aside = tmp_path / "run", tmp_path / "stalled", tmp_path / "first"
+    args = common(tiny_model_dir, tokenizer_dir, small_encoded, out) + ["--batch_tokens", 600, "--max_steps", 4,
+                                                                        "--lora_r", 4, "--save_every", 1]
+    assert train_here("train_peft.py", *args)[0] == 0
+    first = {p.name for p in out.iterdir()}
+    assert {"adapter_model.safetensors", "run_complete.json", "loss.png", "generation_config.json",
+            "tokenizer_config.json", "checkpoint-4"} <= first, first
+    shutil.copytree(out, aside)
+
+    child = start_stalling("train_peft.py", args + ["--overwrite"], 3, marker)
+    sigkill(child)
+    left = {p.name for p in out.iterdir()}
+    # the new run's own files only (it stalled in step 3, after its checkpoints 1 and 2; the first run's were 3, 4)
+    assert left - {"tensorboard"} == {".lock", "train_config.json", "metrics.jsonl", "checkpoint-1",
+                                      "checkpoint-2"}, left
+    config = json.loads((out / "train_config.json").read_text())
+    assert config["run_id"] != json.loads((aside / "train_config.json").read_text())["run_id"]
+    with pytest.raises(UserError, match=r"the run has no final model \(mode 'lora', no adapter_config.json\)"):
+        export(str(out), str(tmp_path / "served"))
+
+    for name in first - left - {"run_complete.json"}:  # the earlier run's final files, back beside the new config
+        if (aside / name).is_file():
+            shutil.copy(aside / name, out / name)
+    cli = dict(cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "export.py", "--model_dir", str(out), "--out_dir",
+                           str(tmp_path / "served")], **cli)
+    assert our_error_line(proc, "export.py") == (
+        f"export.py: error: {out}: run {config['run_id']} (its train_config.json) did not finish (no "
+        "run_complete.json): it was stopped, killed or is still running, and no final model there is its own; "
+        "resume it with --resume")
+    assert not (tmp_path / "served").exists()
+    proc = subprocess.run([sys.executable, "generate.py", "--tokenizer_dir", str(tokenizer_dir), "--model_name",
+                           str(tiny_model_dir), "--adapter_dir", str(out), "--prompt", "add two numbers",
+                           "--out", str(tmp_path / "gen.jsonl")], **cli)
+    assert f"run {config['run_id']} (its train_config.json) did not finish" in our_error_line(proc, "generate.py")
+    assert not (tmp_path / "gen.jsonl").exists()
 
 
 def test_integrity_record_catches_every_kind_of_damage(tmp_path):

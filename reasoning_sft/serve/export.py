@@ -35,6 +35,7 @@ from reasoning_sft.data.tokenizer import (
 )
 from reasoning_sft.errors import UserError
 from reasoning_sft.train.generation_config import GENERATION_CONFIG, serving_stop_ids, write_generation_config
+from reasoning_sft.train.run_contract import check_run_complete
 
 EXPORT_META = "sft_export.json"
 GGUF_FILE = "model.gguf"
@@ -88,6 +89,7 @@ def training_output(model_dir):
     if mode not in ("full", "lora") or not os.path.isfile(os.path.join(model_dir, weights)):
         raise UserError(f"{model_dir}: the run has no final model (mode {mode!r}, no {weights}); "
                         "was it stopped before the end? resume it with --resume")
+    check_run_complete(model_dir, config)  # the final weights are this train_config.json's run's
     return mode, config
 
 

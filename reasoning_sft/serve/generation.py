@@ -16,6 +16,7 @@ from reasoning_sft.data.records import python_parses
 from reasoning_sft.data.template import SECTIONS, TEMPLATE_VERSION
 from reasoning_sft.errors import UserError
 from reasoning_sft.serve.decoding import decode_continuation, encode_prompts, prompt_token_ids, stop_ids
+from reasoning_sft.train.run_contract import check_training_output_if_any
 
 # ---------------------------------------------------------------------------------------
 # generation
@@ -121,6 +122,9 @@ def check_model_and_sampling_args(args, script="generate.py"):
     if args.adapter_dir and not os.path.exists(os.path.join(args.adapter_dir, "adapter_config.json")):
         raise UserError(f"--adapter_dir {args.adapter_dir}: no adapter_config.json, not a LoRA adapter "
                         "(full fine-tuned weights go in --model_dir)")
+    for path in (args.adapter_dir, args.model_dir):
+        if path:  # a trainer's --output_dir: only a finished run's own final weights
+            check_training_output_if_any(path)
     if args.tensor_parallel_size < 1 or (args.max_model_len is not None and args.max_model_len < 2):
         raise UserError("--tensor_parallel_size must be at least 1 and --max_model_len at least 2")
     if args.backend == "vllm":

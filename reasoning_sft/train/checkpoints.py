@@ -2,7 +2,8 @@
 
 A checkpoint is OUTPUT_DIR/checkpoint-STEP/ holding accelerate's state (optimizer, scheduler,
 RNGs), the trainable parameters only (a LoRA checkpoint is MBs, not a base-model copy),
-trainer_state.json, which says where in the data the run was and what it was run with, and
+trainer_state.json, which says where in the data the run was and what it was run with (its
+contract and LR schedule, run_contract.py), and
 integrity.json, written last: the size and digest (xxh3-128; sha256 in records sealed by older
 versions, which still verify) of every other file. --resume verifies the newest checkpoint against
 it and falls back to the one before when it is truncated or corrupt.
@@ -290,8 +291,9 @@ def newest_intact_checkpoint(output_dir, say=print, checkpoints=None, hasher=_ha
     raise UserError(f"--resume: no intact checkpoint in {output_dir} ({details}); start over with --overwrite")
 
 
-def load_newest_checkpoint(accelerator, output_dir, signature):
-    """Restore the newest intact checkpoint made with the same `signature`; returns its trainer state.
+def load_newest_checkpoint(accelerator, output_dir, check):
+    """Restore the newest intact checkpoint that check(trainer state, path) accepts (it raises UserError
+    otherwise, before anything is loaded); returns its trainer state.
 
     Every rank takes part in the verification (each hashes a share) and so reaches the same verdict;
     the main process lists the checkpoints, says what it finds and moves broken ones aside.
@@ -311,10 +313,7 @@ def load_newest_checkpoint(accelerator, output_dir, signature):
                                       accelerator.is_main_process)
     with open(os.path.join(newest, TRAINER_STATE)) as f:
         state = json.load(f)
-    if state["signature"] != signature:
-        changed = sorted(k for k in signature if state["signature"].get(k) != signature[k])
-        raise UserError(f"--resume: {newest} was made with other {changed}; "
-                        "resume with the same data, batch settings, seed and number of processes")
+    check(state, newest)
     accelerator.load_state(newest)
     state["path"] = newest
     return state

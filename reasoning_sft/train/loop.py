@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import math
 import os
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
@@ -26,10 +25,9 @@ from reasoning_sft.artifacts import check_dataset_matches, load_manifest, load_p
 from reasoning_sft.data.batching import collate, empty_batch, step_schedule
 from reasoning_sft.data.template import SECTION_NAMES, tag_ids
 from reasoning_sft.errors import UserError, add_verbose_flag
-from reasoning_sft.train import attention, precision
+from reasoning_sft.train import attention, precision, run_contract
 from reasoning_sft.train.checkpoints import (
     Preemption,
-    list_checkpoints,
     load_newest_checkpoint,
     register_trainable_only_checkpointing,
     save_checkpoint,
@@ -100,12 +98,18 @@ def common_parser(description):
     a("--eval_every", type=int, default=0, help="evaluate every N steps (0: at the end only)")
     a("--save_every", type=int, default=0, help="checkpoint every N steps (0: at the end only)")
     a("--keep_checkpoints", type=int, default=2, help="the newest N checkpoints stay on disk (0: all)")
-    a("--resume", action="store_true", help="continue from the newest checkpoint in --output_dir")
+    a("--resume", action="store_true",
+      help="continue from the newest checkpoint in --output_dir; every flag that shapes the run must be as it "
+           "was (docs/training.md#resume)")
+    a("--reschedule", action="store_true",
+      help="with --resume: take new --max_steps/--epochs, stretching the rest of the saved LR schedule over the "
+           "new number of remaining steps (the LR at the saved step is unchanged)")
     a("--log_every", type=int, default=10)
     a("--report_to", choices=REPORT_TO, default=default_report_to(),
       help="where metrics go besides OUTPUT_DIR/metrics.jsonl and loss.png (accelerate's trackers; tensorboard "
            "writes OUTPUT_DIR/tensorboard). Default: tensorboard if installed, else none (here: %(default)s)")
-    a("--overwrite", action="store_true", help="allow a non-empty --output_dir without --resume")
+    a("--overwrite", action="store_true",
+      help="start over in a training output: everything in --output_dir is removed before training starts")
     a("--plan", action="store_true",
       help="print the run's peak GPU memory per category and whether it fits (fake tensors: no weights read, "
            "nothing written), then exit; see README")
@@ -137,6 +141,8 @@ def check_args(args):
         raise UserError("--eval_fraction must be in [0, 1)")
     if args.eval_dir and args.eval_fraction:
         raise UserError("give --eval_dir or --eval_fraction, not both")
+    if args.reschedule and not args.resume:
+        raise UserError("--reschedule is for --resume (a new run takes its schedule from its flags)")
     check_report_to(args.report_to)
 
 
@@ -310,6 +316,8 @@ def start_accelerator(args):
 def prepare_output_dir(args, accelerator):
     """Lock --output_dir for this run (before --overwrite deletes anything), then check or clear it.
 
+    Whatever the flags, the completed-run marker goes first: from now on the directory holds no
+    finished run (run_contract.py). --overwrite then empties it (the lock stays).
     Returns the lock; it is held until the process ends or run() releases it.
     """
     lock = lock_output_dir(accelerator, args.output_dir)
@@ -317,12 +325,14 @@ def prepare_output_dir(args, accelerator):
                 if os.path.isdir(args.output_dir) else [])
     if contents and not (args.resume or args.overwrite):
         raise UserError(f"{args.output_dir} is not empty; pass --resume to continue or --overwrite to start over")
-    if args.overwrite and not args.resume and accelerator.is_main_process:
-        metrics_path = os.path.join(args.output_dir, "metrics.jsonl")
-        if os.path.exists(metrics_path):
-            os.remove(metrics_path)
-        for old in list_checkpoints(args.output_dir):
-            shutil.rmtree(old)
+    start_over = args.overwrite and not args.resume
+    refusal = run_contract.overwrite_refusal(args.output_dir, contents) if start_over else None
+    if refusal:  # every rank sees the same directory: all refuse together
+        raise UserError(refusal)
+    if accelerator.is_main_process and contents:
+        run_contract.clear_run_complete(args.output_dir)
+        if start_over:
+            run_contract.clear_output_dir(args.output_dir, keep={LOCK_NAME})
     accelerator.wait_for_everyone()
     os.makedirs(args.output_dir, exist_ok=True)
     return lock
@@ -377,14 +387,6 @@ def plan_epochs(args, lengths, packed, world):
     return plans, total_steps
 
 
-def schedule_signature(args, world_size, packed, n_rows, manifest):
-    """What must not change between a run and its resume, or the data order would differ."""
-    return {"batch_tokens": args.batch_tokens, "grad_accum": args.grad_accum, "seed": args.seed,
-            "world_size": world_size, "packed": packed, "rows": n_rows,
-            "eval_fraction": args.eval_fraction, "dataset": manifest.get("tokenizer_fingerprint"),
-            "dataset_tokens": manifest.get("total_tokens")}
-
-
 def param_groups(model, weight_decay):
     """Decay matrices; not norms, biases or 1-d vectors (the usual AdamW practice)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
@@ -413,9 +415,9 @@ class Position:
     epoch: int = 0
     step_in_epoch: int = 0
 
-    def state(self, signature):
+    def state(self, contract, schedule):
         return {"global_step": self.global_step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
-                "signature": signature}
+                "contract": contract, "schedule": schedule}
 
 
 PROFILE_FORWARD_BACKWARD = "sft:forward_backward"  # torch.profiler label of a step's forward/backward
@@ -449,8 +451,10 @@ class Trainer:
     policy: precision.Policy
     plans: list
     total_steps: int
-    signature: dict
+    contract: dict  # run_contract.build_contract: what a --resume must match
+    schedule: dict  # run_contract.schedule_record: the LR schedule the scheduler follows
     position: Position = field(default_factory=Position)
+    run_id: str = None  # this invocation's, in train_config.json and the completed-run marker
     planned_peak_gib: float = None  # the plan's predicted peak (planning.preflight), on CUDA
     callbacks: tuple = ()  # Callback objects
 
@@ -459,29 +463,58 @@ def prepare_training(args, accelerator, data, model, mode, policy):
     """Loss wrapper, optimizer (rounding as `policy` says) and LR schedule, prepared by accelerate, and
     checkpointing registered."""
     from accelerate.utils import DistributedType
-    from transformers import get_scheduler
 
     world = accelerator.num_processes
     lengths = np.asarray(data.train_set["length"])
     plans, total_steps = plan_epochs(args, lengths, data.packed, world)
     wrapper = ChunkedLossLM(model)
     optimizer = precision.wrap_optimizer(mode.build_optimizer(args, model), policy, args.seed)
-    scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=int(args.warmup_ratio * total_steps),
-                              num_training_steps=total_steps)
+    schedule = run_contract.schedule_record(args.lr_scheduler, int(args.warmup_ratio * total_steps), total_steps)
+    scheduler = run_contract.make_scheduler(optimizer, schedule)
     # the scheduler is stepped by hand once per optimizer step (accelerate's wrapper would step it per process)
     wrapper, optimizer = accelerator.prepare(wrapper, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     if accelerator.distributed_type != DistributedType.FSDP:  # FSDP writes its own sharded states
         register_trainable_only_checkpointing(accelerator)
-    signature = schedule_signature(args, world, data.packed, len(data.train_set), data.manifest)
-    return Trainer(args, accelerator, data, wrapper, optimizer, scheduler, policy, plans, total_steps, signature)
+    return Trainer(args, accelerator, data, wrapper, optimizer, scheduler, policy, plans, total_steps,
+                   contract_of(args, mode, accelerator, data, policy), schedule)
+
+
+def contract_of(args, mode, accelerator, data, policy):
+    """What a --resume of this run must match (run_contract.build_contract): flags, data, launch, precision."""
+    launch = {"distributed_type": str(accelerator.distributed_type), "mixed_precision": accelerator.mixed_precision,
+              "precision_policy": policy.name}
+    return run_contract.build_contract(args, mode.name, accelerator.num_processes, data.packed, len(data.train_set),
+                                       data.manifest, launch)
 
 
 # ---------------------------------------------------------------- resume, loop, finish
 
 def resume(trainer):
-    state = load_newest_checkpoint(trainer.accelerator, trainer.args.output_dir, trainer.signature)
+    """Restore the newest intact checkpoint whose contract this run keeps, and the LR schedule it followed
+    (--reschedule: stretched to this run's length)."""
+    args, accelerator = trainer.args, trainer.accelerator
+    unrecorded = []
+
+    def check(state, path):
+        unrecorded.extend(run_contract.check_resume(run_contract.saved_contract(state), trainer.contract,
+                                                    os.path.basename(path), args.reschedule))
+        if args.reschedule and "schedule" not in state:
+            raise UserError(f"--reschedule: {os.path.basename(path)} was written by an older version that did not "
+                            "record its LR schedule; resume without --reschedule")
+
+    state = load_newest_checkpoint(accelerator, args.output_dir, check)
+    if unrecorded:
+        log(accelerator, f"--resume: {os.path.basename(state['path'])} (an older version's) does not record "
+                         f"{', '.join(unrecorded[:4])}{' ...' if len(unrecorded) > 4 else ''}; not compared")
     trainer.position = Position(state["global_step"], state["epoch"], state["step_in_epoch"])
+    schedule = state.get("schedule", trainer.schedule)
+    if args.reschedule:
+        schedule = run_contract.rescheduled(schedule, state["global_step"], trainer.total_steps)
+        log(accelerator, f"--reschedule: the LR schedule from step {state['global_step']} now ends at step "
+                         f"{trainer.total_steps}")
+    run_contract.install_stretches(trainer.scheduler, schedule)
+    trainer.schedule = schedule
     log(trainer.accelerator, f"resumed from {state['path']}: step {state['global_step']}, epoch {state['epoch']}, "
                              f"step {state['step_in_epoch']} of it")
     if trainer.accelerator.is_main_process:
@@ -598,7 +631,8 @@ def report_planned_peak(trainer, metrics):
 def checkpoint(trainer):
     """save_checkpoint where the loop stands, then the callbacks' on_checkpoint; returns its path."""
     seconds = {}
-    path = save_checkpoint(trainer.accelerator, trainer.args.output_dir, trainer.position.state(trainer.signature),
+    path = save_checkpoint(trainer.accelerator, trainer.args.output_dir,
+                           trainer.position.state(trainer.contract, trainer.schedule),
                            trainer.args.keep_checkpoints, seconds)
     for callback in trainer.callbacks:
         callback.on_checkpoint(trainer, path, seconds)
@@ -649,6 +683,8 @@ def finish(trainer, metrics, mode):
         from reasoning_sft.plots import loss_curves
         loss_curves(os.path.join(args.output_dir, "metrics.jsonl"), os.path.join(args.output_dir, "loss.png"))
     accelerator.wait_for_everyone()
+    if accelerator.is_main_process:  # last: everything above is whole (export.py and generate.py check it)
+        run_contract.write_run_complete(args.output_dir, trainer.run_id, pos.global_step)
     log(accelerator, f"done: {pos.global_step} steps{metrics.closing_summary()} -> {args.output_dir}")
 
 
@@ -666,7 +702,7 @@ def describe(trainer, mode, model, tag_rows):
                      f"{policy['optimizer']} state {policy['optimizer_state_bytes_per_param']} bytes per parameter")
     if accelerator.is_main_process:
         write_json(os.path.join(trainer.args.output_dir, "train_config.json"),
-                   {"mode": mode.name, "args": vars(trainer.args), "world_size": world,
+                   {"mode": mode.name, "run_id": trainer.run_id, "args": vars(trainer.args), "world_size": world,
                     "total_steps": trainer.total_steps, "distributed_type": str(accelerator.distributed_type),
                     "mixed_precision": accelerator.mixed_precision, "precision": policy})
 
@@ -694,9 +730,13 @@ def run(args, mode, preflight=None, callbacks=()):
         set_seed(args.seed)  # before anything random: resize_token_embeddings, LoRA init, dropout
         data = load_data(args)
         policy = resolve_precision(args, mode, accelerator)
+        if args.resume:  # a changed flag is refused before the model loads; resume() checks what it restores
+            run_contract.check_newest(args.output_dir, contract_of(args, mode, accelerator, data, policy),
+                                      args.reschedule)
         model, tag_rows = build_model(args, mode, data.tokenizer, policy)
         trainer = prepare_training(args, accelerator, data, model, mode, policy)
         trainer.planned_peak_gib = planned_peak
+        trainer.run_id = run_contract.new_run_id()
         trainer.callbacks = tuple(callbacks)
         if args.resume:
             resume(trainer)
