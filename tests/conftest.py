@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from reasoning_sft.demo.families import CODELLAMA
+from reasoning_sft.demo.families import FAMILIES as FAMILY_TABLE
 from reasoning_sft.demo.pipeline import encode_argv, filter_argv, run_stage, tokenizer_argv
 
 # Nothing in the test suite may reach the network; progress/thread noise off.
@@ -156,6 +158,88 @@ def encoded_dir(tmp_path_factory, filtered_dir, tokenizer_dir):
     out = tmp_path_factory.mktemp("stage3") / "encoded"
     run_stage(encode_argv(filtered_dir, tokenizer_dir, out, MAX_LEN))
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# every model family (reasoning_sft/demo/families.py): published tokenizer + tiny random model, built on first use
+#
+#     @pytest.mark.parametrize("family", FAMILIES)
+#     def test_something(family, family_base, family_prepared, family_encoded):
+#         base = family_base(family)          # dir: tokenizer + tiny model (stage 1's --model)
+#         tokenizer_dir = family_prepared(family)  # stage 1's output (a trainer's --tokenizer_dir)
+#         train_dir = family_encoded(family)  # stage 3's arrow_dataset (a trainer's --train_dir), FAMILY_N records
+#
+# Each factory builds a family once per session (a cache), in-process; `codellama` is the demo's tiny Llama
+# (the same directories as tiny_model_dir / tokenizer_dir). The BPE families need llama.cpp's vocabularies
+# (`make vocab`); without them the fixture fails with the one line saying so.
+
+FAMILIES = list(FAMILY_TABLE)
+BPE_FAMILIES = [name for name in FAMILIES if name != CODELLAMA]
+# one family per distinct tokenizer (qwen2.5-coder has qwen2.5-coder-tied's; only the model differs): what the
+# tokenizer-level tests parametrize over, to keep the main suite's time
+TOKENIZER_FAMILIES = [name for name in FAMILIES if name != "qwen2.5-coder"]
+# The families whose 128k-152k vocabularies make each stage's tokenizer load cost a second or more: their
+# stage runs take ~20 s of CPU each, so `make check` (the edit-test loop) leaves them to `make test` and keeps
+# qwen2.5-coder-tied as its one large-vocabulary family.
+SLOW_FAMILIES = ("qwen2.5-coder", "qwen3", "llama-3.1")
+
+
+def family_params(names):
+    """pytest parameters for these families, the SLOW_FAMILIES marked slow (make test runs them, make check not)."""
+    return [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_FAMILIES else name for name in names]
+FAMILY_N, FAMILY_MAX_LEN = 8, 512  # family_encoded: the first records of the sample, stage 2's --max_len
+
+
+def _cached(build):
+    cache = {}
+
+    def get(name):
+        if name not in FAMILY_TABLE:
+            raise KeyError(f"unknown family {name!r}; FAMILIES = {FAMILIES}")
+        if name not in cache:
+            cache[name] = build(name)
+        return cache[name]
+    return get
+
+
+@pytest.fixture(scope="session")
+def family_base(request, tmp_path_factory):
+    """family_base(name) -> Path of the family's base model dir (published tokenizer + tiny random model)."""
+    from reasoning_sft.demo.families import base_model
+
+    def build(name):
+        if name == CODELLAMA:
+            return Path(request.getfixturevalue("tiny_model_dir"))
+        return Path(base_model(name, tmp_path_factory.mktemp("family") / name))
+    return _cached(build)
+
+
+@pytest.fixture(scope="session")
+def family_prepared(request, tmp_path_factory, family_base):
+    """family_prepared(name) -> Path of stage 1's output for the family's base (prepare_llamatokenizer.py)."""
+    def build(name):
+        if name == CODELLAMA:
+            return Path(request.getfixturevalue("tokenizer_dir"))
+        out = tmp_path_factory.mktemp("family_stage1") / name
+        run_stage(tokenizer_argv(family_base(name), out))
+        return out
+    return _cached(build)
+
+
+@pytest.fixture(scope="session")
+def family_encoded(tmp_path_factory, sample_records, family_prepared):
+    """family_encoded(name) -> Path of the arrow_dataset (a trainer's --train_dir) that stages 2-3 make of the
+    sample's first FAMILY_N records with the family's stage 1 tokenizer (--max_len FAMILY_MAX_LEN); the encode
+    dir, with manifest.json, is its parent."""
+    def build(name):
+        root = tmp_path_factory.mktemp("family_stage23") / name
+        root.mkdir()
+        raw = root / "raw.json"
+        raw.write_text(json.dumps(sample_records[:FAMILY_N]))
+        run_stage(filter_argv(raw, family_prepared(name), root / "f", FAMILY_MAX_LEN, plot=False))
+        run_stage(encode_argv(root / "f", family_prepared(name), root / "e", FAMILY_MAX_LEN))
+        return root / "e" / "arrow_dataset"
+    return _cached(build)
 
 
 @pytest.fixture(scope="session", name="run_script")
