@@ -86,12 +86,16 @@ def connect(args):
     client = openai.OpenAI(base_url=args.base_url, api_key=key, timeout=args.request_timeout,
                            max_retries=args.max_retries)
     try:
-        served = [m.id for m in client.models.list()]
+        served = _model_ids(client.models.with_raw_response.list().http_response)
     except openai.APIConnectionError as err:
         raise UserError(f"--base_url {args.base_url}: no server answers there ({_cause(err)})") from None
     except openai.APIStatusError as err:
+        hint = " (does --base_url end with /v1?)" if err.status_code == 404 else ""
         raise UserError(f"--base_url {args.base_url}: GET /models answered {err.status_code} "
-                        f"({_first_line(err.message)})") from None
+                        f"({_first_line(err.message)}){hint}") from None
+    except (openai.OpenAIError, ValueError) as err:  # an answer that is not OpenAI's list of models
+        raise UserError(f"--base_url {args.base_url}: not an OpenAI-compatible API: GET /models gave "
+                        f"{_first_line(err)}") from None
     model = args.model
     if model is None:
         if len(served) != 1:
@@ -105,6 +109,19 @@ def connect(args):
                 "request_timeout": args.request_timeout, "max_retries": args.max_retries,
                 "reproducible": REPRODUCIBLE}
     return Endpoint(client, model), settings
+
+
+def _model_ids(response):
+    """The model ids of a GET /models answer (OpenAI's {"data": [{"id": ...}, ...]}); ValueError for anything else
+    (the client's own parser fails on a non-JSON answer with an AttributeError)."""
+    try:
+        data = response.json()
+    except ValueError:
+        raise ValueError(f"{response.headers.get('content-type') or 'no content type'}, not JSON") from None
+    if not (isinstance(data, dict) and isinstance(data.get("data"), list)
+            and all(isinstance(m, dict) and isinstance(m.get("id"), str) for m in data["data"])):
+        raise ValueError("JSON without a list of models with ids")
+    return [m["id"] for m in data["data"]]
 
 
 def _cause(err):
@@ -150,6 +167,10 @@ def _request(client, model, instruction, max_new_tokens, temperature, top_p, see
     except openai.APIStatusError as err:
         raise UserError(f"{client.base_url}: a chat completion request answered {err.status_code} "
                         f"({_first_line(err.message)})") from None
+    except openai.OpenAIError as err:
+        raise UserError(f"{client.base_url}: a chat completion request failed ({_first_line(err)})") from None
+    if not answer.choices:
+        raise UserError(f"{client.base_url}: a chat completion came back without a choice")
     choice = answer.choices[0]
     tokens = answer.usage.completion_tokens if answer.usage is not None else None
     return result_row(answer_text(choice.message), choice.finish_reason, tokens)
