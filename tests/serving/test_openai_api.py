@@ -72,6 +72,29 @@ def test_an_answer_cut_in_its_reasoning_has_empty_content(vllm_server, reference
         assert streamed(client, ref["instruction"], max_tokens=CUT) == (reasoning, "", "length")
 
 
+def test_the_parser_inside_vllm_splits_any_answer_streamed_as_whole(tools, served_dir, reference, tmp_path):
+    """vLLM's own Parser around the exported file (parser_in_vllm.py, no engine), on answers the trained model
+    does not write: cut inside the code (its end may be the beginning of </code>), text after </code>, no tags,
+    tags out of order. Streamed token by token and whole, the split is the same and loses nothing."""
+    good = reference[0]["text"]
+    head = good[:good.index("<code>") + len("<code>")]
+    answers = [good, head + "def f(a, b):\n    return a </", good + "\nprint(1)", "just prose, no tags",
+               "<code>x = 1</code></reasoning>", ""]
+    path = tmp_path / "answers.json"
+    path.write_text(json.dumps(answers))
+    proc = subprocess.run([str(tools["serve_python"]), str(REPO_ROOT / "tests" / "serving" / "parser_in_vllm.py"),
+                           str(served_dir), str(path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [r["text"] for r in rows] == answers
+    for row in rows:
+        want = split_answer(row["decoded"])  # the text as vLLM's detokenizer gives it back
+        assert ((row["reasoning"] or ""), (row["content"] or "")) == want, row
+        assert ("".join(r or "" for r, _ in row["deltas"]), "".join(c or "" for _, c in row["deltas"])) == want, row
+        assert join_answer(*want) == row["decoded"]
+    assert rows[1]["content"].endswith("return a </")  # held back while it could begin </code>, then flushed
+
+
 def test_generate_openai_rows_are_the_answers(vllm_server, reference, tmp_path):
     import generate
 
