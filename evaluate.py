@@ -11,6 +11,11 @@ The same with vLLM (full weights only: a train_full.py output or an export.py se
     .venv-serve/bin/python evaluate.py --backend vllm --problems humaneval --tokenizer_dir tokenizer \
         --model_dir out/serve --n_samples 10 --temperature 0.8 --top_p 0.95 --max_new_tokens 1024 --out_dir out/eval
 
+The same with any OpenAI-compatible server (`vllm serve`, llama-server, ...) on an export.py serving dir:
+
+    python evaluate.py --backend openai --base_url http://127.0.0.1:8000/v1 --problems humaneval \
+        --n_samples 10 --temperature 0.8 --top_p 0.95 --max_new_tokens 1024 --out_dir out/eval
+
 Scoring mode (samples from anywhere: JSONL rows with task_id and output, the continuation
 after "<reasoning>" exactly as generate.py writes it):
 
@@ -62,7 +67,7 @@ from reasoning_sft.serve.generation import (
 )
 
 SAMPLES, RESULTS, SUMMARY = "samples.jsonl", "results.jsonl", "summary.json"
-MODEL_OPTIONS = ("tokenizer_dir", "model_name", "adapter_dir", "model_dir")
+MODEL_OPTIONS = ("tokenizer_dir", "model_name", "adapter_dir", "model_dir", "base_url", "model")
 
 
 def parse_args(argv):
@@ -92,14 +97,14 @@ def parse_args(argv):
         raise UserError("give --samples FILE or --check_canonical, not both")
     if args.samples or args.check_canonical:
         given = [f"--{name}" for name in MODEL_OPTIONS if getattr(args, name)]
-        given += ["--backend vllm"] if args.backend == "vllm" else []
+        given += [f"--backend {args.backend}"] if args.backend != "transformers" else []
         if given:
             raise UserError(f"{'--samples' if args.samples else '--check_canonical'} scores existing code; "
                             f"{', '.join(given)} would not be used")
     else:
-        if not args.tokenizer_dir:
+        if not args.tokenizer_dir and args.backend != "openai":
             raise UserError("give --samples FILE (scoring mode), --check_canonical, "
-                            "or --tokenizer_dir and a model (generation mode)")
+                            "or --tokenizer_dir and a model, or --backend openai --base_url URL (generation mode)")
         check_model_and_sampling_args(args, script="evaluate.py")
         if args.n_samples < 1:
             raise UserError("--n_samples must be at least 1")
@@ -110,7 +115,7 @@ def parse_args(argv):
 
 def generate_samples(args, problems):
     """n_samples outputs per problem, with the same generation as generate.py (--backend vllm: vLLM's n)."""
-    tokenizer, tok_meta = load_prepared_tokenizer(args.tokenizer_dir)
+    tokenizer, tok_meta = load_prepared_tokenizer(args.tokenizer_dir) if args.tokenizer_dir else (None, {})
     model, settings = load_model_for_generation(args, tokenizer, tok_meta)
     task_ids = [task_id for task_id in problems for _ in range(args.n_samples)]
     t0 = time.time()

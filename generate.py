@@ -14,6 +14,11 @@ and OUT_STEM_summary.json beside it (both replaced atomically), and prints the s
 
 --backend vllm samples the same prompts with vLLM (--model_dir only; `make serve-env`, then
 .venv-serve/bin/python generate.py --backend vllm ...): same stops, same rows, same summary.
+
+--backend openai sends each instruction, as the one user message, to an OpenAI-compatible server
+(--base_url, e.g. `vllm serve` or llama-server on export.py's serving dir; --model, --api_key), and
+checks the text the model wrote the same way (no --tokenizer_dir: the server's chat template builds
+the prompt). docs/evaluation.md says what is the same and what is not.
 """
 
 import argparse
@@ -38,7 +43,7 @@ from reasoning_sft.serve.generation import (
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(p)
+    add_model_args(p, tokenizer_required=False)  # checked by check_model_and_sampling_args
     p.add_argument("--prompts", help="JSON/JSONL records with an instruction (or prompt/problem/question) field")
     p.add_argument("--prompt", action="append", help="an instruction to answer (repeatable)")
     p.add_argument("--out", required=True, help="results, one JSON object per line (.jsonl); replaced if it exists")
@@ -84,7 +89,7 @@ def main(argv=None):
     if os.path.isdir(args.out):
         raise UserError(f"--out {args.out}: is a directory, expected a .jsonl file path")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tokenizer, tok_meta = load_prepared_tokenizer(args.tokenizer_dir)
+    tokenizer, tok_meta = load_prepared_tokenizer(args.tokenizer_dir) if args.tokenizer_dir else (None, {})
     prompts = load_prompts(args)
     model, settings = load_model_for_generation(args, tokenizer, tok_meta)
     t1 = time.time()

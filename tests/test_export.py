@@ -61,7 +61,7 @@ def test_full_output_exports_to_a_directory_that_serves_as_trained(full_out, tmp
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
             "tokenizer.model", "added_tokens.json", "generation_config.json", "README.md",
-            "sft_export.json"} <= names
+            "sft_export.json", "sft_reasoning_parser.py"} <= names
     assert leftovers(out) == ["serve"]
     tok = AutoTokenizer.from_pretrained(str(out))
     config = json.loads((out / "tokenizer_config.json").read_text())
@@ -70,6 +70,8 @@ def test_full_output_exports_to_a_directory_that_serves_as_trained(full_out, tmp
     assert {tag: added[tag] for tag in TAGS} == {tag: tok.convert_tokens_to_ids(tag) for tag in TAGS}
     meta = json.loads((out / "sft_export.json").read_text())
     assert meta["mode"] == "full" and meta["dtype"] == "fp32" and meta["gguf"] is None
+    assert meta["reasoning_parser"] == {"file": "sft_reasoning_parser.py", "name": "reasoning_sft"}
+    assert "--reasoning-parser-plugin" in (out / "README.md").read_text()  # the vLLM command uses the parser
     stops = GenerationConfig.from_pretrained(str(out)).eos_token_id
     assert stops == [tok.eos_token_id] == meta["stop_ids"]  # EOS follows </code>: generation_config.serving_stop_ids
     # the chat template gives the training prompt, and the weights are the run's

@@ -9,6 +9,8 @@ self-contained directory:
     tokenizer.model, added_tokens.json    the base's SentencePiece model and the tags' ids, which is
                                           what llama.cpp's converter reads to reproduce the tokenizer
     generation_config.json                stop id: EOS, which follows </code> (train.generation_config.serving_stop_ids)
+    sft_reasoning_parser.py               vLLM's --reasoning-parser-plugin: the code in `content`, the rest in
+                                          `reasoning` (a copy of serve/reasoning_parser.py; needs only vLLM)
     README.md                             the commands that serve it
     sft_export.json                       what was exported, from where, and what was checked
     model.gguf                            with --gguf: llama.cpp's converter's output, with </code> as
@@ -34,11 +36,13 @@ from reasoning_sft.data.tokenizer import (
     verify_tokenizer,
 )
 from reasoning_sft.errors import UserError
+from reasoning_sft.serve import reasoning_parser
 from reasoning_sft.train.generation_config import GENERATION_CONFIG, serving_stop_ids, write_generation_config
 from reasoning_sft.train.run_contract import check_run_complete
 
 EXPORT_META = "sft_export.json"
 GGUF_FILE = "model.gguf"
+PARSER_FILE = "sft_reasoning_parser.py"
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 GGUF_OUTTYPES = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 LLAMA_CPP_VERSION = "0.3.36"  # the llama-cpp-python sdist whose llama.cpp sources `make serve-env` builds
@@ -216,7 +220,12 @@ def write_readme(directory, out_dir, meta):
         "",
         "vLLM (OpenAI-compatible server):",
         "",
-        f"    vllm serve {out_dir}",
+        f"    vllm serve {out_dir} --reasoning-parser-plugin {os.path.join(out_dir, PARSER_FILE)} \\",
+        f"      --reasoning-parser {reasoning_parser.PARSER_NAME}",
+        "",
+        "With the parser, a chat completion's `content` is the code alone and `reasoning` the rest of the answer",
+        "(reasoning and intention, tags kept); the answer is `reasoning` with `content` put back right after its",
+        f"first `<code>` ({PARSER_FILE} says why and how). Without it, `content` is the whole answer.",
         "",
         "transformers:",
         "",
@@ -233,6 +242,15 @@ def write_readme(directory, out_dir, meta):
                   f"    llama-server -m {os.path.join(out_dir, GGUF_FILE)} --jinja", ""]
     with open(os.path.join(directory, "README.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
+
+
+def write_reasoning_parser(directory):
+    """directory/sft_reasoning_parser.py: reasoning_parser.py's own source, so that vLLM loads it from the serving
+    directory alone (it imports only vLLM and the standard library)."""
+    with open(reasoning_parser.__file__, encoding="utf-8") as f:
+        source = f.read()
+    with open(os.path.join(directory, PARSER_FILE), "w", encoding="utf-8") as f:
+        f.write(source)
 
 
 # ---------------------------------------------------------------------------------------
@@ -331,11 +349,13 @@ def write_serving_dir(model, tokenizer, out_dir, source, mode, base_model=None, 
         model.save_pretrained(tmp)
         has_sp = write_tokenizer_files(tokenizer, tmp)
         write_generation_config(tmp, tokenizer)
+        write_reasoning_parser(tmp)
         stops = check_serving_dir(tmp, tokenizer)
         meta = {"source": os.path.abspath(source), "mode": mode, "base_model": base_model, "dtype": dtype,
                 "template_version": TEMPLATE_VERSION, "tag_ids": dict(zip(TAGS, tokenizer.convert_tokens_to_ids(
                     list(TAGS)))), "stop_ids": stops, "sentencepiece_model": has_sp,
-                "chat_template_checked": True, "gguf": None}
+                "chat_template_checked": True, "gguf": None,
+                "reasoning_parser": {"file": PARSER_FILE, "name": reasoning_parser.PARSER_NAME}}
         if gguf:
             meta["gguf"] = write_gguf(tmp, tokenizer, dtype, llama_cpp_dir)
             meta["gguf"]["chat_template_prefix"] = GGUF_CHAT_PREFIX

