@@ -5,10 +5,12 @@ the trainer's own build_model: tokenizer resize with the tag rows, LoRA with its
 rows, the --precision policy's dtype, --flash_attn, gradient checkpointing. prepare_training
 builds the loss wrapper, optimizer and schedule as for the run; the optimizer steps once on zero
 gradients (step 1 as far as memory goes: its state now exists), and the trainer's own optimizer_step
-runs on the largest micro-batch of the run's schedule (--batch_tokens, packing), all under torch's
-MemTracker, which tracks every tensor's storage by category: parameters, gradients, optimizer state,
-activations, temporaries. The categories are those at the moment of the peak (with no gradient
-checkpointing, the end of the forward pass, before any gradient exists). --precision bf16's fp32
+runs on the largest micro-batch of the run's schedule (--batch_tokens, packing), after another micro-batch
+of its step when --grad_accum > 1 (its gradients then exist during the largest one's forward, as in the
+real step; planned_micro_batches), all under torch's MemTracker, which tracks every tensor's storage by
+category: parameters, gradients, optimizer state, activations, temporaries. The categories are those at
+the moment of the peak (with no gradient checkpointing and --grad_accum 1, the end of the forward pass,
+before any gradient exists). --precision bf16's fp32
 copies of one parameter at a time are made outside the wrapped optimizer's step and count as
 activations there.
 
@@ -302,6 +304,17 @@ def memory_tracker():
                     self._param_to_grad_hook_handles[p] = (_NoHook(), _NoHook())
             return super()._track_module_params_and_buffers(module, install_grad_hooks)
 
+        def _pre_fw_hook(self, module, inputs):
+            # The root module's forward again, outside backward: the next micro-batch of the step (--grad_accum)
+            # or the next step. torch's tracker keeps per-module stats for one iteration and refuses a second;
+            # the plan reads only the whole step's peak (below), so it forgets them, as reset_mod_stats()
+            # between iterations does. Parameters, gradients and optimizer state stay tracked: the gradients
+            # accumulated by the micro-batches before stay in the count, as they stay in memory.
+            if module in self.memory_tracking and not self._mod_tracker.is_bw and \
+                    set(self._mod_tracker.parents) - {self._mod_tracker.get_known_fqn(module)} == {"Global"}:
+                self.reset_mod_stats()
+            super()._pre_fw_hook(module, inputs)
+
         def _update_peak_stats(self, peak_state):
             # the whole step's peak only: torch's also updates each active module's own peak, scanning
             # every module seen so far at every op (a 13B LoRA step: thousands of modules, minutes)
@@ -343,10 +356,16 @@ class Plan:
         return d
 
 
+def micro_batch_slots(lengths, indices, packed):
+    """Token slots of one micro-batch: its tokens when packed, its longest row times its rows when padded."""
+    ls = lengths[list(indices)]
+    return int(ls.sum()) if packed else int(ls.max()) * len(ls)
+
+
 def largest_step(data, trainer):
-    """The optimizer step of the first epoch whose largest micro-batch (in token slots) is the largest, and
-    the rank it is largest on. The plan's schedule is one process's: --batch_tokens is per device, so a
-    rank's micro-batches fill the same budget under any world size."""
+    """The optimizer step of the first epoch whose largest micro-batch (in token slots) is the largest, the
+    rank it is largest on, and its slots. The plan's schedule is one process's: --batch_tokens is per device,
+    so a rank's micro-batches fill the same budget under any world size."""
     lengths = np.asarray(data.train_set["length"])
     best, best_slots = None, -1
     for step in trainer.plans[0]:
@@ -354,13 +373,28 @@ def largest_step(data, trainer):
             for rank, indices in enumerate(micro):
                 if not indices:
                     continue
-                ls = lengths[list(indices)]
-                slots = int(ls.sum()) if data.packed else int(ls.max()) * len(ls)
+                slots = micro_batch_slots(lengths, indices, data.packed)
                 if slots > best_slots:
                     best, best_slots = (step, rank), slots
     if best is None:
         raise UserError(f"{trainer.args.train_dir}: no training rows to plan a step with")
     return best[0], best[1], best_slots
+
+
+def planned_micro_batches(data, step, rank):
+    """The part of `step` the plan runs on `rank`, in this order: its smallest other micro-batch, then its
+    largest one (just the largest with --grad_accum 1).
+
+    The real step runs its micro-batches one after another, each backward adding to the gradients the ones
+    before left (train_step). From the second micro-batch on, memory holds the same things at the same
+    sizes (the weights, the accumulated gradients, one micro-batch's activations), so the worst of any
+    order is the largest micro-batch run after another: two are planned for any --grad_accum > 1, each
+    tracked as the real step runs it (the tracker forgets per-module stats between them)."""
+    lengths = np.asarray(data.train_set["length"])
+    sized = sorted((micro_batch_slots(lengths, micro[rank], data.packed) if micro[rank] else 0, i)
+                   for i, micro in enumerate(step))
+    order = [sized[0][1], sized[-1][1]] if len(sized) > 1 else [sized[0][1]]
+    return [step[i] for i in order]
 
 
 def _gib(snapshot):
@@ -404,7 +438,8 @@ def measure_step(args, mode, launch, kernel_name, weights_dtype=None, fake=True)
     accelerator = PlanAccelerator(launch.mixed_precision)
     trainer = prepare_training(args, accelerator, data, model, mode, policy)
     step, rank, slots = largest_step(data, trainer)
-    batches = micro_batches(data.train_set, step, rank, data.pad_id, data.packed, data.tags)
+    batches = micro_batches(data.train_set, planned_micro_batches(data, step, rank), rank, data.pad_id, data.packed,
+                            data.tags)
     tracker = memory_tracker()
     tracker.track_external(trainer.wrapper, precision.unwrap(trainer.optimizer))
     with tracker:
