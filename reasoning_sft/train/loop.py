@@ -235,6 +235,14 @@ class StepSums(NamedTuple):
     stop_votes: torch.Tensor  # ranks that had been sent SIGTERM when the step's sums were reduced
 
 
+def is_fsdp(model):
+    """Whether `model` (as accelerate.prepare returned it) is sharded by FSDP: torch's fully_shard (FSDP2) or
+    FullyShardedDataParallel (FSDP1) at its root, as accelerate wraps it."""
+    from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
+
+    return isinstance(model, (FSDPModule, FullyShardedDataParallel))
+
+
 def train_step(accelerator, model, batches, stop_requested=False):
     """Forward/backward over the micro-batches of one step; returns its global StepSums.
 
@@ -249,9 +257,14 @@ def train_step(accelerator, model, batches, stop_requested=False):
     global_tokens = global_sections.sum().clamp(min=1)
     loss_sum = torch.zeros((), device=device)
     section_loss = torch.zeros(N_SECTIONS, device=device)
+    sharded = is_fsdp(model)
     for i, batch in enumerate(batches):
         last = i == len(batches) - 1
-        sync = contextlib.nullcontext() if last else accelerator.no_sync(model)
+        # DDP: all but the last micro-batch accumulate locally (no_sync), one all-reduce per step. FSDP: never
+        # no_sync, which would keep every rank's gradients unsharded until the last micro-batch (FSDP1's
+        # no_sync; FSDP2's set_requires_gradient_sync(False) alike): about 52 GB per GPU at 13B. Each micro-
+        # batch's backward reduce-scatters instead, into the sharded gradients it accumulates into.
+        sync = contextlib.nullcontext() if last or sharded else accelerator.no_sync(model)
         with sync:
             batch_loss, per_section = model(**move(batch, device))
             accelerator.backward(batch_loss * accelerator.num_processes / global_tokens)
@@ -501,6 +514,8 @@ def optimizer_step(trainer, batches, stop_requested=False, verdict=read_verdict)
         sums = train_step(accelerator, trainer.wrapper, batches, stop_requested)
     # the global norm is needed even without clipping (--max_grad_norm 0): a max of inf measures, never clips
     grad_norm = accelerator.clip_grad_norm_(trainer.wrapper.parameters(), args.max_grad_norm or math.inf)
+    if hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor over the sharded gradients; every rank joins here
+        grad_norm = grad_norm.full_tensor()
     loss_scaled = accelerator.scaler is not None
     finite, stop = verdict(sums.loss_sum, grad_norm, loss_scaled, sums.stop_votes)
     if finite or loss_scaled:  # fp16's loss scaler must see every step: it skips an overflow itself

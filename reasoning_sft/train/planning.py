@@ -213,9 +213,14 @@ def launch_from_config(path):
         raise UserError(f"--accelerate_config {path}: cannot read it ({type(err).__name__}: {err})") from None
     world = int(config.get("num_processes", 1) or 1)  # accelerate's count: all machines' processes
     fsdp = str(config.get("distributed_type", "NO")).upper() == "FSDP"
-    if fsdp and str((config.get("fsdp_config") or {}).get("fsdp_sharding_strategy", "FULL_SHARD")) not in (
-            "FULL_SHARD", "1"):
-        raise UserError(f"--accelerate_config {path}: --plan knows FSDP's FULL_SHARD only")
+    fsdp_config = config.get("fsdp_config") or {}
+    if fsdp and int(fsdp_config.get("fsdp_version", 1) or 1) == 2:  # FSDP2: a bool; true is FULL_SHARD
+        full_shard = str(fsdp_config.get("fsdp_reshard_after_forward", True)).lower() == "true"
+    else:
+        full_shard = str(fsdp_config.get("fsdp_sharding_strategy", "FULL_SHARD")) in ("FULL_SHARD", "1")
+    if fsdp and not full_shard:
+        raise UserError(f"--accelerate_config {path}: --plan knows FSDP's FULL_SHARD only (FSDP2: "
+                        "fsdp_reshard_after_forward: true)")
     return Launch(world, fsdp, str(config.get("mixed_precision", "no") or "no"), path)
 
 
