@@ -15,6 +15,7 @@ import contextlib
 import math
 import os
 import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
@@ -29,8 +30,11 @@ from reasoning_sft.errors import UserError, add_verbose_flag
 from reasoning_sft.train import attention, precision
 from reasoning_sft.train.checkpoints import (
     Preemption,
+    check_shared_output_dir,
+    directory_bytes,
     list_checkpoints,
     load_newest_checkpoint,
+    preemption_advice,
     register_trainable_only_checkpointing,
     save_checkpoint,
 )
@@ -466,6 +470,9 @@ class Trainer:
     position: Position = field(default_factory=Position)
     planned_peak_gib: float = None  # the plan's predicted peak (planning.preflight), on CUDA
     callbacks: tuple = ()  # Callback objects
+    write_speed: float = None  # bytes/s to --output_dir, measured at start (main process)
+    step_seconds: float = None  # the last optimizer step's wall time
+    checkpoint_seconds: float = None  # the last checkpoint's (write and seal), on this rank
 
 
 def prepare_training(args, accelerator, data, model, mode, policy):
@@ -563,7 +570,9 @@ def train_loop(trainer, metrics):
                 with contextlib.ExitStack() as observed:
                     for callback in trainer.callbacks:
                         observed.enter_context(callback.step_context(trainer))
+                    t0 = time.perf_counter()
                     result, finite, stop = optimizer_step(trainer, batches, preemption.requested)
+                    trainer.step_seconds = time.perf_counter() - t0  # the step reads its verdict: synced
                 pos.global_step += 1  # a skipped step's data counts as seen: --resume goes on after it
                 pos.step_in_epoch += 1
                 in_a_row = guard.note(pos.global_step, finite)
@@ -571,6 +580,7 @@ def train_loop(trainer, metrics):
                     kind = type(precision.unwrap(trainer.optimizer)).__name__
                     log(accelerator, f"optimizer state: {optimizer_state_bytes_per_param(trainer.optimizer):.2f} "
                                      f"bytes per trainable parameter ({kind})")
+                    advise_on_preemption(trainer)  # an estimate; the first checkpoint measures it
                     state_unreported = False
                 window.add(batches)
                 if pos.global_step == 2 and trainer.planned_peak_gib is not None and accelerator.device.type == "cuda":
@@ -610,11 +620,47 @@ def report_planned_peak(trainer, metrics):
                    "max_memory_allocated_gib": round(measured, 3)})
 
 
+def local_state_bytes(trainer):
+    """Bytes of trainable parameters and optimizer state this rank holds (its shards under FSDP): what it writes
+    of a checkpoint, about."""
+    def local(t):
+        return t.to_local() if hasattr(t, "to_local") else t
+
+    params = [local(p) for p in trainer.wrapper.parameters() if p.requires_grad]
+    state = [local(v) for st in precision.unwrap(trainer.optimizer).state.values() for v in st.values()
+             if torch.is_tensor(v) and v.dim() > 0]
+    return sum(t.numel() * t.element_size() for t in params + state)
+
+
+def advise_on_preemption(trainer, path=None):
+    """Log whether a SIGTERM checkpoint fits a grace period, and the --save_every that bounds what a preemption
+    loses (checkpoints.preemption_advice): measured on the checkpoint at `path`, or before one exists estimated
+    from the state this rank writes (all of it on the main process; its shards under FSDP, every rank at once)
+    and the write speed measured at start (written, then read back for the digest, at that speed)."""
+    if trainer.step_seconds is None:
+        return
+    if path is not None:
+        nbytes, seconds = directory_bytes(path), trainer.checkpoint_seconds
+    elif trainer.write_speed:
+        local = local_state_bytes(trainer)
+        nbytes = local * (trainer.accelerator.num_processes if is_fsdp(trainer.wrapper) else 1)
+        seconds = 2 * local / trainer.write_speed
+    else:
+        return
+    log(trainer.accelerator, preemption_advice(nbytes, seconds, trainer.step_seconds, trainer.args.save_every,
+                                               measured=path is not None))
+
+
 def checkpoint(trainer):
-    """save_checkpoint where the loop stands, then the callbacks' on_checkpoint; returns its path."""
+    """save_checkpoint where the loop stands, then the callbacks' on_checkpoint; returns its path. The first
+    checkpoint's measured time gives the preemption advice."""
     seconds = {}
+    first = trainer.checkpoint_seconds is None
     path = save_checkpoint(trainer.accelerator, trainer.args.output_dir, trainer.position.state(trainer.signature),
                            trainer.args.keep_checkpoints, seconds)
+    trainer.checkpoint_seconds = seconds["save"] + seconds["seal"]
+    if first:
+        advise_on_preemption(trainer, path)
     for callback in trainer.callbacks:
         callback.on_checkpoint(trainer, path, seconds)
     return path
@@ -622,6 +668,8 @@ def checkpoint(trainer):
 
 def preempted(trainer):
     """Checkpoint where the loop stands; SystemExit(143): continue with --resume."""
+    if trainer.checkpoint_seconds is not None:
+        log(trainer.accelerator, f"SIGTERM: writing a checkpoint (the last took {trainer.checkpoint_seconds:.0f} s)")
     path = checkpoint(trainer)
     log(trainer.accelerator, f"SIGTERM: saved {path}; run again with --resume to continue")
     return SystemExit(143)
@@ -706,12 +754,14 @@ def run(args, mode, preflight=None, callbacks=()):
     planned_peak = preflight(args, mode, accelerator) if preflight is not None else None
     lock = prepare_output_dir(args, accelerator)
     try:
+        write_speed = check_shared_output_dir(accelerator, args.output_dir)  # every rank sees rank 0's files
         set_seed(args.seed)  # before anything random: resize_token_embeddings, LoRA init, dropout
         data = load_data(args)
         policy = resolve_precision(args, mode, accelerator)
         model, tag_rows = build_model(args, mode, data.tokenizer, policy)
         trainer = prepare_training(args, accelerator, data, model, mode, policy)
         trainer.planned_peak_gib = planned_peak
+        trainer.write_speed = write_speed
         trainer.callbacks = tuple(callbacks)
         if args.resume:
             resume(trainer)
