@@ -494,9 +494,17 @@ def _optimizer_for_plan(mode):
     return build
 
 
+def wrap_units(model):
+    """The modules FSDP gives a unit each: those of the model's _no_split_modules classes (what accelerate's
+    TRANSFORMER_BASED_WRAP without a class list wraps; the decoder layers of every family here)."""
+    names = set(getattr(model, "_no_split_modules", None) or ())
+    return [m for m in model.modules() if type(m).__name__ in names]
+
+
 def largest_layer_bytes(model, dtype_size):
-    """Parameters of the largest decoder layer, and of everything outside the layers, in bytes at dtype_size."""
-    layers = [m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")]
+    """Parameters of the largest FSDP unit (a decoder layer), and of everything outside them, in bytes at
+    dtype_size."""
+    layers = wrap_units(model)
     per_layer = max((sum(p.numel() for p in m.parameters()) for m in layers), default=0)
     in_layers = sum(p.numel() for m in layers for p in m.parameters())
     outside = sum(p.numel() for p in model.parameters()) - in_layers
@@ -505,10 +513,13 @@ def largest_layer_bytes(model, dtype_size):
 
 def fsdp_per_device(fake, facts, launch, policy_dtype):
     """FULL_SHARD over launch.world processes: fp32 (or policy dtype) parameters, gradients and optimizer
-    state sharded; the step's activations and temporaries as the unsharded bf16 step's; plus what FSDP
-    holds unsharded at once: the root unit (embedding, head, norm: not resharded between forward and
-    backward) and two decoder layers (the current one and the prefetched one), parameters and gradients,
-    in the compute dtype."""
+    state sharded (tests/test_fsdp.py checks these against fully_shard's shards on two CPU processes); the
+    gradients stay sharded at any --grad_accum, since every micro-batch reduce-scatters (no no_sync under
+    FSDP, loop.train_step), so the fake step's unsharded gradients are not counted; the step's activations
+    and temporaries as the unsharded bf16 step's; plus what FSDP holds unsharded at once: the root and the
+    tail units (embedding, head, norm: the head is not resharded between forward and backward) and two
+    decoder layers (the current one and the prefetched one), parameters and gradients, in the compute
+    dtype."""
     world = launch.world
     n = facts["n_trainable"]
     size = torch.empty((), dtype=policy_dtype).element_size()
@@ -537,7 +548,7 @@ def suggest(args, mode, launch, per_device, facts, usable):
     options = []
     if not args.gradient_checkpointing:
         model = facts["model"]
-        layers = sum(1 for m in model.modules() if type(m).__name__.endswith("DecoderLayer")) or 1
+        layers = len(wrap_units(model)) or 1
         kept = facts["micro_batch_slots"] * model.config.hidden_size * 2 * layers / GIB  # each layer's input, bf16
         options.append((max(states + kept + act / layers, step_floor), "--gradient_checkpointing"))
     for div in (2, 4, 8):
@@ -598,7 +609,9 @@ def make_plan(args, mode, launch, kernel_name=None):
                                                                       else per_step)
         per_device, gathered = fsdp_per_device(fake, facts, launch, policy.weights)
         notes.append(f"FSDP FULL_SHARD over {launch.world}: {size}-byte parameters, gradients and optimizer state "
-                     f"/ {launch.world}, plus {gathered:.2f} GiB of gathered units, by formula (not validated)")
+                     f"/ {launch.world} (checked against fully_shard on CPU), gradients sharded at any --grad_accum "
+                     f"(each micro-batch reduce-scatters), plus {gathered:.2f} GiB of gathered units by formula "
+                     f"(not yet measured on GPUs)")
     elif launch.world > 1:
         per_device["temporaries"] += facts["trainable_bytes"] / GIB
         per_device["peak"] += facts["trainable_bytes"] / GIB
