@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import REPO_ROOT, common, our_error_line, train_here
 
-from reasoning_sft.train.checkpoints import GRACE_SECONDS, preemption_advice
+from reasoning_sft.train.checkpoints import GRACE_SECONDS, preemption_advice, sigterm_line
 
 
 def free_port():
@@ -84,3 +84,11 @@ def test_preemption_advice_says_what_fits_and_what_to_save_every():
     given = preemption_advice(75 * gib, 300, 20, 600, measured=True)
     assert "--save_every 600 puts up to 200 min of work at risk; --save_every 300 would" in given
     assert "within" in preemption_advice(75 * gib, 300, 20, 0, measured=True, grace=600)
+    assert "1.0 MiB took" in preemption_advice(2 ** 20, 1, 1, 0, measured=True)
+
+
+def test_the_sigterm_line_says_whether_the_checkpoint_fits():
+    assert sigterm_line(None, 3.0) == "SIGTERM: the current step is done; writing a checkpoint"
+    assert "the last took 5 s; with this step ~8 s, within a 30 s grace period" in sigterm_line(5.0, 3.0)
+    late = sigterm_line(300.0, 20.0)
+    assert "~320 s, more than a 30 s grace period" in late and "--resume takes the checkpoint before" in late

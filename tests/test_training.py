@@ -449,6 +449,9 @@ def test_sigterm_saves_a_checkpoint_and_exits(tmp_path, tiny_model_dir, tokenize
     stdout, stderr = child.communicate(timeout=120)
     assert child.returncode != 0
     assert "SIGTERM: saved" in stdout, stdout + stderr
+    # no checkpoint before this one: no measured time to compare with a grace period, the estimate was logged
+    assert "SIGTERM: the current step is done; writing a checkpoint\n" in stdout
+    assert "checkpoints: " in stdout and "should take about" in stdout
     checkpoints = [p.name for p in out.iterdir() if p.name.startswith("checkpoint-")]
     assert len(checkpoints) == 1
     state = json.loads((out / checkpoints[0] / "trainer_state.json").read_text())

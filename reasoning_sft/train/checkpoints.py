@@ -353,7 +353,7 @@ class Preemption:
 
 # ---------------------------------------------------------------- clusters: a shared --output_dir, preemption
 
-PROBE_BYTES = 32 * 2 ** 20  # what rank 0 writes (and fsyncs) at start: the check file, and a write-speed sample
+PROBE_BYTES = 16 * 2 ** 20  # what rank 0 writes (and fsyncs) at start: the check file, and a write-speed sample
 GRACE_SECONDS = 30  # between SIGTERM and SIGKILL, by default: SLURM's KillWait, Kubernetes' grace period
 CHECKPOINT_OVERHEAD = 0.05  # the share of the run's time the --save_every advice allows for checkpoints
 
@@ -439,6 +439,18 @@ def _ranges(numbers):
     return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in out)
 
 
+def sigterm_line(last_checkpoint_seconds, step_seconds, grace=GRACE_SECONDS):
+    """What the log says when a SIGTERM checkpoint starts: how long the last one took, and whether that fits."""
+    line = "SIGTERM: the current step is done; writing a checkpoint"
+    if last_checkpoint_seconds is None:
+        return line
+    need = last_checkpoint_seconds + (step_seconds or 0)
+    verdict = (f"within a {grace} s grace period" if need <= grace else
+               f"more than a {grace} s grace period: if this process is killed first, --resume takes the "
+               f"checkpoint before")
+    return f"{line} (the last took {last_checkpoint_seconds:.0f} s; with this step ~{need:.0f} s, {verdict})"
+
+
 def directory_bytes(path):
     return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
 
@@ -455,7 +467,9 @@ def preemption_advice(checkpoint_bytes, checkpoint_seconds, step_seconds, save_e
     estimate from the write speed measured at start)."""
     need = step_seconds + checkpoint_seconds
     how = "took" if measured else "should take about"
-    head = (f"checkpoints: {checkpoint_bytes / 2 ** 30:.2f} GiB {how} {checkpoint_seconds:.0f} s to write "
+    size = (f"{checkpoint_bytes / 2 ** 30:.2f} GiB" if checkpoint_bytes >= 2 ** 30
+            else f"{checkpoint_bytes / 2 ** 20:.1f} MiB")
+    head = (f"checkpoints: {size} {how} {checkpoint_seconds:.0f} s to write "
             f"and seal ({checkpoint_bytes / 2 ** 20 / max(checkpoint_seconds, 1e-9):.0f} MiB/s); on SIGTERM the "
             f"current step ({step_seconds:.1f} s) ends first: ~{need:.0f} s in all")
     advised = max(1, math.ceil(checkpoint_seconds / (CHECKPOINT_OVERHEAD * max(step_seconds, 1e-9))))

@@ -37,6 +37,7 @@ from reasoning_sft.train.checkpoints import (
     preemption_advice,
     register_trainable_only_checkpointing,
     save_checkpoint,
+    sigterm_line,
 )
 from reasoning_sft.train.compiling import compile_decoder_layers
 from reasoning_sft.train.divergence import DivergenceGuard, read_verdict, skip_line
@@ -668,8 +669,7 @@ def checkpoint(trainer):
 
 def preempted(trainer):
     """Checkpoint where the loop stands; SystemExit(143): continue with --resume."""
-    if trainer.checkpoint_seconds is not None:
-        log(trainer.accelerator, f"SIGTERM: writing a checkpoint (the last took {trainer.checkpoint_seconds:.0f} s)")
+    log(trainer.accelerator, sigterm_line(trainer.checkpoint_seconds, trainer.step_seconds))
     path = checkpoint(trainer)
     log(trainer.accelerator, f"SIGTERM: saved {path}; run again with --resume to continue")
     return SystemExit(143)
