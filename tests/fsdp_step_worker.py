@@ -6,11 +6,13 @@ accelerate runs FSDP only on multi-accelerator types (a use_cpu FSDP config runs
 accelerate's real Accelerator (MULTI_CPU, gloo) for the step's collectives and shards the model with
 accelerate's own fsdp2_prepare_model, given the FSDP plugin that CONFIG (the shipped YAML) makes, the way
 `accelerate launch` passes it: the wrap units come from the model's _no_split_modules. Then
-loop.optimizer_step runs one optimizer step of two micro-batches per rank (--grad_accum 2), with the trainer's
-loss wrapper, fused loss head, AdamW and clipping. It records, when each micro-batch's forward starts, how many
-gradient elements this rank holds and in what form, and writes OUT (JSON, rank 0): those records, each
-parameter's full gradient after the step's backward (before the update) against a single-process reference
-over all ranks' micro-batches, and whether the update ran.
+loop.optimizer_step runs one optimizer step of two micro-batches per rank (--grad_accum 2; the micro-batches
+--plan runs for --batch_tokens 512, on every rank), with the trainer's loss wrapper, fused loss head, AdamW and
+clipping; then a second step under the planner's MemTracker. It records, when each micro-batch's forward
+starts, how many gradient elements this rank holds and in what form, and writes OUT (JSON, rank 0): those
+records, each parameter's full gradient after the first step's backward (before the update) against a
+single-process reference over all ranks' micro-batches, whether the update ran, the bytes of this rank's
+shards (parameters, gradients, AdamW state) and the second step's peak by category.
 """
 
 import json
@@ -46,7 +48,7 @@ def main(config_path, model_dir, tokenizer_dir, train_dir, out_path):
     from reasoning_sft.artifacts import load_prepared_tokenizer
     from reasoning_sft.data.batching import step_schedule
     from reasoning_sft.data.template import tag_ids
-    from reasoning_sft.train import loop, precision
+    from reasoning_sft.train import loop, planning, precision
     from reasoning_sft.train.modeling import ChunkedLossLM, load_causal_lm, resize_and_init_new_tokens
 
     accelerator = Accelerator()  # MULTI_CPU under torchrun with ACCELERATE_USE_CPU=true
@@ -55,11 +57,16 @@ def main(config_path, model_dir, tokenizer_dir, train_dir, out_path):
     torch.manual_seed(0)
     tokenizer, _ = load_prepared_tokenizer(tokenizer_dir)
     dataset = datasets.load_from_disk(train_dir)
-    schedule = step_schedule(dataset["length"], 512, False, 0, 0, world, 2)
-    step = max(schedule, key=lambda s: sum(len(m[r]) for m in s for r in range(world)))
+    # the micro-batches --plan runs for --batch_tokens 512 --grad_accum 2 (its one-process schedule, seed 42: the
+    # largest micro-batch after the smallest other one of its step), on every rank, so that the measured peak
+    # compares with the plan's
+    data = SimpleNamespace(train_set=dataset, packed=False)
+    schedule = step_schedule(dataset["length"], 512, False, 42, 0, 1, 2)
+    step, plan_rank, _ = planning.largest_step(data, SimpleNamespace(plans=[schedule], args=None))
     tags, pad = tag_ids(tokenizer), tokenizer.pad_token_id
-    batches = loop.micro_batches(dataset, step, rank, pad, False, tags)
-    every_rank = [b for r in range(world) for b in loop.micro_batches(dataset, step, r, pad, False, tags)]
+    batches = loop.micro_batches(dataset, planning.planned_micro_batches(data, step, plan_rank), plan_rank, pad,
+                                 False, tags)
+    every_rank = batches * world
 
     def loaded():
         model = load_causal_lm(model_dir)
@@ -120,9 +127,18 @@ def main(config_path, model_dir, tokenizer_dir, train_dir, out_path):
                   "optimizer": local_bytes(v for st in optimizer.state.values() for v in st.values()
                                            if torch.is_tensor(v) and v.dim() > 0)}
     moved = all(not torch.equal(before[n], p.full_tensor()) for n, p in wrapper.named_parameters())
+
+    # a second step (the optimizer state exists now) under the planner's MemTracker: this rank's peak by
+    # category, real tensors, what --plan predicts for this launch on fake ones
+    tracker = planning.memory_tracker()
+    tracker.track_external(wrapper, optimizer)
+    with tracker:
+        loop.optimizer_step(trainer, batches)
+    measured_peak = planning._gib(tracker.get_tracker_snapshot("peak").get(torch.device("cpu"), {}))
     if rank == 0:
         with open(out_path, "w") as f:
             json.dump({"world": world, "is_fsdp": loop.is_fsdp(wrapper), "local_bytes": held_after,
+                       "measured_peak_gib": measured_peak, "slots": [b["input_ids"].numel() for b in batches],
                        "units": units, "fsdp_env": fsdp_env, "held": held,
                        "full_grad_bytes": full_bytes, "max_rel_error": max(errors.values()),
                        "worst": max(errors, key=errors.get), "finite": bool(finite), "updated": moved,

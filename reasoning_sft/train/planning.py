@@ -519,13 +519,21 @@ def fsdp_per_device(fake, facts, launch, policy_dtype):
     and temporaries as the unsharded bf16 step's; plus what FSDP holds unsharded at once: the root and the
     tail units (embedding, head, norm: the head is not resharded between forward and backward) and two
     decoder layers (the current one and the prefetched one), parameters and gradients, in the compute
-    dtype."""
+    dtype, and the all-gather and reduce-scatter flat buffers of the largest unit. tests/test_fsdp.py
+    compares the whole peak with the real FSDP2 step's on two CPU processes."""
     world = launch.world
     n = facts["n_trainable"]
     size = torch.empty((), dtype=policy_dtype).element_size()
     compute = 2 if launch.mixed_precision in ("bf16", "fp16") else size
-    layer, root = largest_layer_bytes(facts["model"], compute)
-    gathered = (root + 2 * layer) * 2 / GIB  # parameters and gradients
+    model = facts["model"]
+    layer, root = largest_layer_bytes(model, compute)
+    # the largest unit FSDP2 gathers as accelerate shards: a decoder layer, the embedding, or the head with the
+    # final norm; an all-gather lands in a flat buffer before it is copied out into the unsharded parameters,
+    # and a reduce-scatter copies the unsharded gradients into one: two flat buffers of that unit in flight
+    head = model.get_output_embeddings()
+    unit = max(layer, model.get_input_embeddings().weight.numel() * compute,
+               (head.weight.numel() * compute) if head is not None else 0)
+    gathered = ((root + 2 * layer) * 2 + 2 * unit) / GIB  # parameters and gradients, and the flat buffers
     params = (facts["n_params"] * size) / world / GIB
     grads = n * size / world / GIB
     optimizer = facts["optimizer_state_bytes_full"] / world / GIB
@@ -610,8 +618,8 @@ def make_plan(args, mode, launch, kernel_name=None):
         per_device, gathered = fsdp_per_device(fake, facts, launch, policy.weights)
         notes.append(f"FSDP FULL_SHARD over {launch.world}: {size}-byte parameters, gradients and optimizer state "
                      f"/ {launch.world} (checked against fully_shard on CPU), gradients sharded at any --grad_accum "
-                     f"(each micro-batch reduce-scatters), plus {gathered:.2f} GiB of gathered units by formula "
-                     f"(not yet measured on GPUs)")
+                     f"(each micro-batch reduce-scatters), plus {gathered:.2f} GiB of gathered units and buffers by "
+                     f"formula (the peak checked against FSDP2 on CPU, not yet on GPUs)")
     elif launch.world > 1:
         per_device["temporaries"] += facts["trainable_bytes"] / GIB
         per_device["peak"] += facts["trainable_bytes"] / GIB
