@@ -7,12 +7,13 @@ accelerate's real Accelerator (MULTI_CPU, gloo) for the step's collectives and s
 accelerate's own fsdp2_prepare_model, given the FSDP plugin that CONFIG (the shipped YAML) makes, the way
 `accelerate launch` passes it: the wrap units come from the model's _no_split_modules. Then
 loop.optimizer_step runs one optimizer step of two micro-batches per rank (--grad_accum 2; the micro-batches
---plan runs for --batch_tokens 512, on every rank), with the trainer's loss wrapper, fused loss head, AdamW and
-clipping; then a second step under the planner's MemTracker. It records, when each micro-batch's forward
-starts, how many gradient elements this rank holds and in what form, and writes OUT (JSON, rank 0): those
-records, each parameter's full gradient after the first step's backward (before the update) against a
-single-process reference over all ranks' micro-batches, whether the update ran, the bytes of this rank's
-shards (parameters, gradients, AdamW state) and the second step's peak by category.
+--plan runs for --batch_tokens 512, on every rank), with the trainer's loss wrapper, fused loss head, AdamW,
+clipping and --gradient_checkpointing (the model's own); then a second step under the planner's MemTracker.
+It records, when each micro-batch's forward starts, how many gradient elements this rank holds and in what
+form, and writes OUT (JSON, rank 0): those records, each parameter's full gradient after the first step's
+backward (before the update) against a single-process reference over all ranks' micro-batches, whether the
+update ran, the bytes of this rank's shards (parameters, gradients, AdamW state) and the second step's peak
+by category.
 """
 
 import json
@@ -71,6 +72,10 @@ def main(config_path, model_dir, tokenizer_dir, train_dir, out_path):
     def loaded():
         model = load_causal_lm(model_dir)
         resize_and_init_new_tokens(model, tokenizer)
+        # --gradient_checkpointing as build_model enables it: the model's own, per decoder layer; under FSDP2 a
+        # layer's recompute in backward gathers its parameters again
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.train()
         return ChunkedLossLM(model)
 
     # the reference: one process, unsharded, the same global token mean over every rank's micro-batches
