@@ -65,8 +65,8 @@ def main(config_path, model_dir, tokenizer_dir, train_dir, out_path):
     schedule = step_schedule(dataset["length"], 512, False, 42, 0, 1, 2)
     step, plan_rank, _ = planning.largest_step(data, SimpleNamespace(plans=[schedule], args=None))
     tags, pad = tag_ids(tokenizer), tokenizer.pad_token_id
-    batches = loop.micro_batches(dataset, planning.planned_micro_batches(data, step, plan_rank), plan_rank, pad,
-                                 False, tags)
+    planned = planning.planned_micro_batches(data, step, plan_rank, 2, schedule)
+    batches = loop.micro_batches(dataset, planned, plan_rank, pad, False, tags)
     every_rank = batches * world
 
     def loaded():

@@ -332,3 +332,18 @@ def test_grad_accum_plans_the_gradients_the_micro_batches_before_leave(tiny_mode
     fsdp = [plan(accum, "--accelerate_config", REPO_ROOT / "configs" / "fsdp_full_shard.yaml") for accum in (1, 4)]
     assert fsdp[1].per_device["grads"] <= fsdp[0].per_device["grads"]
     assert fsdp[1].setup["grad_accum"] == 4 and fsdp[0].per_device["grads"] > 0
+
+
+def test_a_largest_micro_batch_alone_in_its_step_is_planned_after_another():
+    """An epoch's short last step may hold the largest micro-batch alone; with --grad_accum > 1 other steps run
+    it after one, so the plan puts the smallest micro-batch of another step before it."""
+    from types import SimpleNamespace
+
+    from reasoning_sft.train.planning import planned_micro_batches
+
+    data = SimpleNamespace(train_set={"length": [10, 20, 30, 300]}, packed=True)
+    full, short = [[[0]], [[1]]], [[[3]]]  # [micro-step][rank] -> rows
+    schedule = [full, [[[2]], [[1]]], short]
+    assert planned_micro_batches(data, full, 0, 2, schedule) == [[[0]], [[1]]]
+    assert planned_micro_batches(data, short, 0, 2, schedule) == [[[0]], [[3]]]
+    assert planned_micro_batches(data, short, 0, 1, schedule) == [[[3]]]

@@ -386,7 +386,7 @@ def largest_step(data, trainer):
     return best[0], best[1], best_slots
 
 
-def planned_micro_batches(data, step, rank):
+def planned_micro_batches(data, step, rank, grad_accum=1, schedule=()):
     """The part of `step` the plan runs on `rank`, in this order: its smallest other micro-batch, then its
     largest one (just the largest with --grad_accum 1).
 
@@ -394,12 +394,22 @@ def planned_micro_batches(data, step, rank):
     before left (train_step). From the second micro-batch on, memory holds the same things at the same
     sizes (the weights, the accumulated gradients, one micro-batch's activations), so the worst of any
     order is the largest micro-batch run after another: two are planned for any --grad_accum > 1, each
-    tracked as the real step runs it (the tracker forgets per-module stats between them)."""
+    tracked as the real step runs it (the tracker forgets per-module stats between them). Where the largest
+    micro-batch is alone in its step (an epoch's short last step) but --grad_accum > 1, the smallest
+    micro-batch of another step of `schedule` goes before it: other steps run it after one."""
     lengths = np.asarray(data.train_set["length"])
-    sized = sorted((micro_batch_slots(lengths, micro[rank], data.packed) if micro[rank] else 0, i)
-                   for i, micro in enumerate(step))
-    order = [sized[0][1], sized[-1][1]] if len(sized) > 1 else [sized[0][1]]
-    return [step[i] for i in order]
+
+    def slots(micro):
+        return micro_batch_slots(lengths, micro[rank], data.packed) if micro[rank] else 0
+
+    sized = sorted((slots(micro), i) for i, micro in enumerate(step))
+    largest = step[sized[-1][1]]
+    if len(sized) > 1:
+        return [step[sized[0][1]], largest]
+    others = [micro for other in schedule if other is not step for micro in other]
+    if grad_accum > 1 and others:
+        return [min(others, key=slots), largest]
+    return [largest]
 
 
 def _gib(snapshot):
@@ -443,8 +453,8 @@ def measure_step(args, mode, launch, kernel_name, weights_dtype=None, fake=True)
     accelerator = PlanAccelerator(launch.mixed_precision)
     trainer = prepare_training(args, accelerator, data, model, mode, policy)
     step, rank, slots = largest_step(data, trainer)
-    batches = micro_batches(data.train_set, planned_micro_batches(data, step, rank), rank, data.pad_id, data.packed,
-                            data.tags)
+    planned = planned_micro_batches(data, step, rank, args.grad_accum, trainer.plans[0])
+    batches = micro_batches(data.train_set, planned, rank, data.pad_id, data.packed, data.tags)
     tracker = memory_tracker()
     tracker.track_external(trainer.wrapper, precision.unwrap(trainer.optimizer))
     with tracker:
