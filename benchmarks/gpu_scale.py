@@ -17,9 +17,15 @@ seconds: an optional run starts only if a run like it would still end inside the
 run outputs are deleted as soon as they are measured (a 7B run needs about 54 GB of disk: model,
 checkpoint and final weights).
 
-FSDP: training/train_full.py under configs/fsdp_full_shard.yaml with one process, on the 1.1B model:
-checkpoints every 2 steps, SIGKILL after the first, --resume to the end, the final save loaded with
-from_pretrained. --smoke runs the same sequence under configs/cpu.yaml (accelerate refuses FSDP on CPU).
+FSDP: training/train_full.py under configs/fsdp_full_shard.yaml (FSDP2) with one process per visible GPU (at
+most 8), on the 1.1B model, --grad_accum 2 (each micro-batch reduce-scatters into the sharded gradients; no
+no_sync under FSDP): checkpoints every 2 steps, SIGKILL after the first, --resume to the end, the final save
+loaded with from_pretrained. From the first run's log: the plan's predicted peak (its preflight plans
+--grad_accum 2 under FSDP) beside torch.cuda.max_memory_allocated after step 2, and the preemption advice
+(checkpoint size, seconds, whether a SIGTERM checkpoint fits 30 s). On one GPU the shards are the whole
+model (world 1): the FSDP2 path, its accumulation and its sharded checkpoints run, the memory saving does not
+show; on N GPUs the measured peak shows it. --smoke runs the same sequence under configs/cpu.yaml (accelerate
+runs FSDP only on GPUs), with --gpu_memory_gib so that the plan runs there too.
 """
 
 import os
@@ -189,20 +195,25 @@ def fsdp_phase(args, paths, work, smoke):
     --resume, the final save through from_pretrained. Returns what happened; 'ok' says whether all held."""
     model_dir, tok, train = paths
     out = os.path.join(work, "fsdp")
+    import torch
+
     config = "configs/cpu.yaml" if smoke else "configs/fsdp_full_shard.yaml"
+    processes = 1 if smoke else max(1, min(torch.cuda.device_count(), 8))
     argv = ["--model_name", model_dir, "--tokenizer_dir", tok, "--train_dir", train, "--output_dir", out,
-            "--batch_tokens", str(SMOKE.batch_tokens if smoke else 8192), "--max_steps", "8",
+            "--batch_tokens", str(SMOKE.batch_tokens if smoke else 8192), "--grad_accum", "2", "--max_steps", "8",
             "--save_every", "2", "--keep_checkpoints", "2", "--log_every", "1", "--epochs", "100",
-            "--warmup_ratio", "0"] + ([] if smoke else ["--flash_attn"])  # no reference-kernel hook in this launch
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, "--num_processes", "1",
-           os.path.join(REPO, "training", "train_full.py")]
+            "--warmup_ratio", "0"] + (["--gpu_memory_gib", "80"] if smoke else ["--flash_attn"])
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, "--num_processes",
+           str(processes), os.path.join(REPO, "training", "train_full.py")]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                PYTHONPATH=os.pathsep.join([REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
                                                     if p]))
-    result = {"config": config, "processes": 1}
+    result = {"config": config, "processes": processes, "grad_accum": 2}
     t0 = time.time()
-    killed_at = run_until_first_checkpoint(cmd + argv + ["--overwrite"], env, out, args.run_timeout)
+    first_log = os.path.join(work, "fsdp_first_run.log")
+    killed_at = run_until_first_checkpoint(cmd + argv + ["--overwrite"], env, out, args.run_timeout, log_path=first_log)
     result.update(killed_after=killed_at, first_run_s=round(time.time() - t0, 1))
+    result.update(first_run_lines(first_log))
     t0 = time.time()
     proc = subprocess.run(cmd + argv + ["--resume"], env=env, cwd=REPO, capture_output=True, text=True,
                           timeout=args.run_timeout)
@@ -217,12 +228,28 @@ def fsdp_phase(args, paths, work, smoke):
     return result
 
 
-def run_until_first_checkpoint(cmd, env, out, timeout):
+def first_run_lines(path):
+    """What the FSDP phase reports from the first run's log: the plan's line, the planned vs measured peak after
+    step 2 (CUDA), and the preemption advice lines."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = [line.strip() for line in f]
+    except OSError:
+        return {}
+    pick = lambda prefix: [line for line in lines if line.startswith(prefix)]  # noqa: E731
+    found = {"plan_line": pick("plan: ")[:1], "memory_line": pick("memory after step 2")[:1]}
+    found = {k: v[0] for k, v in found.items() if v}
+    return dict(found, checkpoint_advice=pick("checkpoints: "))
+
+
+def run_until_first_checkpoint(cmd, env, out, timeout, log_path=None):
     """Start the run, SIGKILL its process group once a checkpoint is complete; the name of the newest complete
-    checkpoint after the kill (the one --resume takes: a fast run may finish another before the kill lands), or None."""
+    checkpoint after the kill (the one --resume takes: a fast run may finish another before the kill lands), or None.
+    log_path: the run's stdout and stderr go there (else nowhere)."""
     from reasoning_sft.train.checkpoints import list_checkpoints
 
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    sink = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT if log_path else sink,
                             start_new_session=True)  # its own group: accelerate's launcher and the trainer die together
     deadline = time.time() + timeout
     try:
@@ -237,6 +264,8 @@ def run_until_first_checkpoint(cmd, env, out, timeout):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        if log_path:
+            sink.close()
 
 
 def final_model_check(out):

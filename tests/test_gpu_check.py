@@ -93,6 +93,9 @@ def test_fsdp_phase(smoke):
     assert step in (2, 4, 6), fsdp
     assert fsdp["resumed_line"].startswith("resumed from ") and f"{fsdp['killed_after']}: step {step}" in \
         fsdp["resumed_line"], fsdp
+    # --grad_accum 2, planned first (--gpu_memory_gib on CPU): the preflight that crashed on it (issue 30)
+    assert fsdp["grad_accum"] == 2 and fsdp["plan_line"].startswith("plan: peak"), fsdp
+    assert fsdp["checkpoint_advice"] and "grace period" in fsdp["checkpoint_advice"][-1], fsdp
 
 
 @pytest.mark.slow

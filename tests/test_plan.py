@@ -212,3 +212,138 @@ def test_no_plan_check_logs_the_plan_and_starts_anyway(tiny_model_dir, tokenizer
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith("plan: peak") and "does not fit" in first
     assert (out / "model.safetensors").exists()
+
+
+# ---------------------------------------------------------------- every flag a run takes, planned
+
+# Options that do not change what a training step holds in memory (paths, schedule, logging, the output
+# directory's handling, when eval/checkpoints happen, --plan's own inputs). Every other option of either
+# trainer is planned below: a store_true flag set, a flag with choices at each choice, the rest at the value
+# in PLANNED_VALUES. An option in neither place fails the test, so a new flag gets planned (or classified
+# here, with a reason) before it can break the preflight of a GPU run.
+NO_STEP_MEMORY = {
+    "help", "model_name", "tokenizer_dir", "train_dir", "output_dir",  # the inputs every plan has
+    "epochs", "max_steps", "lr", "lr_scheduler", "warmup_ratio", "weight_decay", "max_bad_steps", "seed",
+    "eval_dir", "eval_fraction", "eval_every",  # eval runs without gradients, at most one micro-batch's activations
+    "save_every", "keep_checkpoints", "resume", "overwrite", "log_every", "report_to", "verbose",
+    "merge_lora",  # after training, on the host
+    "plan", "gpu_memory_gib", "no_plan_check",
+}
+PLANNED_VALUES = {
+    "batch_tokens": [["--batch_tokens", 512]],
+    "grad_accum": [["--grad_accum", 4]],
+    "max_grad_norm": [["--max_grad_norm", 0]],
+    "accelerate_config": [["--accelerate_config", path] for path in sorted((REPO_ROOT / "configs").glob("*.yaml"))],
+    "plan_kernel": [],  # its choices, each with --flash_attn (below)
+    "lora_r": [["--lora_r", 4]],
+    "lora_alpha": [["--lora_alpha", 64]],
+    "lora_dropout": [["--lora_dropout", 0.1]],
+    "lora_target_modules": [["--lora_target_modules", "q_proj,v_proj"]],
+}
+# planned flags the plan refuses in one line (UserError), by design
+REFUSED = {("train_peft", "--load_in_4bit"): "--load_in_4bit",
+           ("train_peft", "fsdp_full_shard.yaml"): "FSDP for full fine-tuning only"}
+
+
+def trainer_options(script):
+    """The trainer's argparse actions, read from the parser its parse_args builds."""
+    import argparse
+
+    captured = []
+
+    def capture(parser, argv=None, namespace=None):
+        captured.extend(parser._actions)
+        raise SystemExit(0)
+
+    real = argparse.ArgumentParser.parse_args
+    argparse.ArgumentParser.parse_args = capture
+    try:
+        load_trainer(script).parse_args([])
+    except SystemExit:
+        pass
+    finally:
+        argparse.ArgumentParser.parse_args = real
+    return captured
+
+
+def planned_variants(script):
+    """(flag label, extra argv) for every option of `script` that changes a step's memory."""
+    variants = []
+    for action in trainer_options(script):
+        if action.dest in NO_STEP_MEMORY:
+            continue
+        flag = action.option_strings[0]
+        if action.dest == "plan_kernel":
+            variants += [(f"{flag} {c}", ["--flash_attn", flag, c]) for c in action.choices]
+        elif action.dest in PLANNED_VALUES:
+            variants += [(" ".join(map(str, extra)), extra) for extra in PLANNED_VALUES[action.dest]]
+        elif action.nargs == 0:  # store_true
+            variants.append((flag, [flag]))
+        elif action.choices:
+            variants += [(f"{flag} {c}", [flag, c]) for c in action.choices]
+        else:
+            raise AssertionError(f"{script} {flag}: classify it (NO_STEP_MEMORY or PLANNED_VALUES in test_plan.py)")
+    return variants
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["train_full", "train_peft"])
+def test_every_flag_that_changes_memory_plans_with_grad_accum(script, tiny_model_dir, tokenizer_dir, train_dir,
+                                                               tmp_path, capsys):
+    """Each such flag with --grad_accum 2 (the path that crashed torch's MemTracker, issue 30; it runs all of
+    the --grad_accum 1 path and more): a plan (its JSON line) or the planner's one-line refusal, never a
+    traceback."""
+    from reasoning_sft.errors import UserError
+
+    variants = planned_variants(script)
+    assert len(variants) >= 15, variants
+    for label, extra in variants:
+        accum = [] if "--grad_accum" in label else ["--grad_accum", 2]
+        argv = plan_argv(tiny_model_dir, tokenizer_dir, train_dir, tmp_path / "out", "--batch_tokens", 512,
+                         "--plan", *extra, *accum)
+        refusal = next((words for (s, flag), words in REFUSED.items() if s == script and flag in label), None)
+        if refusal:
+            with pytest.raises(UserError, match=refusal):
+                load_trainer(script).main(argv)
+            continue
+        assert load_trainer(script).main(argv) == 0, label
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert summary["peak_gib"] > 0, label
+    assert not (tmp_path / "out").exists()
+
+
+def test_grad_accum_plans_the_gradients_the_micro_batches_before_leave(tiny_model_dir, tokenizer_dir, train_dir,
+                                                                      tmp_path):
+    """--grad_accum 4 gives a plan (it was a MemTracker traceback); one process keeps the earlier micro-batches'
+    gradients through the largest one's forward, so they are at its peak; under FSDP each micro-batch's
+    gradients are reduce-scattered into the shards, so the plan's gradients are those of --grad_accum 1."""
+    from reasoning_sft.train import planning
+
+    train_full = load_trainer("train_full")
+
+    def plan(accum, *extra):
+        args = train_full.parse_args(plan_argv(tiny_model_dir, tokenizer_dir, train_dir, tmp_path / "o", "--plan",
+                                               "--batch_tokens", 512, "--grad_accum", accum, *extra))
+        return planning.make_plan(args, train_full.FULL, planning.launch_settings(args))
+
+    one, four = plan(1), plan(4)
+    assert one.per_device["grads"] == 0  # the peak of one micro-batch: the end of its forward, no gradient yet
+    assert four.per_device["grads"] * planning.GIB == four.setup["n_trainable"] * 4  # fp32 gradients, all of them
+    fsdp = [plan(accum, "--accelerate_config", REPO_ROOT / "configs" / "fsdp_full_shard.yaml") for accum in (1, 4)]
+    assert fsdp[1].per_device["grads"] <= fsdp[0].per_device["grads"]
+    assert fsdp[1].setup["grad_accum"] == 4 and fsdp[0].per_device["grads"] > 0
+
+
+def test_a_largest_micro_batch_alone_in_its_step_is_planned_after_another():
+    """An epoch's short last step may hold the largest micro-batch alone; with --grad_accum > 1 other steps run
+    it after one, so the plan puts the smallest micro-batch of another step before it."""
+    from types import SimpleNamespace
+
+    from reasoning_sft.train.planning import planned_micro_batches
+
+    data = SimpleNamespace(train_set={"length": [10, 20, 30, 300]}, packed=True)
+    full, short = [[[0]], [[1]]], [[[3]]]  # [micro-step][rank] -> rows
+    schedule = [full, [[[2]], [[1]]], short]
+    assert planned_micro_batches(data, full, 0, 2, schedule) == [[[0]], [[1]]]
+    assert planned_micro_batches(data, short, 0, 2, schedule) == [[[0]], [[3]]]
+    assert planned_micro_batches(data, short, 0, 1, schedule) == [[[3]]]

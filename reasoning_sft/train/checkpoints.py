@@ -10,6 +10,7 @@ it and falls back to the one before when it is truncated or corrupt.
 """
 
 import json
+import math
 import os
 import re
 import shutil
@@ -347,3 +348,140 @@ class Preemption:
             return self.requested
         flag = torch.tensor([float(self.requested)], device=accelerator.device)
         return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+
+
+# ---------------------------------------------------------------- clusters: a shared --output_dir, preemption
+
+PROBE_BYTES = 16 * 2 ** 20  # what rank 0 writes (and fsyncs) at start: the check file, and a write-speed sample
+GRACE_SECONDS = 30  # between SIGTERM and SIGKILL, by default: SLURM's KillWait, Kubernetes' grace period
+CHECKPOINT_OVERHEAD = 0.05  # the share of the run's time the --save_every advice allows for checkpoints
+
+
+def check_shared_output_dir(accelerator, output_dir):
+    """Every rank must see what rank 0 writes in --output_dir: each rank writes its part of every checkpoint
+    there (RNG states, FSDP shards) and rank 0 seals and renames it, so on node-local disks each node would
+    hold a different half of every checkpoint. Rank 0 writes a file of PROBE_BYTES under a fresh name (no
+    cached lookup can answer for it) and fsyncs it; every rank reads its token back; one gather says who saw
+    it. Refuses in one line on the main process (the others exit 2, as lock_output_dir does).
+
+    Returns the main process's measured write speed to --output_dir in bytes/s (None elsewhere): the
+    preemption advice's estimate before the first checkpoint measures one."""
+    import socket
+    import uuid
+
+    speed = None
+    name, failure = None, None
+    if accelerator.is_main_process:
+        name = f".shared-check-{uuid.uuid4().hex}"
+        token = f"{name} {socket.gethostname()} {os.getpid()}\n".encode()
+        try:
+            t0 = time.perf_counter()
+            with open(os.path.join(output_dir, name), "wb") as f:
+                f.write(token)
+                block = os.urandom(2 ** 20)  # incompressible: some filesystems compress zeros away
+                for _ in range(PROBE_BYTES // len(block)):
+                    f.write(block)
+                f.flush()
+                os.fsync(f.fileno())
+            speed = PROBE_BYTES / max(time.perf_counter() - t0, 1e-9)
+        except OSError as err:
+            failure = f"cannot write there ({err.strerror or err})"
+    if accelerator.num_processes == 1:
+        _remove_quietly(output_dir, name)
+        if failure:
+            raise UserError(f"--output_dir {output_dir}: {failure}")
+        return speed
+    from accelerate.utils import broadcast_object_list, gather_object
+
+    name, failure = broadcast_object_list([name, failure])
+    seen = False
+    if failure is None:
+        try:
+            with open(os.path.join(output_dir, name), "rb") as f:
+                seen = f.readline().split(b" ", 1)[0].decode(errors="replace") == name
+        except OSError:
+            pass
+    views = gather_object([(accelerator.process_index, socket.gethostname(), seen)])
+    if accelerator.is_main_process:
+        _remove_quietly(output_dir, name)
+    blind = [(rank, host) for rank, host, ok in views if not ok]
+    if failure is None and not blind:
+        return speed
+    if not accelerator.is_main_process:
+        raise SystemExit(2)  # the main process says why, in one line
+    if failure:
+        raise UserError(f"--output_dir {output_dir}: {failure}")
+    hosts = sorted({host for _, host in blind})
+    raise UserError(f"--output_dir {output_dir} is not on a filesystem all {accelerator.num_processes} processes "
+                    f"share: {len(blind)} of them (rank {_ranges([r for r, _ in blind])} on {', '.join(hosts)}) do "
+                    f"not see the file rank 0 wrote there. Every rank writes its part of each checkpoint into "
+                    f"--output_dir and rank 0 seals it: give a directory every node mounts at the same path "
+                    f"(NFS, Lustre, GPFS, ...)")
+
+
+def _remove_quietly(directory, name):
+    if name:
+        try:
+            os.remove(os.path.join(directory, name))
+        except OSError:
+            pass
+
+
+def _ranges(numbers):
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    out, numbers = [], sorted(numbers)
+    for n in numbers:
+        if out and n == out[-1][1] + 1:
+            out[-1][1] = n
+        else:
+            out.append([n, n])
+    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in out)
+
+
+def sigterm_line(last_checkpoint_seconds, step_seconds, grace=GRACE_SECONDS):
+    """What the log says when a SIGTERM checkpoint starts: how long the last one took, and whether that fits."""
+    line = "SIGTERM: the current step is done; writing a checkpoint"
+    if last_checkpoint_seconds is None:
+        return line
+    need = last_checkpoint_seconds + (step_seconds or 0)
+    verdict = (f"within a {grace} s grace period" if need <= grace else
+               f"more than a {grace} s grace period: if this process is killed first, --resume takes the "
+               f"checkpoint before")
+    return f"{line} (the last took {last_checkpoint_seconds:.0f} s; with this step ~{need:.0f} s, {verdict})"
+
+
+def directory_bytes(path):
+    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+
+
+def preemption_advice(checkpoint_bytes, checkpoint_seconds, step_seconds, save_every, measured,
+                      grace=GRACE_SECONDS):
+    """One log line: whether a SIGTERM checkpoint fits a grace period, and what --save_every bounds the loss.
+
+    On SIGTERM the loop finishes the step it is in, then writes and seals a checkpoint (every byte written,
+    then read back for its digest): step_seconds + checkpoint_seconds, which a cluster may not wait for.
+    When it does not fit, the periodic checkpoints are what --resume will find: --save_every K puts K steps
+    of work at risk and spends checkpoint_seconds every K steps; the advice is the K whose checkpoints cost
+    CHECKPOINT_OVERHEAD of the run's time. measured: checkpoint_seconds is a checkpoint's own (else an
+    estimate from the write speed measured at start)."""
+    need = step_seconds + checkpoint_seconds
+    how = "took" if measured else "should take about"
+    size = (f"{checkpoint_bytes / 2 ** 30:.2f} GiB" if checkpoint_bytes >= 2 ** 30
+            else f"{checkpoint_bytes / 2 ** 20:.1f} MiB")
+    head = (f"checkpoints: {size} {how} {checkpoint_seconds:.0f} s to write "
+            f"and seal ({checkpoint_bytes / 2 ** 20 / max(checkpoint_seconds, 1e-9):.0f} MiB/s); on SIGTERM the "
+            f"current step ({step_seconds:.1f} s) ends first: ~{need:.0f} s in all")
+    advised = max(1, math.ceil(checkpoint_seconds / (CHECKPOINT_OVERHEAD * max(step_seconds, 1e-9))))
+    at_risk = f"{save_every * step_seconds / 60:.0f} min" if save_every else ""
+    if need <= grace:
+        return f"{head}, within a {grace} s grace period (SLURM's KillWait and Kubernetes' default)"
+    if save_every:
+        periodic = (f"--save_every {save_every} puts up to {at_risk} of work at risk; --save_every {advised} "
+                    f"would keep checkpoints near {CHECKPOINT_OVERHEAD:.0%} of the run's time")
+    else:
+        periodic = (f"without --save_every a preemption can lose the whole run: --save_every {advised} keeps "
+                    f"checkpoints near {CHECKPOINT_OVERHEAD:.0%} of the run's time, "
+                    f"{advised * step_seconds / 60:.0f} min of work at risk")
+    return (f"{head}, more than a {grace} s grace period (SLURM's KillWait and Kubernetes' default): a SIGTERM "
+            f"checkpoint may be killed before it is sealed (then --resume takes the one before), unless your "
+            f"cluster grants more; {periodic}")

@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import math
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
@@ -28,9 +29,13 @@ from reasoning_sft.errors import UserError, add_verbose_flag
 from reasoning_sft.train import attention, precision, run_contract
 from reasoning_sft.train.checkpoints import (
     Preemption,
+    check_shared_output_dir,
+    directory_bytes,
     load_newest_checkpoint,
+    preemption_advice,
     register_trainable_only_checkpointing,
     save_checkpoint,
+    sigterm_line,
 )
 from reasoning_sft.train.compiling import compile_decoder_layers
 from reasoning_sft.train.divergence import DivergenceGuard, read_verdict, skip_line
@@ -241,6 +246,14 @@ class StepSums(NamedTuple):
     stop_votes: torch.Tensor  # ranks that had been sent SIGTERM when the step's sums were reduced
 
 
+def is_fsdp(model):
+    """Whether `model` (as accelerate.prepare returned it) is sharded by FSDP: torch's fully_shard (FSDP2) or
+    FullyShardedDataParallel (FSDP1) at its root, as accelerate wraps it."""
+    from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
+
+    return isinstance(model, (FSDPModule, FullyShardedDataParallel))
+
+
 def train_step(accelerator, model, batches, stop_requested=False):
     """Forward/backward over the micro-batches of one step; returns its global StepSums.
 
@@ -255,9 +268,14 @@ def train_step(accelerator, model, batches, stop_requested=False):
     global_tokens = global_sections.sum().clamp(min=1)
     loss_sum = torch.zeros((), device=device)
     section_loss = torch.zeros(N_SECTIONS, device=device)
+    sharded = is_fsdp(model)
     for i, batch in enumerate(batches):
         last = i == len(batches) - 1
-        sync = contextlib.nullcontext() if last else accelerator.no_sync(model)
+        # DDP: all but the last micro-batch accumulate locally (no_sync), one all-reduce per step. FSDP: never
+        # no_sync, which would keep every rank's gradients unsharded until the last micro-batch (FSDP1's
+        # no_sync; FSDP2's set_requires_gradient_sync(False) alike): about 52 GB per GPU at 13B. Each micro-
+        # batch's backward reduce-scatters instead, into the sharded gradients it accumulates into.
+        sync = contextlib.nullcontext() if last or sharded else accelerator.no_sync(model)
         with sync:
             batch_loss, per_section = model(**move(batch, device))
             accelerator.backward(batch_loss * accelerator.num_processes / global_tokens)
@@ -457,6 +475,9 @@ class Trainer:
     run_id: str = None  # this invocation's, in train_config.json and the completed-run marker
     planned_peak_gib: float = None  # the plan's predicted peak (planning.preflight), on CUDA
     callbacks: tuple = ()  # Callback objects
+    write_speed: float = None  # bytes/s to --output_dir, measured at start (main process)
+    step_seconds: float = None  # the last optimizer step's wall time
+    checkpoint_seconds: float = None  # the last checkpoint's (write and seal), on this rank
 
 
 def prepare_training(args, accelerator, data, model, mode, policy):
@@ -534,6 +555,8 @@ def optimizer_step(trainer, batches, stop_requested=False, verdict=read_verdict)
         sums = train_step(accelerator, trainer.wrapper, batches, stop_requested)
     # the global norm is needed even without clipping (--max_grad_norm 0): a max of inf measures, never clips
     grad_norm = accelerator.clip_grad_norm_(trainer.wrapper.parameters(), args.max_grad_norm or math.inf)
+    if hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor over the sharded gradients; every rank joins here
+        grad_norm = grad_norm.full_tensor()
     loss_scaled = accelerator.scaler is not None
     finite, stop = verdict(sums.loss_sum, grad_norm, loss_scaled, sums.stop_votes)
     if finite or loss_scaled:  # fp16's loss scaler must see every step: it skips an overflow itself
@@ -581,7 +604,9 @@ def train_loop(trainer, metrics):
                 with contextlib.ExitStack() as observed:
                     for callback in trainer.callbacks:
                         observed.enter_context(callback.step_context(trainer))
+                    t0 = time.perf_counter()
                     result, finite, stop = optimizer_step(trainer, batches, preemption.requested)
+                    trainer.step_seconds = time.perf_counter() - t0  # the step reads its verdict: synced
                 pos.global_step += 1  # a skipped step's data counts as seen: --resume goes on after it
                 pos.step_in_epoch += 1
                 in_a_row = guard.note(pos.global_step, finite)
@@ -589,6 +614,7 @@ def train_loop(trainer, metrics):
                     kind = type(precision.unwrap(trainer.optimizer)).__name__
                     log(accelerator, f"optimizer state: {optimizer_state_bytes_per_param(trainer.optimizer):.2f} "
                                      f"bytes per trainable parameter ({kind})")
+                    advise_on_preemption(trainer)  # an estimate; the first checkpoint measures it
                     state_unreported = False
                 window.add(batches)
                 if pos.global_step == 2 and trainer.planned_peak_gib is not None and accelerator.device.type == "cuda":
@@ -628,12 +654,48 @@ def report_planned_peak(trainer, metrics):
                    "max_memory_allocated_gib": round(measured, 3)})
 
 
+def local_state_bytes(trainer):
+    """Bytes of trainable parameters and optimizer state this rank holds (its shards under FSDP): what it writes
+    of a checkpoint, about."""
+    def local(t):
+        return t.to_local() if hasattr(t, "to_local") else t
+
+    params = [local(p) for p in trainer.wrapper.parameters() if p.requires_grad]
+    state = [local(v) for st in precision.unwrap(trainer.optimizer).state.values() for v in st.values()
+             if torch.is_tensor(v) and v.dim() > 0]
+    return sum(t.numel() * t.element_size() for t in params + state)
+
+
+def advise_on_preemption(trainer, path=None):
+    """Log whether a SIGTERM checkpoint fits a grace period, and the --save_every that bounds what a preemption
+    loses (checkpoints.preemption_advice): measured on the checkpoint at `path`, or before one exists estimated
+    from the state this rank writes (all of it on the main process; its shards under FSDP, every rank at once)
+    and the write speed measured at start (written, then read back for the digest, at that speed)."""
+    if trainer.step_seconds is None:
+        return
+    if path is not None:
+        nbytes, seconds = directory_bytes(path), trainer.checkpoint_seconds
+    elif trainer.write_speed:
+        local = local_state_bytes(trainer)
+        nbytes = local * (trainer.accelerator.num_processes if is_fsdp(trainer.wrapper) else 1)
+        seconds = 2 * local / trainer.write_speed
+    else:
+        return
+    log(trainer.accelerator, preemption_advice(nbytes, seconds, trainer.step_seconds, trainer.args.save_every,
+                                               measured=path is not None))
+
+
 def checkpoint(trainer):
-    """save_checkpoint where the loop stands, then the callbacks' on_checkpoint; returns its path."""
+    """save_checkpoint where the loop stands, then the callbacks' on_checkpoint; returns its path. The first
+    checkpoint's measured time gives the preemption advice."""
     seconds = {}
+    first = trainer.checkpoint_seconds is None
     path = save_checkpoint(trainer.accelerator, trainer.args.output_dir,
                            trainer.position.state(trainer.contract, trainer.schedule),
                            trainer.args.keep_checkpoints, seconds)
+    trainer.checkpoint_seconds = seconds["save"] + seconds["seal"]
+    if first:
+        advise_on_preemption(trainer, path)
     for callback in trainer.callbacks:
         callback.on_checkpoint(trainer, path, seconds)
     return path
@@ -641,6 +703,7 @@ def checkpoint(trainer):
 
 def preempted(trainer):
     """Checkpoint where the loop stands; SystemExit(143): continue with --resume."""
+    log(trainer.accelerator, sigterm_line(trainer.checkpoint_seconds, trainer.step_seconds))
     path = checkpoint(trainer)
     log(trainer.accelerator, f"SIGTERM: saved {path}; run again with --resume to continue")
     return SystemExit(143)
@@ -727,6 +790,7 @@ def run(args, mode, preflight=None, callbacks=()):
     planned_peak = preflight(args, mode, accelerator) if preflight is not None else None
     lock = prepare_output_dir(args, accelerator)
     try:
+        write_speed = check_shared_output_dir(accelerator, args.output_dir)  # every rank sees rank 0's files
         set_seed(args.seed)  # before anything random: resize_token_embeddings, LoRA init, dropout
         data = load_data(args)
         policy = resolve_precision(args, mode, accelerator)
@@ -737,6 +801,7 @@ def run(args, mode, preflight=None, callbacks=()):
         trainer = prepare_training(args, accelerator, data, model, mode, policy)
         trainer.planned_peak_gib = planned_peak
         trainer.run_id = run_contract.new_run_id()
+        trainer.write_speed = write_speed
         trainer.callbacks = tuple(callbacks)
         if args.resume:
             resume(trainer)

@@ -125,6 +125,19 @@ class ChunkedLossLM(torch.nn.Module):
         self.model = model
         self.chunk = chunk
 
+    # What accelerate's FSDP asks of the module it prepares (this wrapper), answered by the model: the
+    # classes a wrap unit may not split (TRANSFORMER_BASED_WRAP without a class list wraps each of them, so
+    # the config names none), and the embedding and head (FSDP2 gives them units of their own).
+    @property
+    def _no_split_modules(self):
+        return getattr(self.model, "_no_split_modules", None)
+
+    def get_input_embeddings(self):
+        return self.model.get_input_embeddings()
+
+    def get_output_embeddings(self):
+        return self.model.get_output_embeddings()
+
     def forward(self, input_ids, targets, sections, attention_mask=None, position_ids=None):
         decoder, head = decoder_and_head(self.model)
         hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,

@@ -5,10 +5,12 @@ the trainer's own build_model: tokenizer resize with the tag rows, LoRA with its
 rows, the --precision policy's dtype, --flash_attn, gradient checkpointing. prepare_training
 builds the loss wrapper, optimizer and schedule as for the run; the optimizer steps once on zero
 gradients (step 1 as far as memory goes: its state now exists), and the trainer's own optimizer_step
-runs on the largest micro-batch of the run's schedule (--batch_tokens, packing), all under torch's
-MemTracker, which tracks every tensor's storage by category: parameters, gradients, optimizer state,
-activations, temporaries. The categories are those at the moment of the peak (with no gradient
-checkpointing, the end of the forward pass, before any gradient exists). --precision bf16's fp32
+runs on the largest micro-batch of the run's schedule (--batch_tokens, packing), after another micro-batch
+of its step when --grad_accum > 1 (its gradients then exist during the largest one's forward, as in the
+real step; planned_micro_batches), all under torch's MemTracker, which tracks every tensor's storage by
+category: parameters, gradients, optimizer state, activations, temporaries. The categories are those at
+the moment of the peak (with no gradient checkpointing and --grad_accum 1, the end of the forward pass,
+before any gradient exists). --precision bf16's fp32
 copies of one parameter at a time are made outside the wrapped optimizer's step and count as
 activations there.
 
@@ -211,9 +213,14 @@ def launch_from_config(path):
         raise UserError(f"--accelerate_config {path}: cannot read it ({type(err).__name__}: {err})") from None
     world = int(config.get("num_processes", 1) or 1)  # accelerate's count: all machines' processes
     fsdp = str(config.get("distributed_type", "NO")).upper() == "FSDP"
-    if fsdp and str((config.get("fsdp_config") or {}).get("fsdp_sharding_strategy", "FULL_SHARD")) not in (
-            "FULL_SHARD", "1"):
-        raise UserError(f"--accelerate_config {path}: --plan knows FSDP's FULL_SHARD only")
+    fsdp_config = config.get("fsdp_config") or {}
+    if fsdp and int(fsdp_config.get("fsdp_version", 1) or 1) == 2:  # FSDP2: a bool; true is FULL_SHARD
+        full_shard = str(fsdp_config.get("fsdp_reshard_after_forward", True)).lower() == "true"
+    else:
+        full_shard = str(fsdp_config.get("fsdp_sharding_strategy", "FULL_SHARD")) in ("FULL_SHARD", "1")
+    if fsdp and not full_shard:
+        raise UserError(f"--accelerate_config {path}: --plan knows FSDP's FULL_SHARD only (FSDP2: "
+                        "fsdp_reshard_after_forward: true)")
     return Launch(world, fsdp, str(config.get("mixed_precision", "no") or "no"), path)
 
 
@@ -302,6 +309,17 @@ def memory_tracker():
                     self._param_to_grad_hook_handles[p] = (_NoHook(), _NoHook())
             return super()._track_module_params_and_buffers(module, install_grad_hooks)
 
+        def _pre_fw_hook(self, module, inputs):
+            # The root module's forward again, outside backward: the next micro-batch of the step (--grad_accum)
+            # or the next step. torch's tracker keeps per-module stats for one iteration and refuses a second;
+            # the plan reads only the whole step's peak (below), so it forgets them, as reset_mod_stats()
+            # between iterations does. Parameters, gradients and optimizer state stay tracked: the gradients
+            # accumulated by the micro-batches before stay in the count, as they stay in memory.
+            if module in self.memory_tracking and not self._mod_tracker.is_bw and \
+                    set(self._mod_tracker.parents) - {self._mod_tracker.get_known_fqn(module)} == {"Global"}:
+                self.reset_mod_stats()
+            super()._pre_fw_hook(module, inputs)
+
         def _update_peak_stats(self, peak_state):
             # the whole step's peak only: torch's also updates each active module's own peak, scanning
             # every module seen so far at every op (a 13B LoRA step: thousands of modules, minutes)
@@ -343,10 +361,16 @@ class Plan:
         return d
 
 
+def micro_batch_slots(lengths, indices, packed):
+    """Token slots of one micro-batch: its tokens when packed, its longest row times its rows when padded."""
+    ls = lengths[list(indices)]
+    return int(ls.sum()) if packed else int(ls.max()) * len(ls)
+
+
 def largest_step(data, trainer):
-    """The optimizer step of the first epoch whose largest micro-batch (in token slots) is the largest, and
-    the rank it is largest on. The plan's schedule is one process's: --batch_tokens is per device, so a
-    rank's micro-batches fill the same budget under any world size."""
+    """The optimizer step of the first epoch whose largest micro-batch (in token slots) is the largest, the
+    rank it is largest on, and its slots. The plan's schedule is one process's: --batch_tokens is per device,
+    so a rank's micro-batches fill the same budget under any world size."""
     lengths = np.asarray(data.train_set["length"])
     best, best_slots = None, -1
     for step in trainer.plans[0]:
@@ -354,13 +378,38 @@ def largest_step(data, trainer):
             for rank, indices in enumerate(micro):
                 if not indices:
                     continue
-                ls = lengths[list(indices)]
-                slots = int(ls.sum()) if data.packed else int(ls.max()) * len(ls)
+                slots = micro_batch_slots(lengths, indices, data.packed)
                 if slots > best_slots:
                     best, best_slots = (step, rank), slots
     if best is None:
         raise UserError(f"{trainer.args.train_dir}: no training rows to plan a step with")
     return best[0], best[1], best_slots
+
+
+def planned_micro_batches(data, step, rank, grad_accum=1, schedule=()):
+    """The part of `step` the plan runs on `rank`, in this order: its smallest other micro-batch, then its
+    largest one (just the largest with --grad_accum 1).
+
+    The real step runs its micro-batches one after another, each backward adding to the gradients the ones
+    before left (train_step). From the second micro-batch on, memory holds the same things at the same
+    sizes (the weights, the accumulated gradients, one micro-batch's activations), so the worst of any
+    order is the largest micro-batch run after another: two are planned for any --grad_accum > 1, each
+    tracked as the real step runs it (the tracker forgets per-module stats between them). Where the largest
+    micro-batch is alone in its step (an epoch's short last step) but --grad_accum > 1, the smallest
+    micro-batch of another step of `schedule` goes before it: other steps run it after one."""
+    lengths = np.asarray(data.train_set["length"])
+
+    def slots(micro):
+        return micro_batch_slots(lengths, micro[rank], data.packed) if micro[rank] else 0
+
+    sized = sorted((slots(micro), i) for i, micro in enumerate(step))
+    largest = step[sized[-1][1]]
+    if len(sized) > 1:
+        return [step[sized[0][1]], largest]
+    others = [micro for other in schedule if other is not step for micro in other]
+    if grad_accum > 1 and others:
+        return [min(others, key=slots), largest]
+    return [largest]
 
 
 def _gib(snapshot):
@@ -404,7 +453,8 @@ def measure_step(args, mode, launch, kernel_name, weights_dtype=None, fake=True)
     accelerator = PlanAccelerator(launch.mixed_precision)
     trainer = prepare_training(args, accelerator, data, model, mode, policy)
     step, rank, slots = largest_step(data, trainer)
-    batches = micro_batches(data.train_set, step, rank, data.pad_id, data.packed, data.tags)
+    planned = planned_micro_batches(data, step, rank, args.grad_accum, trainer.plans[0])
+    batches = micro_batches(data.train_set, planned, rank, data.pad_id, data.packed, data.tags)
     tracker = memory_tracker()
     tracker.track_external(trainer.wrapper, precision.unwrap(trainer.optimizer))
     with tracker:
@@ -454,9 +504,17 @@ def _optimizer_for_plan(mode):
     return build
 
 
+def wrap_units(model):
+    """The modules FSDP gives a unit each: those of the model's _no_split_modules classes (what accelerate's
+    TRANSFORMER_BASED_WRAP without a class list wraps; the decoder layers of every family here)."""
+    names = set(getattr(model, "_no_split_modules", None) or ())
+    return [m for m in model.modules() if type(m).__name__ in names]
+
+
 def largest_layer_bytes(model, dtype_size):
-    """Parameters of the largest decoder layer, and of everything outside the layers, in bytes at dtype_size."""
-    layers = [m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")]
+    """Parameters of the largest FSDP unit (a decoder layer), and of everything outside them, in bytes at
+    dtype_size."""
+    layers = wrap_units(model)
     per_layer = max((sum(p.numel() for p in m.parameters()) for m in layers), default=0)
     in_layers = sum(p.numel() for m in layers for p in m.parameters())
     outside = sum(p.numel() for p in model.parameters()) - in_layers
@@ -465,16 +523,27 @@ def largest_layer_bytes(model, dtype_size):
 
 def fsdp_per_device(fake, facts, launch, policy_dtype):
     """FULL_SHARD over launch.world processes: fp32 (or policy dtype) parameters, gradients and optimizer
-    state sharded; the step's activations and temporaries as the unsharded bf16 step's; plus what FSDP
-    holds unsharded at once: the root unit (embedding, head, norm: not resharded between forward and
-    backward) and two decoder layers (the current one and the prefetched one), parameters and gradients,
-    in the compute dtype."""
+    state sharded (tests/test_fsdp.py checks these against fully_shard's shards on two CPU processes); the
+    gradients stay sharded at any --grad_accum, since every micro-batch reduce-scatters (no no_sync under
+    FSDP, loop.train_step), so the fake step's unsharded gradients are not counted; the step's activations
+    and temporaries as the unsharded bf16 step's; plus what FSDP holds unsharded at once: the root and the
+    tail units (embedding, head, norm: the head is not resharded between forward and backward) and two
+    decoder layers (the current one and the prefetched one), parameters and gradients, in the compute
+    dtype, and the all-gather and reduce-scatter flat buffers of the largest unit. tests/test_fsdp.py
+    compares the whole peak with the real FSDP2 step's on two CPU processes."""
     world = launch.world
     n = facts["n_trainable"]
     size = torch.empty((), dtype=policy_dtype).element_size()
     compute = 2 if launch.mixed_precision in ("bf16", "fp16") else size
-    layer, root = largest_layer_bytes(facts["model"], compute)
-    gathered = (root + 2 * layer) * 2 / GIB  # parameters and gradients
+    model = facts["model"]
+    layer, root = largest_layer_bytes(model, compute)
+    # the largest unit FSDP2 gathers as accelerate shards: a decoder layer, the embedding, or the head with the
+    # final norm; an all-gather lands in a flat buffer before it is copied out into the unsharded parameters,
+    # and a reduce-scatter copies the unsharded gradients into one: two flat buffers of that unit in flight
+    head = model.get_output_embeddings()
+    unit = max(layer, model.get_input_embeddings().weight.numel() * compute,
+               (head.weight.numel() * compute) if head is not None else 0)
+    gathered = ((root + 2 * layer) * 2 + 2 * unit) / GIB  # parameters and gradients, and the flat buffers
     params = (facts["n_params"] * size) / world / GIB
     grads = n * size / world / GIB
     optimizer = facts["optimizer_state_bytes_full"] / world / GIB
@@ -497,7 +566,7 @@ def suggest(args, mode, launch, per_device, facts, usable):
     options = []
     if not args.gradient_checkpointing:
         model = facts["model"]
-        layers = sum(1 for m in model.modules() if type(m).__name__.endswith("DecoderLayer")) or 1
+        layers = len(wrap_units(model)) or 1
         kept = facts["micro_batch_slots"] * model.config.hidden_size * 2 * layers / GIB  # each layer's input, bf16
         options.append((max(states + kept + act / layers, step_floor), "--gradient_checkpointing"))
     for div in (2, 4, 8):
@@ -558,7 +627,9 @@ def make_plan(args, mode, launch, kernel_name=None):
                                                                       else per_step)
         per_device, gathered = fsdp_per_device(fake, facts, launch, policy.weights)
         notes.append(f"FSDP FULL_SHARD over {launch.world}: {size}-byte parameters, gradients and optimizer state "
-                     f"/ {launch.world}, plus {gathered:.2f} GiB of gathered units, by formula (not validated)")
+                     f"/ {launch.world} (checked against fully_shard on CPU), gradients sharded at any --grad_accum "
+                     f"(each micro-batch reduce-scatters), plus {gathered:.2f} GiB of gathered units and buffers by "
+                     f"formula (the peak checked against FSDP2 on CPU, not yet on GPUs)")
     elif launch.world > 1:
         per_device["temporaries"] += facts["trainable_bytes"] / GIB
         per_device["peak"] += facts["trainable_bytes"] / GIB
