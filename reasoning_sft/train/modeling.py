@@ -224,6 +224,12 @@ def lora_model(model, tag_rows, r, alpha, dropout, target_modules):
     """
     from peft import LoraConfig, get_peft_model
 
+    if not isinstance(target_modules, str):  # names: each must be a linear layer's (peft skips one that is not)
+        layers = linear_layer_names(model, full=True)
+        unknown = [t for t in target_modules if not any(n == t or n.endswith("." + t) for n in layers)]
+        if unknown or not target_modules:
+            raise UserError(f"--lora_target_modules: {','.join(unknown) or 'no names'} not in this model; its "
+                            f"linear layers are {','.join(linear_layer_names(model))}")
     names = {module: name for name, module in model.named_modules()}
     tables = [names[model.get_input_embeddings()]]
     if model.get_output_embeddings() is not None:
@@ -231,20 +237,14 @@ def lora_model(model, tag_rows, r, alpha, dropout, target_modules):
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, task_type="CAUSAL_LM",
                         target_modules=target_modules, trainable_token_indices=dict.fromkeys(tables, tag_rows),
                         ensure_weight_tying=has_tied_head(model))
-    try:
-        return get_peft_model(model, config)
-    except ValueError as err:  # peft: a --lora_target_modules name the model does not have
-        if "not found in the base model" not in str(err) and "Target modules" not in str(err):
-            raise
-        asked = target_modules if isinstance(target_modules, str) else ",".join(target_modules)
-        raise UserError(f"--lora_target_modules {asked}: not all in this model; its linear layers are "
-                        f"{','.join(linear_layer_names(model))}") from None
+    return get_peft_model(model, config)
 
 
-def linear_layer_names(model):
-    """The distinct names (last part) of the decoder's linear layers: what --lora_target_modules can name."""
+def linear_layer_names(model, full=False):
+    """The distinct names (last part; full=True: whole paths) of the linear layers before the output head:
+    what --lora_target_modules can name (a 4-bit layer is a torch.nn.Linear too)."""
     head = model.get_output_embeddings()
-    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+    return sorted({name if full else name.rsplit(".", 1)[-1] for name, module in model.named_modules()
                    if isinstance(module, torch.nn.Linear) and module is not head})
 
 
