@@ -12,7 +12,7 @@ import json
 
 import pytest
 import torch
-from conftest import train_here
+from conftest import REPO_ROOT, train_here
 
 from reasoning_sft.data.template import TAGS
 
@@ -287,3 +287,57 @@ def test_a_lora_export_trained_again_keeps_its_tag_rows(arch_dirs, tokenizer_dir
     exported = AutoModelForCausalLM.from_pretrained(str(served)).get_input_embeddings().weight
     trained_again = AutoModelForCausalLM.from_pretrained(str(again)).get_input_embeddings().weight
     torch.testing.assert_close(trained_again[tag_ids(prepared)], exported[tag_ids(prepared)], rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------ the shipped configs: --plan on the real shapes
+
+PUBLISHED = {  # configs/models/NAME: (parameters as published, tied)
+    "Qwen2.5-Coder-7B": (7_615_616_512, False),
+    "Qwen2.5-Coder-14B": (14_770_033_664, False),
+    "Qwen2.5-Coder-32B": (32_763_876_352, False),
+    "Qwen3-8B": (8_190_735_360, False),
+    "Llama-3.1-8B": (8_030_261_248, False),
+    "deepseek-coder-6.7b-base": (6_740_512_768, False),
+    "starcoder2-7b": (7_173_923_840, True),
+}
+
+
+@pytest.mark.parametrize("name", PUBLISHED)
+def test_shipped_configs_build_the_published_models_for_plan(name, tokenizer_dir, encoded_dir, tmp_path):
+    """What --plan builds from each configs/models/NAME/config.json (fake tensors): the published parameter count,
+    rows and tying; the tags land in spare rows or grow the matrix, never shrink it."""
+    from reasoning_sft.train import planning, precision
+    from reasoning_sft.train.loop import load_data
+    from reasoning_sft.train.modeling import has_tied_head
+
+    train_full = __import__("train_full")
+    model_dir = REPO_ROOT / "configs" / "models" / name
+    args = train_full.parse_args(["--model_name", str(model_dir), "--tokenizer_dir", str(tokenizer_dir),
+                                  "--train_dir", str(encoded_dir / "arrow_dataset"), "--output_dir",
+                                  str(tmp_path / "o"), "--plan"])
+    data = load_data(args)
+    policy = precision.resolve(args.precision, "full", args.flash_attn, fsdp=False)
+    model, tag_rows = planning.fake_model(args, train_full.FULL, data, policy, "flash-attn")
+    params, tied = PUBLISHED[name]
+    rows = json.loads((model_dir / "config.json").read_text())["vocab_size"]
+    assert len(data.tokenizer) <= rows  # the demo's tokenizer: its tags land in rows the model has
+    assert model.get_input_embeddings().weight.shape[0] == rows and has_tied_head(model) == tied
+    assert sum(p.numel() for p in model.parameters()) == params
+    assert model._no_split_modules  # what FSDP's wrap class and checkpointing are asked of
+
+
+@pytest.mark.slow
+def test_plan_runs_on_qwen25_coder_7b_and_lora_keeps_no_head_gradient(tokenizer_dir, encoded_dir, tmp_path,
+                                                                        capsys):
+    """--plan on the shipped Qwen2.5-Coder-7B config (152,064 rows): a LoRA plan whose gradients are the
+    adapters' and the tag rows' (no [152064 x 3584] fp32 head gradient: that alone would be 2 GiB)."""
+    train_peft = __import__("train_peft")
+    argv = ["--model_name", str(REPO_ROOT / "configs" / "models" / "Qwen2.5-Coder-7B"), "--tokenizer_dir",
+            str(tokenizer_dir), "--train_dir", str(encoded_dir / "arrow_dataset"), "--output_dir",
+            str(tmp_path / "o"), "--batch_tokens", "4096", "--gradient_checkpointing", "--flash_attn",
+            "--plan", "--gpu_memory_gib", "80", "--accelerate_config", str(REPO_ROOT / "configs" / "single_gpu.yaml")]
+    assert train_peft.main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["fits"] is True and summary["peak_gib"] > 14  # bf16 weights alone are 14.2 GiB
+    assert summary["grads_gib"] < 0.5
+    assert not (tmp_path / "o").exists()
