@@ -1,9 +1,9 @@
 """Training on each model family's architecture (issue 29's training part, issue 30's export provenance).
 
-Tiny random models of each architecture class, with the family's row layout and tying: tag ids that
+Tiny random models of each family's architecture class, with its row layout and tying: tag ids that
 land in spare rows past the tokenizer (Qwen2.5/Qwen3: 151,936 or 152,064 rows; DeepSeek-Coder 32,256),
-tags that grow an exact-size matrix (Llama-3.1: 128,256), tied heads (Qwen2.5 0.5B-3B, Llama-3.2 1B/3B,
-StarCoder2). Checked in this process on the model (fast); then each architecture is trained as users
+tags that grow an exact-size matrix (Llama-3.1: 128,256; StarCoder2: 49,152), tied heads (Qwen2.5
+0.5B-3B, StarCoder2). Checked in this process on the model (fast); then each architecture is trained as users
 train it (both trainers, in this process, 2 steps) and exported, and the LoRA adapter, loaded with plain
 peft, gives the logits of its merged export.
 """
@@ -15,17 +15,14 @@ import torch
 from conftest import REPO_ROOT, train_here
 
 from reasoning_sft.data.template import TAGS
+from reasoning_sft.demo.families import ARCH_EXTRA, BPE_FAMILIES, FAMILIES, TINY
 
-# name: (model_type, spare rows past the tokenizer's length, or None: the base vocabulary's rows exactly
-#        (the tags grow the matrix), tied)
-ARCHS = {
-    "qwen2-tied": ("qwen2", 57, True),      # Qwen2.5(-Coder) 0.5B-3B: 151,936 rows, tied
-    "qwen2": ("qwen2", 57, False),          # Qwen2.5(-Coder) 7B+: 152,064 rows; DeepSeek-Coder (llama) alike
-    "qwen3": ("qwen3", 57, False),          # Qwen3-8B: 151,936 rows
-    "llama": ("llama", None, False),        # Llama-3.1-8B: exactly 128,256 rows
-    "llama-tied": ("llama", None, True),    # Llama-3.2-1B/3B
-    "starcoder2": ("starcoder2", None, True),  # StarCoder2: 49,152 rows, tied
-}
+# Each family's architecture class, tying and row layout (reasoning_sft/demo/families.py), scaled down to the
+# demo's tokenizer: a family whose matrix has spare rows past its tokenizer (Qwen, DeepSeek-Coder) gets 57
+# spare rows past this tokenizer, so that the tags land in rows that exist; one whose rows are exactly its
+# vocabulary (Llama-3.1, StarCoder2) gets exactly the demo vocabulary's rows, so that the tags grow it.
+ARCHS = {name: (FAMILIES[name].model_type, 57 if FAMILIES[name].rows > FAMILIES[name].length else None,
+                FAMILIES[name].tied) for name in BPE_FAMILIES}
 LINEAR_TARGETS = {
     "qwen2": {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
     "qwen3": {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
@@ -40,18 +37,14 @@ def base_rows(prepared):
 
 
 def arch_model(arch, prepared, seed=0):
-    """A tiny random model of the architecture: rows and tying as ARCHS says."""
+    """A tiny random model of the family's architecture (families.TINY's shape): rows and tying as ARCHS says."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     model_type, spare, tied = ARCHS[arch]
     rows = len(prepared) + spare if spare is not None else base_rows(prepared)
-    config = AutoConfig.for_model(model_type, vocab_size=rows, hidden_size=32, intermediate_size=64,
-                                  num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                                  tie_word_embeddings=tied, bos_token_id=prepared.bos_token_id,
-                                  eos_token_id=prepared.eos_token_id, pad_token_id=None)
-    for dropout in ("attention_dropout", "residual_dropout", "embedding_dropout"):  # StarCoder2's are 0.1
-        if hasattr(config, dropout):
-            setattr(config, dropout, 0.0)
+    config = AutoConfig.for_model(model_type, vocab_size=rows, tie_word_embeddings=tied,
+                                  bos_token_id=prepared.bos_token_id, eos_token_id=prepared.eos_token_id,
+                                  **dict(TINY, **ARCH_EXTRA[model_type]))
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(config)
 
@@ -140,7 +133,7 @@ def test_lora_trains_one_row_per_tag_and_the_head_gradient_is_only_theirs(arch, 
     tied = ARCHS[arch][2]
     rows_params = {n: p for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n}
     assert len(rows_params) == (1 if tied else 2), list(rows_params)
-    assert all(p.shape == (len(TAGS), 32) for p in rows_params.values())
+    assert all(p.shape == (len(TAGS), TINY["hidden_size"]) for p in rows_params.values())
     ids, row_weight = trainable_head_rows(decoder_and_head(model)[1])
     assert ids == tag_ids(prepared) and any(row_weight is p for p in rows_params.values())
 
@@ -165,7 +158,7 @@ def test_lora_trains_one_row_per_tag_and_the_head_gradient_is_only_theirs(arch, 
         loss, _ = ChunkedLossLM(model, chunk=97).train()(**batch)
     loss.backward()
     assert not any(len(s) == 2 and s[0] == vocab for s in saved), saved  # no [vocabulary, d] gradient kept
-    assert (len(TAGS), 32) in saved
+    assert (len(TAGS), TINY["hidden_size"]) in saved
     torch.testing.assert_close(loss.detach(), want_loss.detach(), rtol=1e-5, atol=1e-4)
     for name, grad in want.items():
         assert grad.abs().sum() > 0, name
@@ -183,7 +176,7 @@ def test_the_loss_chunk_is_sized_in_bytes_and_gives_the_unchunked_loss(prepared,
     assert loss_chunk_rows(10**9) == 1
 
     from reasoning_sft.train.modeling import resize_and_init_new_tokens
-    model = arch_model("qwen2", prepared)
+    model = arch_model("qwen2.5-coder", prepared)
     resize_and_init_new_tokens(model, prepared)
     vocab = model.get_input_embeddings().weight.shape[0]
     batch = batch_of(small_encoded, prepared)
@@ -200,7 +193,7 @@ def test_the_loss_chunk_is_sized_in_bytes_and_gives_the_unchunked_loss(prepared,
     assert ChunkedLossLM(model).chunk_rows(vocab) == loss_chunk_rows(vocab)  # by default: from the bytes
 
 
-@pytest.mark.parametrize("arch", ["qwen2-tied", "llama", "starcoder2"])
+@pytest.mark.parametrize("arch", ["qwen2.5-coder-tied", "llama-3.1", "starcoder2"])
 def test_lora_targets_come_from_the_architecture_and_the_flag_overrides_them(arch, prepared):
     from reasoning_sft.errors import UserError
     from reasoning_sft.train.modeling import lora_target_names
@@ -278,7 +271,7 @@ def test_a_lora_export_trained_again_keeps_its_tag_rows(arch_dirs, tokenizer_dir
     from transformers import AutoModelForCausalLM
 
     lora = tmp_path / "lora"
-    assert train_here("train_peft.py", *train_args(arch_dirs["qwen2-tied"], tokenizer_dir, small_encoded, lora,
+    assert train_here("train_peft.py", *train_args(arch_dirs["qwen2.5-coder-tied"], tokenizer_dir, small_encoded, lora,
                                                    "--lora_r", 4))[0] == 0
     served = export_dir(lora, tmp_path / "serve")
     again = tmp_path / "again"
