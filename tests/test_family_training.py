@@ -3,9 +3,10 @@
 Tiny random models of each family's architecture class, with its row layout and tying: tag ids that
 land in spare rows past the tokenizer (Qwen2.5/Qwen3: 151,936 or 152,064 rows; DeepSeek-Coder 32,256),
 tags that grow an exact-size matrix (Llama-3.1: 128,256; StarCoder2: 49,152), tied heads (Qwen2.5
-0.5B-3B, StarCoder2). Checked in this process on the model (fast); then each architecture is trained as users
-train it (both trainers, in this process, 2 steps) and exported, and the LoRA adapter, loaded with plain
-peft, gives the logits of its merged export.
+0.5B-3B, StarCoder2). Checked in this process on the model (fast). Then each family, with its published tokenizer
+and a tiny model with its real rows and tying (conftest's family fixtures), is trained as users train it
+(both trainers, in this process, 2 steps) and exported, and the LoRA adapter, loaded with plain peft,
+gives the logits of its merged export.
 """
 
 import json
@@ -53,17 +54,6 @@ def arch_model(arch, prepared, seed=0):
 def prepared(tokenizer_dir):
     from reasoning_sft.artifacts import load_prepared_tokenizer
     return load_prepared_tokenizer(str(tokenizer_dir))[0]
-
-
-@pytest.fixture(scope="module")
-def arch_dirs(tmp_path_factory, prepared):
-    """Each architecture's tiny base model saved as a --model_name directory."""
-    root = tmp_path_factory.mktemp("archs")
-    out = {}
-    for arch in ARCHS:
-        arch_model(arch, prepared).save_pretrained(str(root / arch))
-        out[arch] = root / arch
-    return out
 
 
 def tag_ids(prepared):
@@ -206,10 +196,10 @@ def test_lora_targets_come_from_the_architecture_and_the_flag_overrides_them(arc
     assert str(err.value).endswith(",".join(sorted(LINEAR_TARGETS[model_type])))
 
 
-# ------------------------------------------------------------------ trained, exported, trained again
+# ------------------------------------------------------------------ each family trained, exported, trained again
 
-def train_args(model_dir, tokenizer_dir, small_encoded, out, *extra):
-    return ["--model_name", model_dir, "--tokenizer_dir", tokenizer_dir, "--train_dir", small_encoded,
+def train_args(model_dir, tokenizer_dir, train_dir, out, *extra):
+    return ["--model_name", model_dir, "--tokenizer_dir", tokenizer_dir, "--train_dir", train_dir,
             "--output_dir", out, "--max_steps", 2, "--batch_tokens", 1024, "--lr", 1e-2, "--warmup_ratio", 0,
             "--log_every", 1, "--seed", 5, "--report_to", "none", *extra]
 
@@ -221,65 +211,70 @@ def export_dir(model_dir, out):
     return out
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-def test_each_architecture_trains_both_ways_and_exports(arch, arch_dirs, tokenizer_dir, prepared, small_encoded,
-                                                        tmp_path):
-    """Both trainers, 2 steps each, then export.py; the adapter loaded with plain peft (base + our resize +
-    PeftModel.from_pretrained) gives the merged export's logits; a tied model's export is tied; the export
-    records its trained tag rows (a run on it keeps them); train_config.json names the LoRA layers."""
+@pytest.mark.parametrize("family", BPE_FAMILIES)
+def test_each_family_trains_both_ways_and_exports(family, family_base, family_prepared, family_encoded, tmp_path):
+    """The family's published tokenizer through stages 1-3 (conftest's fixtures) and its tiny model with the real
+    rows and tying: both trainers, 2 steps each, in this process, then export.py. The export keeps the rows
+    (Qwen's spare ones; Llama-3.1's grown by the tags) and a tied model stays tied, embedding = head; it
+    records its tag rows as trained (a run on it keeps them); the LoRA adapter loaded with plain peft (base +
+    resize_and_init_new_tokens + PeftModel.from_pretrained) gives the merged export's logits, and only the
+    tag rows of the embedding moved; train_config.json names the LoRA layers, the architecture's."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    from reasoning_sft.artifacts import load_prepared_tokenizer
     from reasoning_sft.train.modeling import TAG_IDS_KEY, resize_and_init_new_tokens
 
-    base = arch_dirs[arch]
-    tied = ARCHS[arch][2]
+    base, tokenizer_dir, train_dir = family_base(family), family_prepared(family), family_encoded(family)
+    prepared = load_prepared_tokenizer(str(tokenizer_dir))[0]
+    fam = FAMILIES[family]
     full, lora = tmp_path / "full", tmp_path / "lora"
-    assert train_here("train_full.py", *train_args(base, tokenizer_dir, small_encoded, full))[0] == 0
-    assert train_here("train_peft.py", *train_args(base, tokenizer_dir, small_encoded, lora, "--lora_r", 4))[0] == 0
+    assert train_here("train_full.py", *train_args(base, tokenizer_dir, train_dir, full))[0] == 0
+    assert train_here("train_peft.py", *train_args(base, tokenizer_dir, train_dir, lora, "--lora_r", 4))[0] == 0
     config = json.loads((lora / "train_config.json").read_text())
-    assert set(config["lora_target_modules"]) == LINEAR_TARGETS[ARCHS[arch][0]]
+    assert set(config["lora_target_modules"]) == LINEAR_TARGETS[fam.model_type]
 
     ids = torch.tensor([prepared("def f(x):\n    return x")["input_ids"] + tag_ids(prepared)])
+    plain = AutoModelForCausalLM.from_pretrained(str(base))
+    resize_and_init_new_tokens(plain, prepared)
+    untrained = plain.get_input_embeddings().weight.detach().clone()
     for run in (full, lora):
-        served = export_dir(run, tmp_path / f"{run.name}-serve")
-        model = AutoModelForCausalLM.from_pretrained(str(served)).eval()
+        model = AutoModelForCausalLM.from_pretrained(str(export_dir(run, tmp_path / f"{run.name}-serve"))).eval()
         emb, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
-        assert model.config.tie_word_embeddings == tied and (head is emb) == tied
-        assert emb.shape[0] == max(len(prepared), AutoModelForCausalLM.from_pretrained(str(base)).config.vocab_size)
+        assert emb.shape[0] == max(fam.rows, len(prepared)) and model.config.tie_word_embeddings == fam.tied
+        assert (head is emb) == fam.tied
         assert getattr(model.config, TAG_IDS_KEY) == dict(zip(TAGS, prepared.convert_tokens_to_ids(list(TAGS))))
-        # a run on the export keeps its tag rows (the trainers' build_model runs this)
         learned = emb.detach().clone()
-        resize_and_init_new_tokens(model, prepared)
+        resize_and_init_new_tokens(model, prepared)  # what a run on the export does first: nothing here
         assert torch.equal(model.get_input_embeddings().weight, learned)
         if run is lora:
-            plain = AutoModelForCausalLM.from_pretrained(str(base))
-            resize_and_init_new_tokens(plain, prepared)
             adapter = PeftModel.from_pretrained(plain, str(lora)).eval()
             with torch.no_grad():
                 want = adapter(input_ids=ids).logits
                 torch.testing.assert_close(model(input_ids=ids).logits, want, rtol=1e-5, atol=1e-5)
-                untrained = AutoModelForCausalLM.from_pretrained(str(base))
-                resize_and_init_new_tokens(untrained, prepared)
-                assert not torch.allclose(untrained(input_ids=ids).logits, want, atol=1e-4)  # it did train
-            moved = (learned - untrained.get_input_embeddings().weight).abs().sum(-1).nonzero().flatten().tolist()
-            assert moved == tag_ids(prepared)  # LoRA changed the tag rows of the embedding and no other
+            moved = (learned - untrained).abs().sum(-1).nonzero().flatten().tolist()
+            assert moved == tag_ids(prepared)  # LoRA moved the tag rows of the embedding, no other row
 
 
-def test_a_lora_export_trained_again_keeps_its_tag_rows(arch_dirs, tokenizer_dir, prepared, small_encoded, tmp_path):
-    """Issue 30: training again from a LoRA run's export starts from the tag rows it learned (no re-init)."""
+def test_a_lora_export_trained_again_keeps_its_tag_rows(family_base, family_prepared, family_encoded, tmp_path):
+    """Issue 30: training again from a LoRA run's export (tied Qwen2.5-Coder) starts from the tag rows it learned."""
     from transformers import AutoModelForCausalLM
 
+    from reasoning_sft.artifacts import load_prepared_tokenizer
+
+    family = "qwen2.5-coder-tied"
+    tokenizer_dir, train_dir = family_prepared(family), family_encoded(family)
+    tags = tag_ids(load_prepared_tokenizer(str(tokenizer_dir))[0])
     lora = tmp_path / "lora"
-    assert train_here("train_peft.py", *train_args(arch_dirs["qwen2.5-coder-tied"], tokenizer_dir, small_encoded, lora,
+    assert train_here("train_peft.py", *train_args(family_base(family), tokenizer_dir, train_dir, lora,
                                                    "--lora_r", 4))[0] == 0
     served = export_dir(lora, tmp_path / "serve")
     again = tmp_path / "again"
-    # --lr 0: the second run changes nothing, so its model is the rows it started from
-    assert train_here("train_full.py", *train_args(served, tokenizer_dir, small_encoded, again, "--lr", 0))[0] == 0
+    # --lr 0: the second run changes nothing, so its model holds the rows it started from
+    assert train_here("train_full.py", *train_args(served, tokenizer_dir, train_dir, again, "--lr", 0))[0] == 0
     exported = AutoModelForCausalLM.from_pretrained(str(served)).get_input_embeddings().weight
     trained_again = AutoModelForCausalLM.from_pretrained(str(again)).get_input_embeddings().weight
-    torch.testing.assert_close(trained_again[tag_ids(prepared)], exported[tag_ids(prepared)], rtol=0, atol=0)
+    torch.testing.assert_close(trained_again[tags], exported[tags], rtol=0, atol=0)
 
 
 # ------------------------------------------------------------------ the shipped configs: --plan on the real shapes
