@@ -211,6 +211,7 @@ def export_dir(model_dir, out):
     return out
 
 
+@pytest.mark.slow  # in this process, but about 25 s of CPU for a Qwen family (152k rows), 100-120 s for all six
 @pytest.mark.parametrize("family", BPE_FAMILIES)
 def test_each_family_trains_both_ways_and_exports(family, family_base, family_prepared, family_encoded, tmp_path):
     """The family's published tokenizer through stages 1-3 (conftest's fixtures) and its tiny model with the real
@@ -256,6 +257,7 @@ def test_each_family_trains_both_ways_and_exports(family, family_base, family_pr
             assert moved == tag_ids(prepared)  # LoRA moved the tag rows of the embedding, no other row
 
 
+@pytest.mark.slow
 def test_a_lora_export_trained_again_keeps_its_tag_rows(family_base, family_prepared, family_encoded, tmp_path):
     """Issue 30: training again from a LoRA run's export (tied Qwen2.5-Coder) starts from the tag rows it learned."""
     from transformers import AutoModelForCausalLM
