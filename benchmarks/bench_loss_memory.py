@@ -15,7 +15,7 @@ of --tokens target tokens (one row, every position labelled) both ways, each in 
 --lora: the model under LoRA r=16 with the last 6 rows trainable as the tags' (lora_model), and only the
 chunked head, measured twice: as it runs now (chunk from the bytes; the head's gradient only at the
 trainable rows) and as it ran before (4,096-row chunks; a [vocab, hidden] fp32 gradient for the whole
-head, which autograd then narrowed to the 6 rows: `before`, by disabling modeling.trainable_head_rows).
+head, which autograd then narrowed to the 6 rows: `before`, ChunkedLossLM(rows_only=False)).
 
 Peak memory = the process's peak resident set (ru_maxrss) after the step minus before it (model,
 inputs and the rest already allocated), so it is the memory the step itself adds. The logits of
@@ -47,12 +47,9 @@ def one_step(method, tokens, vocab, hidden, lora=False, seed=0):
                          max_position_embeddings=tokens + 1)
     model = LlamaForCausalLM(config).train()
     model.config.use_cache = False
-    chunk = loss_chunk_rows(vocab)
+    chunk = loss_chunk_rows(vocab) if method != "before" else 4096  # before: 4,096-row chunks
     if lora:
         model = modeling.lora_model(model, list(range(vocab - 6, vocab)), 16, 32, 0.0, "all-linear").train()
-    if method == "before":  # the head as it ran before: 4,096-row chunks, the whole head's gradient
-        chunk = 4096
-        modeling.trainable_head_rows = lambda head: None
     input_ids = torch.randint(0, vocab, (1, tokens + 1))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
@@ -62,8 +59,8 @@ def one_step(method, tokens, vocab, hidden, lora=False, seed=0):
         targets = torch.full_like(input_ids, -100)
         targets[:, :-1] = input_ids[:, 1:]  # the same shifted targets, as collate() builds them
         sections = torch.zeros_like(input_ids)
-        loss_sum, _ = ChunkedLossLM(model, chunk=chunk).train()(input_ids=input_ids, targets=targets,
-                                                                sections=sections)
+        wrapper = ChunkedLossLM(model, chunk=chunk, rows_only=method != "before")  # before: the whole head's grad
+        loss_sum, _ = wrapper.train()(input_ids=input_ids, targets=targets, sections=sections)
         loss = loss_sum / tokens
     loss.backward()
     seconds = time.perf_counter() - t0

@@ -129,12 +129,15 @@ class ChunkedLossLM(torch.nn.Module):
     Returns sums, not means: the training loop divides by the global target-token count of
     the optimizer step, across micro-batches and processes (one token mean, not a mean of means).
     chunk: positions per head chunk; None sizes it by bytes from the vocabulary (loss_chunk_rows).
+    rows_only: under LoRA, build the head's gradient at its trainable rows only (False: for the whole
+    head, as before; benchmarks/bench_loss_memory.py --lora measures both).
     """
 
-    def __init__(self, model, chunk=None):
+    def __init__(self, model, chunk=None, rows_only=True):
         super().__init__()
         self.model = model
         self.chunk = chunk
+        self.rows_only = rows_only
 
     def chunk_rows(self, vocab_rows):
         return self.chunk or loss_chunk_rows(vocab_rows)
@@ -171,7 +174,7 @@ class ChunkedLossLM(torch.nn.Module):
         if linear is not None:  # fused head + loss: one pass, gradients computed in forward
             weight, bias = linear
             chunk = self.chunk_rows(weight.shape[0])
-            rows = trainable_head_rows(head)
+            rows = trainable_head_rows(head) if self.rows_only else None
             if rows is not None:  # LoRA's tag rows: a [tags, d] gradient, not a [vocabulary, d] one
                 ids, row_weight = rows
                 return fused_linear_cross_entropy(hidden, weight.detach(), bias, targets, chunk,
