@@ -17,7 +17,7 @@ from reasoning_sft.errors import run_cli
 from reasoning_sft.serve.export import write_serving_dir
 from reasoning_sft.train import planning
 from reasoning_sft.train.loop import Mode, adamw, common_parser, param_groups, run
-from reasoning_sft.train.modeling import lora_model
+from reasoning_sft.train.modeling import lora_model, lora_target_names, merge_lora
 
 
 def parse_args(argv):
@@ -29,7 +29,10 @@ def parse_args(argv):
                         "input for backward (measured on a 1.1B model, 16k tokens a step: "
                         "0.05 cost 6 GiB and 9%% speed)")
     p.add_argument("--lora_target_modules", default="all-linear",
-                   help="comma-separated module names; default: every linear layer of the decoder")
+                   help="comma-separated names of linear layers (e.g. q_proj,v_proj). Default all-linear: every "
+                        "linear layer of the model but its output head, as the model has them (Llama, Qwen, "
+                        "Mistral: q/k/v/o_proj, gate/up/down_proj; StarCoder2: q/k/v/o_proj, c_fc, c_proj). "
+                        "The names taken are logged and written to train_config.json")
     p.add_argument("--load_in_4bit", action="store_true", help="QLoRA: 4-bit NF4 base weights (bitsandbytes)")
     p.add_argument("--merge_lora", action="store_true",
                    help="also write the serving directory (as export.py does) to OUTPUT_DIR/merged")
@@ -57,13 +60,19 @@ def save_final(args, model, state_dict, accelerator):
         # trained tag rows are already in the adapter, and every other row is the base model's.
         model.save_pretrained(args.output_dir, state_dict=state_dict, save_embedding_layers=False)
         if args.merge_lora:  # the export stage's serving directory, written by its code (export.py)
-            write_serving_dir(model.merge_and_unload(), load_tokenizer_files(args.tokenizer_dir),
+            tokenizer = load_tokenizer_files(args.tokenizer_dir)
+            write_serving_dir(merge_lora(model, tokenizer), tokenizer,
                               os.path.join(args.output_dir, "merged"), args.output_dir, "lora",
                               base_model=args.model_name, overwrite=True)
     accelerator.wait_for_everyone()
 
 
-LORA = Mode("lora", build_model, build_optimizer, save_final)
+def describe_model(model):
+    """What train_config.json records of the LoRA model: the layers that carry adapters, by name."""
+    return {"lora_target_modules": lora_target_names(model)}
+
+
+LORA = Mode("lora", build_model, build_optimizer, save_final, describe_model)
 
 
 def main(argv=None, callbacks=()):

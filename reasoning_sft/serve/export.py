@@ -113,10 +113,11 @@ def load_tokenizer_for_serving(model_dir):
 
 
 def load_merged_model(model_dir, mode, train_config, tokenizer, base_model=None, dtype="auto"):
-    """The run's model as plain full weights: the full fine-tuning output, or base + LoRA adapter merged."""
+    """The run's model as plain full weights: the full fine-tuning output, or base + LoRA adapter merged
+    (modeling.merge_lora, as train_peft.py --merge_lora: its config marks the tag rows trained)."""
     import torch
 
-    from reasoning_sft.train.modeling import load_causal_lm, load_for_inference
+    from reasoning_sft.train.modeling import load_causal_lm, load_for_inference, merge_lora
 
     torch_dtype = None if dtype == "auto" else getattr(torch, DTYPES[dtype])
     if mode == "full":
@@ -136,7 +137,7 @@ def load_merged_model(model_dir, mode, train_config, tokenizer, base_model=None,
     if missing:
         raise UserError(f"the adapter in {model_dir} does not fit --base_model {base}: "
                         f"{len(missing)} adapter weights have no place in it (e.g. {missing[0]})")
-    return model.merge_and_unload().eval(), base
+    return merge_lora(model, tokenizer).eval(), base
 
 
 def _adapter_keys_missing(model, adapter_dir):

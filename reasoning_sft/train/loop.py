@@ -66,6 +66,7 @@ class Mode:
     build_model: Callable     # (args, model, tag_row_ids) -> model to train
     build_optimizer: Callable  # (args, model) -> torch optimizer
     save_final: Callable      # (args, model, state_dict, accelerator) -> None; called on every rank
+    describe: Callable = None  # (model) -> dict of facts about the built model, logged and in train_config.json
 
 
 def common_parser(description):
@@ -763,11 +764,14 @@ def describe(trainer, mode, model, tag_rows):
     log(accelerator, f"precision: {policy['policy']} (--precision {trainer.args.precision}): "
                      f"{policy['weights_dtype']} weights, update rounding {policy['update_rounding']}; "
                      f"{policy['optimizer']} state {policy['optimizer_state_bytes_per_param']} bytes per parameter")
+    facts = mode.describe(model) if mode.describe else {}
+    for name, value in facts.items():
+        log(accelerator, f"{name}: {value}")
     if accelerator.is_main_process:
         write_json(os.path.join(trainer.args.output_dir, "train_config.json"),
                    {"mode": mode.name, "run_id": trainer.run_id, "args": vars(trainer.args), "world_size": world,
                     "total_steps": trainer.total_steps, "distributed_type": str(accelerator.distributed_type),
-                    "mixed_precision": accelerator.mixed_precision, "precision": policy})
+                    "mixed_precision": accelerator.mixed_precision, "precision": policy, **facts})
 
 
 def resolve_precision(args, mode, accelerator):

@@ -20,8 +20,18 @@ from reasoning_sft.data.tokenizer import PAD_TOKEN
 from reasoning_sft.errors import UserError
 from reasoning_sft.train.fused_head import fused_linear_cross_entropy, head_weight_and_bias
 
-LOSS_CHUNK = 4096  # positions per output-head chunk: 4096 x 32k fp32 logits = 0.5 GB at most
+# The output head runs on chunks of labelled positions; a chunk's fp32 logits [rows, vocabulary] take at most
+# this many bytes, whatever the vocabulary: 4,096 rows at CodeLlama's 32k (as before), 768 at Qwen's 152k, where
+# 4,096 rows would be 2.5 GB. In bf16 the chunk's logits also exist once in the compute dtype (half again).
+LOSS_CHUNK_BYTES = 512 * 2 ** 20
+CHUNK_ALIGN = 128  # rows: a multiple of 128 keeps the head's matmuls on whole tiles
 N_SECTIONS = 5     # prompt, reasoning, intention, code, eos (see template.section_ids)
+
+
+def loss_chunk_rows(vocab_rows, budget_bytes=LOSS_CHUNK_BYTES):
+    """Positions per head chunk whose fp32 logits [rows, vocab_rows] fit budget_bytes (at least 1 row)."""
+    rows = max(1, budget_bytes // (4 * vocab_rows))
+    return rows - rows % CHUNK_ALIGN if rows >= CHUNK_ALIGN else rows
 
 
 def load_causal_lm(model_name, dtype=None, flash_attn=False, load_in_4bit=False, for_generation=False, weights=True):
@@ -118,12 +128,19 @@ class ChunkedLossLM(torch.nn.Module):
 
     Returns sums, not means: the training loop divides by the global target-token count of
     the optimizer step, across micro-batches and processes (one token mean, not a mean of means).
+    chunk: positions per head chunk; None sizes it by bytes from the vocabulary (loss_chunk_rows).
+    rows_only: under LoRA, build the head's gradient at its trainable rows only (False: for the whole
+    head, as before; benchmarks/bench_loss_memory.py --lora measures both).
     """
 
-    def __init__(self, model, chunk=LOSS_CHUNK):
+    def __init__(self, model, chunk=None, rows_only=True):
         super().__init__()
         self.model = model
         self.chunk = chunk
+        self.rows_only = rows_only
+
+    def chunk_rows(self, vocab_rows):
+        return self.chunk or loss_chunk_rows(vocab_rows)
 
     # What accelerate's FSDP asks of the module it prepares (this wrapper), answered by the model: the
     # classes a wrap unit may not split (TRANSFORMER_BASED_WRAP without a class list wraps each of them, so
@@ -156,8 +173,9 @@ class ChunkedLossLM(torch.nn.Module):
             with torch.profiler.record_function(PROFILE_LOSS_HEAD):  # a label for profilers; free without one
                 loss_sum, token_loss = self._loss_with_gradients(head, hidden, targets)
         else:
-            token_loss = torch.cat([_chunk_loss(head, hidden[i:i + self.chunk], targets[i:i + self.chunk])
-                                    for i in range(0, targets.numel(), self.chunk)])
+            chunk = self.chunk_rows(vocab_rows(self.model))
+            token_loss = torch.cat([_chunk_loss(head, hidden[i:i + chunk], targets[i:i + chunk])
+                                    for i in range(0, targets.numel(), chunk)])
             loss_sum = token_loss.sum()
         per_section = token_loss.new_zeros(N_SECTIONS, dtype=torch.float32)
         per_section.index_add_(0, sections.long(), token_loss.detach())
@@ -167,21 +185,106 @@ class ChunkedLossLM(torch.nn.Module):
         """(sum of token losses, to back-propagate; the token losses, detached)."""
         linear = head_weight_and_bias(head, hidden[:1])
         if linear is not None:  # fused head + loss: one pass, gradients computed in forward
-            return fused_linear_cross_entropy(hidden, *linear, targets, self.chunk)
+            weight, bias = linear
+            chunk = self.chunk_rows(weight.shape[0])
+            rows = trainable_head_rows(head) if self.rows_only else None
+            if rows is not None:  # LoRA's tag rows: a [tags, d] gradient, not a [vocabulary, d] one
+                ids, row_weight = rows
+                return fused_linear_cross_entropy(hidden, weight.detach(), bias, targets, chunk,
+                                                  torch.tensor(ids, device=hidden.device), row_weight)
+            return fused_linear_cross_entropy(hidden, weight, bias, targets, chunk)
         # any other head (LoRA on lm_head, a quantized head): each chunk's logits recomputed in backward
-        token_loss = torch.cat([checkpoint(_chunk_loss, head, hidden[i:i + self.chunk], targets[i:i + self.chunk],
-                                           use_reentrant=False) for i in range(0, targets.numel(), self.chunk)])
+        chunk = self.chunk_rows(vocab_rows(self.model))
+        token_loss = torch.cat([checkpoint(_chunk_loss, head, hidden[i:i + chunk], targets[i:i + chunk],
+                                           use_reentrant=False) for i in range(0, targets.numel(), chunk)])
         return token_loss.sum(), token_loss.detach()
 
 
+def vocab_rows(model):
+    """Rows of the (possibly LoRA-wrapped) model's embedding matrix: the head's output size."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_input_embeddings().weight.shape[0]
+
+
+def trainable_head_rows(head):
+    """(row ids, the Parameter that holds them) when only those rows of the head's weight train; else None.
+
+    That is peft's trainable-token wrapper on a frozen head (LoRA's tag rows; on a tied model the head's
+    wrapper shares the embedding's rows): the head's weight is the frozen matrix with these rows copied
+    in, so the loss's gradient is needed at these rows only.
+    """
+    adapter = getattr(head, "token_adapter", None)
+    if adapter is None or adapter.merged or adapter.disable_adapters or len(adapter.active_adapters) != 1:
+        return None
+    if adapter.base_layer.weight.requires_grad:  # the whole matrix trains: its full gradient is needed
+        return None
+    name = adapter.active_adapters[0]
+    return list(adapter.token_indices[name]), adapter.trainable_tokens_delta[name]
+
+
+def has_tied_head(model):
+    """Whether the output head multiplies by the input embedding's own Parameter (tie_word_embeddings)."""
+    head = model.get_output_embeddings()
+    return head is not None and head.weight is model.get_input_embeddings().weight
+
+
 def lora_model(model, tag_rows, r, alpha, dropout, target_modules):
-    """LoRA on the decoder's linear layers; the new tag rows of embedding and head trainable too."""
+    """LoRA on the decoder's linear layers; the tag rows of the input embedding and the output head train too.
+
+    target_modules "all-linear" is resolved by peft from the model itself: every linear layer but the
+    output head (get_output_embeddings()), so Llama/Qwen/Mistral's q/k/v/o/gate/up/down_proj and
+    StarCoder2's q/k/v/o_proj + c_fc/c_proj; lora_target_names() says which it took. The embedding and
+    head are found by asking the model, not by name. On a tied model (one Parameter for both) each tag
+    trains one row, shared by embedding and head (peft's ensure_weight_tying), so the merged model stays
+    tied; untied, each matrix trains its own tag rows.
+    """
     from peft import LoraConfig, get_peft_model
 
-    trainable_rows = {"embed_tokens": tag_rows, "lm_head": tag_rows}
+    if not isinstance(target_modules, str):  # names: each must be a linear layer's (peft skips one that is not)
+        layers = linear_layer_names(model, full=True)
+        unknown = [t for t in target_modules if not any(n == t or n.endswith("." + t) for n in layers)]
+        if unknown or not target_modules:
+            raise UserError(f"--lora_target_modules: {','.join(unknown) or 'no names'} not in this model; its "
+                            f"linear layers are {','.join(linear_layer_names(model))}")
+    names = {module: name for name, module in model.named_modules()}
+    tables = [names[model.get_input_embeddings()]]
+    if model.get_output_embeddings() is not None:
+        tables.append(names[model.get_output_embeddings()])
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, task_type="CAUSAL_LM",
-                        target_modules=target_modules, trainable_token_indices=trainable_rows)
+                        target_modules=target_modules, trainable_token_indices=dict.fromkeys(tables, tag_rows),
+                        ensure_weight_tying=has_tied_head(model))
     return get_peft_model(model, config)
+
+
+def linear_layer_names(model, full=False):
+    """The distinct names (last part; full=True: whole paths) of the linear layers before the output head:
+    what --lora_target_modules can name (a 4-bit layer is a torch.nn.Linear too)."""
+    head = model.get_output_embeddings()
+    return sorted({name if full else name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.Linear) and module is not head})
+
+
+def lora_target_names(model):
+    """The distinct names (last part) of the layers that carry LoRA adapters in a peft model."""
+    from peft.tuners.lora import LoraLayer
+
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, LoraLayer)})
+
+
+def merge_lora(model, tokenizer):
+    """The one merge path (train_peft.py --merge_lora and export.py): a LoRA model -> plain full weights.
+
+    The adapters and the trained tag rows are folded in, and the result records that its tag rows are
+    trained (mark_tag_rows_trained), so that a later run on the merged model keeps them. A tied model
+    stays tied: one matrix, embedding and head equal (checked: an untied export would not serve what was
+    trained).
+    """
+    merged = model.merge_and_unload()
+    mark_tag_rows_trained(merged, tokenizer)
+    text_config = merged.config.get_text_config()
+    if getattr(text_config, "tie_word_embeddings", False) and not has_tied_head(merged):
+        raise RuntimeError("merging the LoRA adapter untied the embedding from the head of a tied model")
+    return merged
 
 
 def load_for_inference(model_name, tokenizer, adapter_dir=None, model_dir=None, dtype=None, flash_attn=False):

@@ -431,8 +431,28 @@ def fake_model(args, mode, data, policy, kernel_name):
     with kernel, torch.device("meta"):
         model, tag_rows = build_model(args, mode, data.tokenizer, policy, weights=False)
     with FakeTensorMode(allow_non_fake_inputs=True):
-        model.to_empty(device="cpu")
+        to_empty_keeping_ties(model, "cpu")
     return model, tag_rows
+
+
+def to_empty_keeping_ties(model, device):
+    """model.to_empty(device=device), except that a tensor shared by several modules stays shared.
+
+    nn.Module.to_empty replaces a Parameter once per module that holds it, so a tied head (StarCoder2,
+    Qwen2.5 0.5B-3B: the head's weight is the embedding's Parameter) came out as a second matrix: the
+    plan counted its weights, gradient and optimizer state twice.
+    """
+    new = {}
+    for module in model.modules():
+        for table in (module._parameters, module._buffers):
+            for name, tensor in table.items():
+                if tensor is None:
+                    continue
+                if id(tensor) not in new:
+                    empty = torch.empty_like(tensor, device=device)
+                    new[id(tensor)] = (torch.nn.Parameter(empty, requires_grad=tensor.requires_grad)
+                                       if isinstance(tensor, torch.nn.Parameter) else empty)
+                table[name] = new[id(tensor)]
 
 
 def measure_step(args, mode, launch, kernel_name, weights_dtype=None, fake=True):
