@@ -1,0 +1,245 @@
+"""Batches that mix (issue 30): the length-sorted batching before it against today's, on both layouts.
+
+    python benchmarks/bench_batching.py --out_dir bench_out/batching
+
+Two sets of lengths: the demo's (examples/sample.jsonl without its 16 held-out records, through the
+tiny tokenizer and stages 1-3 as `make demo` runs them; --batch_tokens 4096 as the demo trains) and a
+long-tailed mix (20,000 lognormal lengths, median e^6 = 403 tokens, sigma 1, clipped to 8..8192;
+--batch_tokens 16384). For each, layout (padded, packed) and batching (old: the whole epoch sorted by
+length; new: batching.token_budget_batches), over epochs 0 and 1 of the same seed:
+
+- spread: the mean coefficient of variation (std / mean) of the lengths inside a batch of two or
+  more, beside the data's own CV and that of random groups of the same count (what full mixing gives);
+- re-meet: of the pairs of sequences that share a batch in epoch 0, the share that share one again
+  in epoch 1;
+- efficiency: padded, real tokens / token slots (n x longest; the trainer's batch_efficiency);
+  packed, real tokens / (rows x budget), the fill of the rows (the share of a budget's compute used).
+  Old and new batching at equal efficiency run the same number of steps per epoch.
+
+Then held-out loss at equal steps: the demo's tiny model (pre-trained --pretrain_epochs on the
+training split's text as `make demo` does, shorter) is fine-tuned by training/train_full.py, in this
+process, for --steps optimizer steps with each batching and layout (old batching swapped in for the
+run: token_budget_batches is the one function the schedule calls), same seed, same learning rate,
+and the trainer's own evaluation on the held-out records gives the loss. Written to OUT/results.json
+and printed as markdown tables.
+"""
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import time
+
+import numpy as np
+from tables import markdown_table
+
+from reasoning_sft.data import batching
+from reasoning_sft.demo.pipeline import data_stages, encode_argv, filter_argv, load_script, run_stage
+from reasoning_sft.errors import run_cli
+
+LOGNORMAL = {"n": 20000, "mu": 6.0, "sigma": 1.0, "low": 8, "high": 8192, "batch_tokens": 16384}
+DEMO_BATCH_TOKENS = 4096
+
+
+def sorted_batches(lengths, batch_tokens, packed, seed, epoch):
+    """The batching before issue 30, verbatim: the whole epoch sorted by length (a random tie-break per
+    epoch), cut greedily at the budget. The baseline this benchmark compares against."""
+    rng = np.random.default_rng([seed, epoch, 1])
+    lengths = np.asarray(lengths)
+    order = np.lexsort((rng.random(len(lengths)), lengths))
+    batches, current, longest, total = [], [], 0, 0
+    for i in order.tolist():
+        n = int(lengths[i])
+        cost = (total + n) if packed else (len(current) + 1) * max(longest, n)
+        if current and cost > batch_tokens:
+            batches.append(current)
+            current, longest, total = [], 0, 0
+        current.append(i)
+        longest, total = max(longest, n), total + n
+    if current:
+        batches.append(current)
+    return batches
+
+
+BATCHINGS = {"old": sorted_batches, "new": batching.token_budget_batches}
+
+
+@contextlib.contextmanager
+def batching_used(name):
+    """The trainer's schedule (batching.step_schedule) built on BATCHINGS[name] while inside."""
+    today = batching.token_budget_batches
+    batching.token_budget_batches = BATCHINGS[name]
+    try:
+        yield
+    finally:
+        batching.token_budget_batches = today
+
+
+def data_cv(lengths):
+    lengths = np.asarray(lengths, dtype=np.float64)
+    return float(lengths.std() / lengths.mean())
+
+
+def mean_cv(lengths, batches):
+    """Mean over batches of two or more sequences of the coefficient of variation of their lengths."""
+    lengths = np.asarray(lengths, dtype=np.float64)
+    cvs = [lengths[b].std() / lengths[b].mean() for b in batches if len(b) > 1]
+    return float(np.mean(cvs)) if cvs else 0.0
+
+
+def random_groups_cv(lengths, n_groups, seed=0):
+    """mean_cv of random groups of equal count: what fully mixed batches of that size would show."""
+    order = np.random.default_rng(seed).permutation(len(lengths))
+    return mean_cv(lengths, [g.tolist() for g in np.array_split(order, n_groups)])
+
+
+def remeet_share(n, first, second):
+    """Of the pairs that share a batch in FIRST, the share that share one in SECOND too."""
+    batch_of = np.empty(n, dtype=np.int64)
+    for k, batch in enumerate(second):
+        batch_of[batch] = k
+    pairs = again = 0
+    for batch in first:
+        pairs += len(batch) * (len(batch) - 1) // 2
+        _, counts = np.unique(batch_of[batch], return_counts=True)
+        again += int((counts * (counts - 1) // 2).sum())
+    return again / pairs if pairs else 0.0
+
+
+def efficiency(lengths, batches, packed, batch_tokens):
+    """Padded: real tokens / slots computed. Packed: real tokens / (rows x budget), the rows' fill (a row
+    holding one sequence longer than the budget counts as its length)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    real = int(lengths.sum())
+    if packed:
+        return real / sum(max(batch_tokens, int(lengths[b].sum())) for b in batches)
+    return real / sum(batching.batch_cost(lengths[b].tolist(), packed=False) for b in batches)
+
+
+def batch_stats(lengths, batch_tokens, packed, batches_fn, seed):
+    first = batches_fn(lengths, batch_tokens, packed, seed, 0)
+    second = batches_fn(lengths, batch_tokens, packed, seed, 1)
+    return {"batches": len(first), "mean_cv": mean_cv(lengths, first),
+            "remeet": remeet_share(len(lengths), first, second),
+            "efficiency": efficiency(lengths, first, packed, batch_tokens)}
+
+
+def lognormal_lengths(seed=0):
+    p = LOGNORMAL
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.lognormal(p["mu"], p["sigma"], p["n"]), p["low"], p["high"]).astype(np.int64)
+
+
+def demo_data(work, pretrain_epochs):
+    """The demo's split, tiny model (pre-trained briefly) and encoded train / held-out sets under WORK,
+    built once: WORK/ready.json (written last) names them, and a later run with the same
+    --pretrain_epochs reuses them."""
+    from datasets import load_from_disk
+
+    from reasoning_sft.demo import tiny_llama
+
+    ready = os.path.join(work, "ready.json")
+    if os.path.isfile(ready):
+        with open(ready) as f:
+            data = json.load(f)
+        if data.pop("pretrain_epochs") == pretrain_epochs:
+            return dict(data, lengths=np.asarray(load_from_disk(data["train"])["length"]))
+    demo = load_script("demo.py")
+    paths = demo.split_sample(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                           "examples", "sample.jsonl"), work)
+    model = os.path.join(work, "tiny-llama")
+    defaults = demo.parse_args([])
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet):
+        tiny_llama.build(paths["train"], model, vocab_size=defaults.vocab_size, hidden=defaults.hidden,
+                         layers=defaults.layers, heads=4, kv_heads=2, pretrain_epochs=pretrain_epochs)
+        d = data_stages(model, paths["train"], work, demo.MAX_LEN)
+        heldout_filtered, heldout_encoded = os.path.join(work, "heldout_filtered"), os.path.join(work, "heldout_enc")
+        run_stage(filter_argv(paths["heldout"], d["tokenizer"], heldout_filtered, demo.MAX_LEN, plot=False))
+        run_stage(encode_argv(heldout_filtered, d["tokenizer"], heldout_encoded, demo.MAX_LEN))
+    data = {"model": model, "tokenizer": d["tokenizer"], "train": d["train_dir"],
+            "heldout": os.path.join(heldout_encoded, "arrow_dataset")}
+    with open(ready, "w") as f:
+        json.dump(dict(data, pretrain_epochs=pretrain_epochs), f)
+    return dict(data, lengths=np.asarray(load_from_disk(d["train_dir"])["length"]))
+
+
+def heldout_loss(data, out, name, packed, args):
+    """train_full.py for args.steps steps with BATCHINGS[name]; (held-out loss at the end, seconds)."""
+    argv = ["--model_name", data["model"], "--tokenizer_dir", data["tokenizer"], "--train_dir", data["train"],
+            "--eval_dir", data["heldout"], "--output_dir", out, "--overwrite", "--lr", f"{args.lr:g}",
+            "--max_steps", str(args.steps), "--epochs", "1000", "--batch_tokens", str(DEMO_BATCH_TOKENS),
+            "--packing", "on" if packed else "off", "--seed", str(args.seed), "--log_every", "10",
+            "--eval_every", str(args.steps), "--report_to", "none", "--no_plan_check"]
+    trainer = load_script("training/train_full.py")
+    t0 = time.time()
+    log = io.StringIO()
+    with batching_used(name), contextlib.redirect_stdout(log):
+        code = trainer.main(argv)
+    if code:
+        raise RuntimeError(f"train_full.py exited with {code}: {log.getvalue()[-2000:]}")
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        evals = [r for r in map(json.loads, f) if "eval_loss" in r]
+    return evals[-1]["eval_loss"], time.time() - t0
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out_dir", default="bench_out/batching")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--steps", type=int, default=60, help="optimizer steps of each fine-tuning run (0: none)")
+    p.add_argument("--lr", type=float, default=2e-3, help="the demo's full fine-tuning lr")
+    p.add_argument("--pretrain_epochs", type=float, default=3, help="the tiny model's pre-training (demo: 12)")
+    p.add_argument("--layouts", default="padded,packed", help="which layouts to fine-tune (comma-separated)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    import torch
+
+    args = parse_args(argv)
+    os.makedirs(args.out_dir, exist_ok=True)
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    t0 = time.time()
+    data = demo_data(os.path.join(args.out_dir, "demo"), args.pretrain_epochs)
+    print(f"demo data ready ({time.time() - t0:.0f} s): {len(data['lengths'])} training rows", flush=True)
+    sets = {"demo": (data["lengths"], DEMO_BATCH_TOKENS), "lognormal": (lognormal_lengths(), LOGNORMAL["batch_tokens"])}
+    results = {"seed": args.seed, "lognormal": LOGNORMAL, "demo_batch_tokens": DEMO_BATCH_TOKENS, "sets": {}}
+    for set_name, (lengths, budget) in sets.items():
+        entry = {"rows": len(lengths), "data_cv": data_cv(lengths), "batch_tokens": budget, "layouts": {}}
+        for layout in ("padded", "packed"):
+            stats = {name: batch_stats(lengths, budget, layout == "packed", fn, args.seed)
+                     for name, fn in BATCHINGS.items()}
+            stats["random_groups_cv"] = random_groups_cv(lengths, stats["new"]["batches"])
+            entry["layouts"][layout] = stats
+        results["sets"][set_name] = entry
+        rows = [(layout, name, f"{s[name]['batches']:,}", f"{s[name]['mean_cv']:.3f}",
+                 f"{entry['data_cv']:.3f} / {s['random_groups_cv']:.3f}", f"{100 * s[name]['remeet']:.1f}%",
+                 f"{100 * s[name]['efficiency']:.1f}%")
+                for layout, s in entry["layouts"].items() for name in BATCHINGS]
+        print(f"\n{set_name}: {len(lengths):,} rows, --batch_tokens {budget}\n")
+        print(markdown_table(("layout", "batching", "batches", "mean CV in a batch", "data CV / random groups",
+                              "pairs meeting again", "efficiency"), rows, right=(2, 3, 4, 5, 6)), flush=True)
+    if args.steps:
+        results["heldout_loss"] = {}
+        rows = []
+        for layout in args.layouts.split(","):
+            for name in BATCHINGS:
+                loss, seconds = heldout_loss(data, os.path.join(args.out_dir, f"{layout}_{name}"), name,
+                                             layout == "packed", args)
+                results["heldout_loss"][f"{layout}/{name}"] = {"loss": loss, "seconds": seconds}
+                rows.append((layout, name, str(args.steps), f"{loss:.4f}", f"{seconds:.0f}"))
+                print(f"  {layout}/{name}: held-out loss {loss:.4f} after {args.steps} steps ({seconds:.0f} s)",
+                      flush=True)
+        print(f"\nheld-out loss after {args.steps} steps (demo model, --batch_tokens {DEMO_BATCH_TOKENS}, "
+              f"lr {args.lr:g}, seed {args.seed})\n")
+        print(markdown_table(("layout", "batching", "steps", "held-out loss", "seconds"), rows, right=(2, 3, 4)))
+    with open(os.path.join(args.out_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"\n-> {os.path.join(args.out_dir, 'results.json')} ({time.time() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
