@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from bench_batching import mean_cv, random_groups_cv, remeet_share  # benchmarks/ is on sys.path (conftest)
+from bench_batching import mean_cv, random_groups_cv, remeet_share, sorted_batches  # benchmarks/ on sys.path
 
 from reasoning_sft.data.batching import batch_cost, collate, step_schedule, token_budget_batches
 
@@ -52,6 +52,17 @@ def test_padded_batches_group_lengths_only_inside_random_mega_batches():
     assert real / sum(batch_cost(MIX[b].tolist(), packed=False) for b in first) > 0.85
     assert mean_cv(MIX, first) < 0.25 * random_groups_cv(MIX, len(first))
     assert remeet_share(len(MIX), first, second) < 0.1
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_the_measures_see_the_banding_of_the_old_length_sorted_batching(packed):
+    """The benchmark's baseline (a sort of the whole epoch) scores as issue 30 measured it: near-zero
+    spread inside a batch, most pairs together again the next epoch; and the measures' end points hold."""
+    first, second = (sorted_batches(MIX, MIX_BUDGET, packed, seed=2, epoch=e) for e in (0, 1))
+    assert mean_cv(MIX, first) < 0.01 and remeet_share(len(MIX), first, second) > 0.5
+    assert remeet_share(len(MIX), first, first) == 1.0
+    assert remeet_share(4, [[0, 1], [2, 3]], [[0, 2], [1, 3]]) == 0.0
+    assert mean_cv([1, 3, 5, 5], [[0, 1], [2, 3]]) == pytest.approx(0.25)  # (0.5 + 0) / 2
 
 
 def test_length_grouping_keeps_padded_batches_full():
