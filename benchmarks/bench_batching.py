@@ -125,6 +125,18 @@ def batch_stats(lengths, batch_tokens, packed, batches_fn, seed):
             "efficiency": efficiency(lengths, first, packed, batch_tokens)}
 
 
+def mega_batch_trade(lengths, batch_tokens, seed, sizes=(8, 16, 32, 50)):
+    """The padded layout's trade, per mega-batch size (batching.MEGA_BATCHES): padding against mixing."""
+    today, out = batching.MEGA_BATCHES, {}
+    try:
+        for size in sizes:
+            batching.MEGA_BATCHES = size
+            out[size] = batch_stats(lengths, batch_tokens, False, batching.token_budget_batches, seed)
+    finally:
+        batching.MEGA_BATCHES = today
+    return out
+
+
 def lognormal_lengths(seed=0):
     p = LOGNORMAL
     rng = np.random.default_rng(seed)
@@ -221,6 +233,13 @@ def main(argv=None):
         print(f"\n{set_name}: {len(lengths):,} rows, --batch_tokens {budget}\n")
         print(markdown_table(("layout", "batching", "batches", "mean CV in a batch", "data CV / random groups",
                               "pairs meeting again", "efficiency"), rows, right=(2, 3, 4, 5, 6)), flush=True)
+        entry["padded_mega_batches"] = mega_batch_trade(lengths, budget, args.seed)
+        rows = [(str(size) + (" (today)" if size == batching.MEGA_BATCHES else ""), f"{s['batches']:,}",
+                 f"{s['mean_cv']:.3f}", f"{100 * s['remeet']:.1f}%", f"{100 * s['efficiency']:.1f}%")
+                for size, s in entry["padded_mega_batches"].items()]
+        print(f"\n{set_name}, padded: the mega-batch size's trade\n")
+        print(markdown_table(("mega-batch (batches' tokens)", "batches", "mean CV in a batch", "pairs meeting again",
+                              "efficiency"), rows, right=(1, 2, 3, 4)), flush=True)
     if args.steps:
         results["heldout_loss"] = {}
         rows = []
