@@ -17,26 +17,32 @@ length; new: batching.token_budget_batches), over epochs 0 and 1 of the same see
   Old and new batching at equal efficiency run the same number of steps per epoch.
 
 Then held-out loss at equal steps: the demo's tiny model (pre-trained --pretrain_epochs on the
-training split's text as `make demo` does, shorter) is fine-tuned by training/train_full.py, in this
-process, for --steps optimizer steps with each batching and layout (old batching swapped in for the
-run: token_budget_batches is the one function the schedule calls), same seed, same learning rate,
-and the trainer's own evaluation on the held-out records gives the loss. Written to OUT/results.json
+training split's text as `make demo` does, shorter) is fine-tuned by training/train_full.py for
+--steps optimizer steps with each batching and layout, same seed, same learning rate, and the
+trainer's own evaluation on the held-out records gives the loss. "new" is this checkout's trainer;
+"old" is the trainer of --old_ref (default: the commit before batches mixed), extracted with
+`git archive` into OUT/old_code and run from there, so nothing is patched. Written to OUT/results.json
 and printed as markdown tables.
 """
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import os
+import shutil
+import subprocess
+import sys
+import tarfile
 import time
 
 import numpy as np
 from tables import markdown_table
 
 from reasoning_sft.data import batching
-from reasoning_sft.demo.pipeline import data_stages, encode_argv, filter_argv, load_script, run_stage
-from reasoning_sft.errors import run_cli
+from reasoning_sft.demo.pipeline import REPO, data_stages, encode_argv, filter_argv, load_script, run_stage
+from reasoning_sft.errors import UserError, run_cli
 
 LOGNORMAL = {"n": 20000, "mu": 6.0, "sigma": 1.0, "low": 8, "high": 8192, "batch_tokens": 16384}
 DEMO_BATCH_TOKENS = 4096
@@ -63,17 +69,6 @@ def sorted_batches(lengths, batch_tokens, packed, seed, epoch):
 
 
 BATCHINGS = {"old": sorted_batches, "new": batching.token_budget_batches}
-
-
-@contextlib.contextmanager
-def batching_used(name):
-    """The trainer's schedule (batching.step_schedule) built on BATCHINGS[name] while inside."""
-    today = batching.token_budget_batches
-    batching.token_budget_batches = BATCHINGS[name]
-    try:
-        yield
-    finally:
-        batching.token_budget_batches = today
 
 
 def data_cv(lengths):
@@ -127,14 +122,9 @@ def batch_stats(lengths, batch_tokens, packed, batches_fn, seed):
 
 def mega_batch_trade(lengths, batch_tokens, seed, sizes=(8, 16, 32, 50)):
     """The padded layout's trade, per mega-batch size (batching.MEGA_BATCHES): padding against mixing."""
-    today, out = batching.MEGA_BATCHES, {}
-    try:
-        for size in sizes:
-            batching.MEGA_BATCHES = size
-            out[size] = batch_stats(lengths, batch_tokens, False, batching.token_budget_batches, seed)
-    finally:
-        batching.MEGA_BATCHES = today
-    return out
+    return {size: batch_stats(lengths, batch_tokens, False,
+                              functools.partial(batching.token_budget_batches, mega_batches=size), seed)
+            for size in sizes}
 
 
 def lognormal_lengths(seed=0):
@@ -158,8 +148,7 @@ def demo_data(work, pretrain_epochs):
         if data.pop("pretrain_epochs") == pretrain_epochs:
             return dict(data, lengths=np.asarray(load_from_disk(data["train"])["length"]))
     demo = load_script("demo.py")
-    paths = demo.split_sample(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                           "examples", "sample.jsonl"), work)
+    paths = demo.split_sample(os.path.join(REPO, "examples", "sample.jsonl"), work)
     model = os.path.join(work, "tiny-llama")
     defaults = demo.parse_args([])
     quiet = io.StringIO()
@@ -177,20 +166,41 @@ def demo_data(work, pretrain_epochs):
     return dict(data, lengths=np.asarray(load_from_disk(d["train_dir"])["length"]))
 
 
-def heldout_loss(data, out, name, packed, args):
-    """train_full.py for args.steps steps with BATCHINGS[name]; (held-out loss at the end, seconds)."""
+def baseline_ref():
+    """The commit before batches mixed: the parent of the one that brought MEGA_BATCHES into batching.py."""
+    found = subprocess.run(["git", "-C", REPO, "log", "-S", "MEGA_BATCHES", "--format=%H", "--",
+                            "reasoning_sft/data/batching.py"], capture_output=True, text=True)
+    commits = found.stdout.split()
+    if found.returncode or not commits:
+        raise UserError(f"no git history of reasoning_sft/data/batching.py in {REPO}: pass --old_ref")
+    return commits[-1] + "~1"
+
+
+def checkout(ref, dest):
+    """The repository's files at REF in DEST (git archive: the repository itself is left as it is)."""
+    archive = subprocess.run(["git", "-C", REPO, "archive", "--format=tar", ref], capture_output=True)
+    if archive.returncode:
+        raise UserError(f"git archive {ref} failed: {archive.stderr.decode().strip()}")
+    shutil.rmtree(dest, ignore_errors=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+def heldout_loss(data, out, code_dir, packed, args):
+    """training/train_full.py of the checkout CODE_DIR (its own package first on the path) for args.steps
+    steps; (held-out loss at the end, seconds)."""
     argv = ["--model_name", data["model"], "--tokenizer_dir", data["tokenizer"], "--train_dir", data["train"],
             "--eval_dir", data["heldout"], "--output_dir", out, "--overwrite", "--lr", f"{args.lr:g}",
             "--max_steps", str(args.steps), "--epochs", "1000", "--batch_tokens", str(DEMO_BATCH_TOKENS),
             "--packing", "on" if packed else "off", "--seed", str(args.seed), "--log_every", "10",
             "--eval_every", str(args.steps), "--report_to", "none", "--no_plan_check"]
-    trainer = load_script("training/train_full.py")
+    env = dict(os.environ, PYTHONPATH=code_dir, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     t0 = time.time()
-    log = io.StringIO()
-    with batching_used(name), contextlib.redirect_stdout(log):
-        code = trainer.main(argv)
-    if code:
-        raise RuntimeError(f"train_full.py exited with {code}: {log.getvalue()[-2000:]}")
+    proc = subprocess.run([sys.executable, "training/train_full.py", *argv], cwd=code_dir, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode:
+        raise UserError(f"train_full.py ({code_dir}) exited with {proc.returncode}: {proc.stderr[-2000:]}")
     with open(os.path.join(out, "metrics.jsonl")) as f:
         evals = [r for r in map(json.loads, f) if "eval_loss" in r]
     return evals[-1]["eval_loss"], time.time() - t0
@@ -204,6 +214,7 @@ def parse_args(argv):
     p.add_argument("--lr", type=float, default=2e-3, help="the demo's full fine-tuning lr")
     p.add_argument("--pretrain_epochs", type=float, default=3, help="the tiny model's pre-training (demo: 12)")
     p.add_argument("--layouts", default="padded,packed", help="which layouts to fine-tune (comma-separated)")
+    p.add_argument("--old_ref", help="the git commit whose trainer is 'old' (default: the one before batches mixed)")
     return p.parse_args(argv)
 
 
@@ -241,11 +252,13 @@ def main(argv=None):
         print(markdown_table(("mega-batch (batches' tokens)", "batches", "mean CV in a batch", "pairs meeting again",
                               "efficiency"), rows, right=(1, 2, 3, 4)), flush=True)
     if args.steps:
-        results["heldout_loss"] = {}
+        old_ref = args.old_ref or baseline_ref()
+        code = {"old": checkout(old_ref, os.path.join(args.out_dir, "old_code")), "new": REPO}
+        results["heldout_loss"] = {"old_ref": old_ref}
         rows = []
         for layout in args.layouts.split(","):
             for name in BATCHINGS:
-                loss, seconds = heldout_loss(data, os.path.join(args.out_dir, f"{layout}_{name}"), name,
+                loss, seconds = heldout_loss(data, os.path.join(args.out_dir, f"{layout}_{name}"), code[name],
                                              layout == "packed", args)
                 results["heldout_loss"][f"{layout}/{name}"] = {"loss": loss, "seconds": seconds}
                 rows.append((layout, name, str(args.steps), f"{loss:.4f}", f"{seconds:.0f}"))

@@ -33,17 +33,20 @@ def batch_cost(lengths, packed):
     return sum(lengths) if packed else len(lengths) * max(lengths)
 
 
-def token_budget_batches(lengths, batch_tokens, packed, seed, epoch):
+def token_budget_batches(lengths, batch_tokens, packed, seed, epoch, pack_window=PACK_WINDOW_BATCHES,
+                         mega_batches=MEGA_BATCHES):
     """Whole sequences in micro-batches of at most batch_tokens slots, each sequence once.
 
     The grouping is drawn afresh from (seed, epoch) (see the module's docstring). A sequence
-    longer than the budget gets a batch of its own.
+    longer than the budget gets a batch of its own. pack_window / mega_batches: the packed
+    window and the padded mega-batch, in batches' worth of tokens (the trainer uses the defaults;
+    benchmarks/bench_batching.py measures others).
     """
     lengths = np.asarray(lengths, dtype=np.int64)
     if not len(lengths):
         return []
     order = np.random.default_rng([seed, epoch, 1]).permutation(len(lengths))
-    windows = _token_windows(lengths, order, (PACK_WINDOW_BATCHES if packed else MEGA_BATCHES) * batch_tokens)
+    windows = _token_windows(lengths, order, (pack_window if packed else mega_batches) * batch_tokens)
     return (_best_fit_rows if packed else _length_grouped_batches)(lengths, windows, batch_tokens)
 
 
