@@ -46,3 +46,20 @@ def test_markdown_table_is_the_one_table_format_of_the_benchmarks():
 
     table = markdown_table(("run", "tokens/s"), [("full", "1,024"), ("lora", "")], right=(1,))
     assert table.splitlines() == ["| run | tokens/s |", "|---|---:|", "| full | 1,024 |", "| lora |  |"]
+
+
+@pytest.mark.slow
+def test_bench_batching_runs_old_and_new_batching_as_a_user_runs_it(tmp_path):
+    """Batch statistics of both batchings and one fine-tuning step each: the old one from git history."""
+    out = tmp_path / "batching"
+    proc = run_script("benchmarks/bench_batching.py", "--out_dir", out, "--steps", 1, "--layouts", "packed",
+                      "--pretrain_epochs", 0, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    packed = results["sets"]["lognormal"]["layouts"]["packed"]
+    assert packed["new"]["remeet"] < 0.1 < packed["old"]["remeet"]
+    assert packed["new"]["mean_cv"] > 0.9 * packed["random_groups_cv"] > 100 * packed["old"]["mean_cv"]
+    losses = results["heldout_loss"]
+    assert set(losses) == {"old_ref", "packed/old", "packed/new"}
+    assert all(0 < losses[k]["loss"] < 20 for k in ("packed/old", "packed/new"))
+    assert not (out / "old_code" / "reasoning_sft" / "data" / "batching.py").read_text().count("MEGA_BATCHES")
