@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make test   - install into .venv, ruff, and the test suite (what CI runs)
+#   make test   - install into .venv (and llama.cpp's vocabularies: make vocab), ruff, and the test suite (CI)
 #   make demo   - install into .venv and run the whole pipeline on a tiny local model
 # The edit-test loop (under 3 minutes): ruff, then the tests not marked slow
 #   make check
@@ -9,9 +9,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test demo install clean serve-env test-serve check
+.PHONY: test demo install clean serve-env test-serve check vocab
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed vocab
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: install
 check: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -x -m "not slow" --ignore=tests/serving
+
+# llama.cpp's sources from the llama-cpp-python sdist (a package-registry download, once per machine): the main
+# suite rebuilds each model family's published tokenizer from its vocabularies (reasoning_sft/demo/families.py)
+vocab: $(VENV)/.installed
+	PYTHON=$(BIN)/python bash scripts/vocab.sh
 
 serve-env:
 	bash scripts/serve_env.sh

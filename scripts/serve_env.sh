@@ -5,7 +5,8 @@
 #                  transformers below 5.20, so it cannot share .venv (transformers 5.23).
 #   $CACHE/llama.cpp-$LLAMA_CPP/vendor/llama.cpp
 #                  llama.cpp's sources as the registry's llama-cpp-python sdist carries them (its
-#                  convert_hf_to_gguf.py and gguf-py), with llama-server built under build/bin.
+#                  convert_hf_to_gguf.py and gguf-py; scripts/vocab.sh, make vocab, unpacks them), with
+#                  llama-server built under build/bin.
 #                  $CACHE is ${XDG_CACHE_HOME:-~/.cache}/reasoning-sft: outside the clone, so a fresh
 #                  clone on the same machine reuses the build (≈15 min on 2 cores).
 #
@@ -46,15 +47,7 @@ fi
 
 # --- llama.cpp from the llama-cpp-python sdist ------------------------------------------------------
 LLAMA=$SRC/vendor/llama.cpp
-if [ ! -f "$SRC/.unpacked" ]; then
-    say "llama.cpp sources from llama-cpp-python==$LLAMA_CPP's sdist -> $SRC"
-    tmp=$(mktemp -d)
-    pip_ "$PYTHON" -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_CPP" -d "$tmp"
-    rm -rf "$SRC.tmp" && mkdir -p "$SRC.tmp"
-    tar -xzf "$tmp"/llama_cpp_python-*.tar.gz -C "$SRC.tmp" --strip-components 1
-    rm -rf "$tmp" "$SRC" && mv "$SRC.tmp" "$SRC"
-    touch "$SRC/.unpacked"
-fi
+PYTHON="$PYTHON" LLAMA_CPP="$LLAMA_CPP" bash scripts/vocab.sh  # the sources (make vocab)
 if [ ! -x "$LLAMA/build/bin/llama-server" ]; then
     say "building llama-server in $LLAMA/build ($JOBS jobs; about 15 min on 2 cores)"
     cmake -S "$LLAMA" -B "$LLAMA/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \

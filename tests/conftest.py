@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from reasoning_sft.demo.families import CODELLAMA
+from reasoning_sft.demo.families import FAMILIES as FAMILY_TABLE
 from reasoning_sft.demo.pipeline import encode_argv, filter_argv, run_stage, tokenizer_argv
 
 # Nothing in the test suite may reach the network; progress/thread noise off.
@@ -156,6 +158,48 @@ def encoded_dir(tmp_path_factory, filtered_dir, tokenizer_dir):
     out = tmp_path_factory.mktemp("stage3") / "encoded"
     run_stage(encode_argv(filtered_dir, tokenizer_dir, out, MAX_LEN))
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# every model family (reasoning_sft/demo/families.py): published tokenizer + tiny random model, built on first use
+#
+#     @pytest.mark.parametrize("family", FAMILIES)
+#     def test_something(family, family_base, family_prepared, family_encoded):
+#         base = family_base(family)          # dir: tokenizer + tiny model (stage 1's --model)
+#         tokenizer_dir = family_prepared(family)   # stage 1's output
+#         encoded = family_encoded(family)    # stage 3's output dir (arrow_dataset/ inside), FAMILY_N records
+#
+# Each factory builds a family once per session (a cache), in-process; `codellama` is the demo's tiny Llama
+# (the same directories as tiny_model_dir / tokenizer_dir). The BPE families need llama.cpp's vocabularies
+# (`make vocab`); without them the fixture fails with the one line saying so.
+
+FAMILIES = list(FAMILY_TABLE)
+BPE_FAMILIES = [name for name in FAMILIES if name != CODELLAMA]
+FAMILY_N, FAMILY_MAX_LEN = 6, 512  # family_encoded: the first records of the sample, stage 2's --max_len
+
+
+def _cached(build):
+    cache = {}
+
+    def get(name):
+        if name not in FAMILY_TABLE:
+            raise KeyError(f"unknown family {name!r}; FAMILIES = {FAMILIES}")
+        if name not in cache:
+            cache[name] = build(name)
+        return cache[name]
+    return get
+
+
+@pytest.fixture(scope="session")
+def family_base(request, tmp_path_factory):
+    """family_base(name) -> Path of the family's base model dir (published tokenizer + tiny random model)."""
+    from reasoning_sft.demo.families import base_model
+
+    def build(name):
+        if name == CODELLAMA:
+            return Path(request.getfixturevalue("tiny_model_dir"))
+        return Path(base_model(name, tmp_path_factory.mktemp("family") / name))
+    return _cached(build)
 
 
 @pytest.fixture(scope="session", name="run_script")
