@@ -1,13 +1,20 @@
-"""Stage 1: a Llama-family tokenizer with the six reasoning/intention/code tags and a pad token.
+"""Stage 1: the base model's tokenizer with the six reasoning/intention/code tags and a pad token.
 
     python prepare_llamatokenizer.py --model codellama/CodeLlama-7b-Python-hf --out_dir tokenizer
+    python prepare_llamatokenizer.py --model Qwen/Qwen2.5-Coder-7B --out_dir tokenizer
     python prepare_llamatokenizer.py --model demo_out/tiny-llama --out_dir demo_out/tokenizer
 
+Takes SentencePiece BPE tokenizers (Llama-2, CodeLlama, Mistral) and byte-level BPE ones (Qwen2.5, Qwen2.5-Coder,
+Qwen3, Llama-3.x, DeepSeek-Coder, StarCoder2), with a BOS the tokenizer adds, one it never adds, or none; the
+tokenizer must have an EOS. Anything else (WordPiece, Unigram, ...) is refused in one line, nothing written.
+
 Writes the tokenizer plus sft_tokenizer.json (base model, tag ids, vocabulary fingerprint)
-that later stages check. Fails if a tag is not one id or a stray "▁" follows a tag. The saved
-tokenizer carries a chat template that renders one user message as the training prompt (BOS +
-instruction + "\n\n<reasoning>", the same ids), so a serving stack builds the prompt that
-the model was trained on.
+that later stages check. Fails if a tag is not one id or a stray space mark ("▁", "Ġ") follows a
+tag, or if a byte-level tokenizer no longer encodes as the base's tokenizer.json. The saved
+tokenizer carries a chat template that renders one user message as the training prompt (the base's
+own special tokens, i.e. BOS where it adds one, + instruction + "\n\n<reasoning>", the same ids), so
+a serving stack builds the prompt that the model was trained on. The pad token is the base's own
+unless that is EOS or missing: then a new "<pad>" (EOS must stay a learned target).
 """
 
 import argparse
@@ -22,20 +29,26 @@ from reasoning_sft.artifacts import (
     write_json,
 )
 from reasoning_sft.data.tokenizer import (
+    BYTE_LEVEL,
+    TOKENIZER_JSON,
     add_chat_template,
     add_tags_and_pad,
+    base_file,
+    encoding_mismatch,
     load_base_tokenizer,
     save_tokenizer,
     tokenizer_meta,
     verify_chat_template,
     verify_tokenizer,
 )
-from reasoning_sft.errors import add_verbose_flag, run_cli
+from reasoning_sft.errors import UserError, add_verbose_flag, run_cli
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="hub id or local directory of the base model/tokenizer")
+    p.add_argument("--model", required=True,
+                   help="hub id or local directory of the base model/tokenizer: SentencePiece BPE (Llama-2, CodeLlama) "
+                   "or byte-level BPE (Qwen2.5/Qwen3, Llama-3, DeepSeek-Coder, StarCoder2), with an EOS")
     p.add_argument("--out_dir", required=True, help="where to write the prepared tokenizer")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out_dir")
     add_verbose_flag(p)
@@ -57,6 +70,10 @@ def main(argv=None):
         verify_tokenizer(saved)
         verify_chat_template(saved)
         meta = tokenizer_meta(saved, args.model, vocab_fingerprint(saved))
+        published = base_file(args.model, TOKENIZER_JSON) if meta["kind"] == BYTE_LEVEL else None
+        problem = encoding_mismatch(saved, published) if published else None
+        if problem:
+            raise UserError(f"the saved tokenizer does not encode as the base's: {problem}")
         write_json(os.path.join(tmp, TOKENIZER_META), meta)
     load_prepared_tokenizer(args.out_dir)  # the round trip every later stage does
     print(f"tokenizer -> {args.out_dir}: {meta['vocab_size']} tokens, added {added or 'nothing (already present)'}, "

@@ -166,8 +166,8 @@ def encoded_dir(tmp_path_factory, filtered_dir, tokenizer_dir):
 #     @pytest.mark.parametrize("family", FAMILIES)
 #     def test_something(family, family_base, family_prepared, family_encoded):
 #         base = family_base(family)          # dir: tokenizer + tiny model (stage 1's --model)
-#         tokenizer_dir = family_prepared(family)   # stage 1's output
-#         encoded = family_encoded(family)    # stage 3's output dir (arrow_dataset/ inside), FAMILY_N records
+#         tokenizer_dir = family_prepared(family)  # stage 1's output (a trainer's --tokenizer_dir)
+#         train_dir = family_encoded(family)  # stage 3's arrow_dataset (a trainer's --train_dir), FAMILY_N records
 #
 # Each factory builds a family once per session (a cache), in-process; `codellama` is the demo's tiny Llama
 # (the same directories as tiny_model_dir / tokenizer_dir). The BPE families need llama.cpp's vocabularies
@@ -175,7 +175,7 @@ def encoded_dir(tmp_path_factory, filtered_dir, tokenizer_dir):
 
 FAMILIES = list(FAMILY_TABLE)
 BPE_FAMILIES = [name for name in FAMILIES if name != CODELLAMA]
-FAMILY_N, FAMILY_MAX_LEN = 6, 512  # family_encoded: the first records of the sample, stage 2's --max_len
+FAMILY_N, FAMILY_MAX_LEN = 8, 512  # family_encoded: the first records of the sample, stage 2's --max_len
 
 
 def _cached(build):
@@ -199,6 +199,34 @@ def family_base(request, tmp_path_factory):
         if name == CODELLAMA:
             return Path(request.getfixturevalue("tiny_model_dir"))
         return Path(base_model(name, tmp_path_factory.mktemp("family") / name))
+    return _cached(build)
+
+
+@pytest.fixture(scope="session")
+def family_prepared(request, tmp_path_factory, family_base):
+    """family_prepared(name) -> Path of stage 1's output for the family's base (prepare_llamatokenizer.py)."""
+    def build(name):
+        if name == CODELLAMA:
+            return Path(request.getfixturevalue("tokenizer_dir"))
+        out = tmp_path_factory.mktemp("family_stage1") / name
+        run_stage(tokenizer_argv(family_base(name), out))
+        return out
+    return _cached(build)
+
+
+@pytest.fixture(scope="session")
+def family_encoded(tmp_path_factory, sample_records, family_prepared):
+    """family_encoded(name) -> Path of the arrow_dataset (a trainer's --train_dir) that stages 2-3 make of the
+    sample's first FAMILY_N records with the family's stage 1 tokenizer (--max_len FAMILY_MAX_LEN); the encode
+    dir, with manifest.json, is its parent."""
+    def build(name):
+        root = tmp_path_factory.mktemp("family_stage23") / name
+        root.mkdir()
+        raw = root / "raw.json"
+        raw.write_text(json.dumps(sample_records[:FAMILY_N]))
+        run_stage(filter_argv(raw, family_prepared(name), root / "f", FAMILY_MAX_LEN, plot=False))
+        run_stage(encode_argv(root / "f", family_prepared(name), root / "e", FAMILY_MAX_LEN))
+        return root / "e" / "arrow_dataset"
     return _cached(build)
 
 

@@ -1,10 +1,23 @@
-"""Stage 1 logic: add the tags and a pad token to a Llama-family tokenizer, and prove it is clean.
+"""Stage 1 logic: add the tags and a pad token to a base model's tokenizer, and prove it is clean.
+
+Two kinds of tokenizer are taken, the two that code LLMs use (`tokenizer_kind`):
+- SentencePiece BPE (Llama-2, CodeLlama, Mistral): BPE with byte fallback and the "▁" word prefix;
+- byte-level BPE (Qwen2.5/Qwen3, Llama-3, DeepSeek-Coder, StarCoder2): GPT-2's byte-to-character map, where a
+  space is "Ġ".
+Either with a BOS that the tokenizer adds, a BOS that is never added (StarCoder2), or none (Qwen); an EOS is
+required (it ends every training example). Anything else (WordPiece, Unigram, a BPE of neither kind) is refused
+in one line, before anything is written.
 
 Llama SentencePiece tokenizers in their `legacy` mode prepend the dummy prefix "▁" to
 every piece of text, including the text right after a special token, so "<code>def"
 becomes ["<code>", "▁def"]: the model would learn a stray space after every tag. Loading
 with legacy=False (Metaspace prepend_scheme="first") and saving keeps it away; the
 checks below prove that for the saved directory, not for the object in memory.
+
+A byte-level BPE tokenizer is the base's tokenizer.json as it is: some tokenizer classes rebuild its pipeline
+when transformers loads them (StarCoder2's GPT2Tokenizer drops the file's digit split, so " ½" encodes
+differently), so where the loaded tokenizer does not encode like the file, the file is loaded as it is
+(TokenizersBackend), and the saved directory is checked to encode like the base's tokenizer.json.
 """
 
 import json
@@ -27,19 +40,99 @@ PAD_TOKEN = "<pad>"
 # the SentencePiece model file of Llama-family tokenizers; transformers 5 loads tokenizer.json and saves no
 # tokenizer.model, but llama.cpp's converter needs it to reproduce the tokenizer: stages copy it along
 SENTENCEPIECE_MODEL = "tokenizer.model"
+TOKENIZER_JSON = "tokenizer.json"
+SENTENCEPIECE, BYTE_LEVEL = "SentencePiece BPE", "byte-level BPE"
+SUPPORTED = (f"stage 1 takes {SENTENCEPIECE} (Llama-2, CodeLlama, Mistral) or {BYTE_LEVEL} (Qwen2.5, Qwen3, "
+             "Llama-3, DeepSeek-Coder, StarCoder2) tokenizers")
 # Pieces of text that follow a tag in real data: code, prose, indentation, digits.
 PROBES = ("def solve(nums):", "First, sort the list.", "x", "    return 1", "42 items")
+# Text on which a byte-level tokenizer must encode exactly as the base's tokenizer.json: digits and numbers
+# (split one by one or in threes), a fraction, accents, CJK, emoji, whitespace runs, contractions, code.
+FIDELITY_PROBES = ("ied 4 ½ months", "3333333 33 3.14", "Écris une fonction « tri » — naïve.",
+                   "我想在apple工作1314151天", "🚀 (normal) 😶\u200d🌫️", "\n \n\n \t\t  x", "I've been 'told he's there",
+                   "def f(a, b):\n    return a+b")
+# the word-boundary mark that starts a piece: SentencePiece's "▁", byte-level BPE's "Ġ" (the space byte)
+SPACE_MARKS = ("▁", "Ġ")
+
+
+def _types(component):
+    """The component types of a tokenizer.json pipeline part, nested Sequences flattened."""
+    if not component:
+        return []
+    if component.get("type") == "Sequence":
+        inner = component.get("pretokenizers") or component.get("normalizers") or component.get("decoders") or []
+        return [t for c in inner for t in _types(c)]
+    return [component.get("type")]
+
+
+def tokenizer_kind(tokenizer, name="the tokenizer"):
+    """SENTENCEPIECE or BYTE_LEVEL from the tokenizer's own pipeline; UserError naming what it is otherwise."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise UserError(f"{name}: a {type(tokenizer).__name__} with no tokenizers backend (tokenizer.json) is not "
+                        f"supported; {SUPPORTED}")
+    state = json.loads(backend.to_str())
+    model = state.get("model") or {}
+    pre = _types(state.get("pre_tokenizer"))
+    everything = pre + _types(state.get("normalizer")) + _types(state.get("decoder"))
+    if model.get("type") == "BPE" and "ByteLevel" in pre:
+        return BYTE_LEVEL
+    sentencepiece_marks = ("Metaspace" in everything or "▁" in json.dumps(state.get("normalizer"), ensure_ascii=False))
+    if model.get("type") == "BPE" and model.get("byte_fallback") and sentencepiece_marks:
+        return SENTENCEPIECE
+    what = f"{model.get('type', 'unknown')} model" + (f", pre-tokenizer {'+'.join(pre)}" if pre else "")
+    raise UserError(f"{name}: a {what} tokenizer ({type(tokenizer).__name__}) is not supported; {SUPPORTED}")
+
+
+def base_file(name_or_path, filename):
+    """FILENAME beside a tokenizer (a local directory, or a hub id's cached files), or None."""
+    if os.path.isdir(name_or_path):
+        path = os.path.join(name_or_path, filename)
+        return path if os.path.isfile(path) else None
+    from transformers.utils import cached_file
+
+    try:
+        return cached_file(name_or_path, filename, _raise_exceptions_for_missing_entries=False)
+    except OSError:
+        return None
+
+
+def encoding_mismatch(tokenizer, tokenizer_json):
+    """None if the tokenizer encodes FIDELITY_PROBES (special tokens added) as the file does, else the first
+    difference."""
+    from tokenizers import Tokenizer
+
+    reference = Tokenizer.from_file(tokenizer_json)
+    for text in FIDELITY_PROBES:
+        got, expected = tokenizer(text)["input_ids"], reference.encode(text).ids
+        if got != expected:
+            return f"{text!r} -> {got} where {os.path.basename(tokenizer_json)} gives {expected}"
+    return None
 
 
 def load_base_tokenizer(model):
-    from transformers import AutoTokenizer
+    """The base model's tokenizer as it tokenizes: SentencePiece ones with legacy=False, byte-level ones as
+    their tokenizer.json; UserError for a tokenizer stage 1 does not take, or one with no EOS."""
+    from transformers import AutoTokenizer, TokenizersBackend
 
     if not os.path.isdir(model) and (model.startswith((".", "/", "~")) or model.count("/") > 1):
         raise UserError(f"{model}: no such model directory (and not a hub id of the form org/name)")
     try:
-        return AutoTokenizer.from_pretrained(model, legacy=False)
+        tokenizer = AutoTokenizer.from_pretrained(model, legacy=False)
     except OSError as err:
         raise UserError(f"cannot load a tokenizer from {model!r}: {str(err).splitlines()[0]}") from None
+    kind = tokenizer_kind(tokenizer, model)
+    if tokenizer.eos_token_id is None:
+        raise UserError(f"{model}: the tokenizer has no EOS token (eos_token in tokenizer_config.json); every "
+                        "training example ends with it, so stage 1 needs one")
+    published = base_file(model, TOKENIZER_JSON) if kind == BYTE_LEVEL else None
+    if published and encoding_mismatch(tokenizer, published):
+        # the class rebuilt the pipeline (StarCoder2's GPT2Tokenizer): take the file as it is
+        tokenizer = TokenizersBackend.from_pretrained(model)
+        problem = encoding_mismatch(tokenizer, published)
+        if problem:
+            raise UserError(f"{model}: cannot load the tokenizer so that it encodes as its {TOKENIZER_JSON}: {problem}")
+    return tokenizer
 
 
 def add_tags_and_pad(tokenizer):
@@ -67,15 +160,7 @@ def add_tags_and_pad(tokenizer):
 
 def sentencepiece_model_path(name_or_path):
     """The tokenizer.model beside a tokenizer (a local directory, or a hub id's cached files), or None."""
-    if os.path.isdir(name_or_path):
-        path = os.path.join(name_or_path, SENTENCEPIECE_MODEL)
-        return path if os.path.isfile(path) else None
-    from transformers.utils import cached_file
-
-    try:
-        return cached_file(name_or_path, SENTENCEPIECE_MODEL, _raise_exceptions_for_missing_entries=False)
-    except OSError:
-        return None
+    return base_file(name_or_path, SENTENCEPIECE_MODEL)
 
 
 def save_tokenizer(tokenizer, out_dir):
@@ -93,9 +178,13 @@ def _ids(tokenizer, text):
 
 
 def verify_tokenizer(tokenizer):
-    """Raise UserError unless every tag is one id and no stray "▁" follows a tag."""
-    if tokenizer.eos_token_id is None or tokenizer.bos_token_id is None:
-        raise UserError("the tokenizer has no BOS or EOS token; a Llama-family tokenizer is expected")
+    """Raise UserError unless every tag is one id and no stray space mark follows a tag.
+
+    Tokenizer-agnostic: text after a tag must encode as it does at the start of a line, and its first piece
+    may start with a word-boundary mark ("▁", "Ġ") only where the text starts with whitespace.
+    """
+    if tokenizer.eos_token_id is None:
+        raise UserError("the tokenizer has no EOS token")
     if tokenizer.pad_token_id in (None, tokenizer.eos_token_id):
         raise UserError("pad token is missing or equal to EOS")
     newline = _ids(tokenizer, "\n")
@@ -108,7 +197,7 @@ def verify_tokenizer(tokenizer):
             line_start = _ids(tokenizer, "\n" + probe)
             pieces = tokenizer.convert_ids_to_tokens(after_tag)
             expected = line_start[len(newline):] if line_start[:len(newline)] == newline else None
-            stray = pieces[1].startswith("▁") and not probe[0].isspace()
+            stray = pieces[1].startswith(SPACE_MARKS) and not probe[0].isspace()
             if after_tag[0] != tag_id or stray or (expected is not None and after_tag[1:] != expected):
                 raise UserError(f"tokenizer inserts a stray prefix after {tag}: {tag + probe!r} -> {pieces}; "
                                 "load the base tokenizer with legacy=False (Metaspace prepend_scheme='first')")
@@ -196,10 +285,20 @@ def chat_template_mismatch(tokenizer):
     return None
 
 
+def chat_prefixes(tokenizer):
+    """The CHAT_PREFIXES that can render for this tokenizer: none naming bos_token where it has none (Qwen)."""
+    return [p for p in CHAT_PREFIXES if tokenizer.bos_token is not None or "bos_token" not in p]
+
+
 def add_chat_template(tokenizer):
-    """Set the first candidate chat template that reproduces the training prompt; UserError if none does."""
+    """Set the first candidate chat template that reproduces the training prompt; UserError if none does.
+
+    The prompt has exactly the base's own special tokens: a BOS where the tokenizer adds one (Llama, DeepSeek),
+    none where it adds none (Qwen has no BOS; StarCoder2's is never added), since the template is tried against
+    tokenizer(prompt_text, add_special_tokens=True).
+    """
     problems = []
-    for prefix in CHAT_PREFIXES:
+    for prefix in chat_prefixes(tokenizer):
         tokenizer.chat_template = chat_template(prefix)
         problem = chat_template_mismatch(tokenizer)
         if problem is None:
@@ -229,4 +328,6 @@ def tokenizer_meta(tokenizer, base_model, fingerprint):
         "vocab_size": len(tokenizer),
         "fingerprint": fingerprint,
         "sentencepiece_model": os.path.isfile(os.path.join(tokenizer.name_or_path, SENTENCEPIECE_MODEL)),
+        "kind": tokenizer_kind(tokenizer),
+        "adds_bos": tokenizer.bos_token_id is not None and tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id],
     }
