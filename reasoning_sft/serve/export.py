@@ -29,10 +29,12 @@ import sys
 from reasoning_sft.artifacts import atomic_output_dir, read_json, write_json
 from reasoning_sft.data.template import CLOSE, TAGS, TEMPLATE_VERSION
 from reasoning_sft.data.tokenizer import (
+    BYTE_LEVEL,
     SENTENCEPIECE_MODEL,
     add_tags_and_pad,
     chat_template,
     save_tokenizer,
+    tokenizer_kind,
     verify_chat_template,
     verify_tokenizer,
 )
@@ -54,7 +56,7 @@ GGUF_CHAT_PREFIX = {True: "bos_token", False: "''"}  # keyed by "the tokenizer a
 # gguf token types (gguf.TokenType): text of CONTROL tokens is dropped from llama-server's output
 GGUF_USER_DEFINED, GGUF_CONTROL = 4, 3
 # the two ways llama.cpp's converter reads a tokenizer (what write_gguf checks it can)
-GGUF_SENTENCEPIECE, GGUF_BPE = "sentencepiece", "byte-level BPE"
+GGUF_SENTENCEPIECE, GGUF_BPE = "sentencepiece", BYTE_LEVEL
 
 
 def default_llama_cpp_dir():
@@ -257,20 +259,13 @@ def gguf_chat_template(tokenizer):
     return chat_template(GGUF_CHAT_PREFIX[adds_bos(tokenizer)])
 
 
-def gguf_vocabulary(out_dir):
+def gguf_vocabulary(out_dir, tokenizer):
     """How llama.cpp's converter will read the tokenizer written to out_dir: GGUF_SENTENCEPIECE (its
     tokenizer.model) or GGUF_BPE (a byte-level BPE tokenizer.json, as Qwen, Llama-3, DeepSeek-Coder and
     StarCoder2 ship); UserError for anything else, which it would not reproduce."""
     if os.path.isfile(os.path.join(out_dir, SENTENCEPIECE_MODEL)):
         return GGUF_SENTENCEPIECE
-    spec = read_json(os.path.join(out_dir, "tokenizer.json"), "tokenizer")
-
-    def types(node):  # the component types of a (possibly Sequence) pre-tokenizer
-        if not isinstance(node, dict):
-            return set()
-        return {node.get("type")}.union(*(types(n) for n in node.get("pretokenizers") or []))
-
-    if (spec.get("model") or {}).get("type") == "BPE" and "ByteLevel" in types(spec.get("pre_tokenizer")):
+    if tokenizer_kind(tokenizer) == BYTE_LEVEL:
         return GGUF_BPE
     raise UserError("--gguf: this tokenizer has no tokenizer.model (a SentencePiece model) and is not byte-level "
                     "BPE, so llama.cpp cannot reproduce it and would show the model other prompts than it was "
@@ -302,7 +297,7 @@ def write_gguf(out_dir, tokenizer, dtype, llama_cpp_dir=None, python=None):
     BPE one from tokenizer.json (naming its pre-tokenizer by hash); BOS, EOS and whether BOS is added come
     from tokenizer.json / tokenizer_config.json / config.json. check_gguf proves the outcome.
     """
-    vocabulary = gguf_vocabulary(out_dir)
+    vocabulary = gguf_vocabulary(out_dir, tokenizer)
     convert, gguf_py, new_metadata = llama_cpp_tools(llama_cpp_dir)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [gguf_py, os.environ.get("PYTHONPATH")])),
                NO_LOCAL_GGUF="")
