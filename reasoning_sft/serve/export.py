@@ -68,16 +68,15 @@ def default_llama_cpp_dir():
 
 
 def llama_cpp_tools(llama_cpp_dir):
-    """(converter script, gguf-py dir, new-metadata script) of a llama.cpp checkout; UserError if absent."""
+    """(converter script, gguf-py dir) of a llama.cpp checkout; UserError if absent."""
     llama_cpp_dir = llama_cpp_dir or default_llama_cpp_dir()
     convert = os.path.join(llama_cpp_dir, "convert_hf_to_gguf.py")
     gguf_py = os.path.join(llama_cpp_dir, "gguf-py")
-    new_metadata = os.path.join(gguf_py, "gguf", "scripts", "gguf_new_metadata.py")
-    missing = [p for p in (convert, new_metadata) if not os.path.isfile(p)]
-    if missing:
-        raise UserError(f"--gguf needs llama.cpp's converter: {missing[0]} not found; run `make serve-env` "
+    if not os.path.isfile(convert) or not os.path.isdir(gguf_py):
+        missing = convert if not os.path.isfile(convert) else gguf_py
+        raise UserError(f"--gguf needs llama.cpp's converter: {missing} not found; run `make serve-env` "
                         "or pass --llama_cpp DIR (a llama.cpp source tree)")
-    return convert, gguf_py, new_metadata
+    return convert, gguf_py
 
 
 # ---------------------------------------------------------------------------------------
@@ -291,73 +290,139 @@ def _run_tool(argv, what, env=None):
 
 
 def write_gguf(out_dir, tokenizer, dtype, llama_cpp_dir=None, python=None):
-    """out_dir/model.gguf by llama.cpp's convert_hf_to_gguf.py, then </code> as EOT and the GGUF chat template.
+    """out_dir/model.gguf by llama.cpp's convert_hf_to_gguf.py, then </code> as EOT and the GGUF chat template
+    (set_gguf_metadata).
 
     The converter reads a SentencePiece tokenizer from tokenizer.model + added_tokens.json and a byte-level
     BPE one from tokenizer.json (naming its pre-tokenizer by hash); BOS, EOS and whether BOS is added come
     from tokenizer.json / tokenizer_config.json / config.json. check_gguf proves the outcome.
     """
     vocabulary = gguf_vocabulary(out_dir, tokenizer)
-    convert, gguf_py, new_metadata = llama_cpp_tools(llama_cpp_dir)
+    convert, gguf_py = llama_cpp_tools(llama_cpp_dir)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [gguf_py, os.environ.get("PYTHONPATH")])),
                NO_LOCAL_GGUF="")
     python = python or sys.executable
     raw = os.path.join(out_dir, ".converted.gguf")
     _run_tool([python, convert, out_dir, "--outfile", raw, "--outtype", GGUF_OUTTYPES[dtype]],
               "llama.cpp's convert_hf_to_gguf.py", env)
-    _run_tool([python, new_metadata, raw, os.path.join(out_dir, GGUF_FILE), "--force",
-               "--chat-template", gguf_chat_template(tokenizer), "--special-token", "eot", CLOSE["code"]],
-              "gguf-py's gguf_new_metadata.py", env)
+    # what gguf-py's gguf_new_metadata.py --chat-template ... --special-token eot </code> sets (gguf.Keys)
+    set_gguf_metadata(raw, os.path.join(out_dir, GGUF_FILE), strings={"tokenizer.chat_template": gguf_chat_template(
+        tokenizer)}, uint32s={"tokenizer.ggml.eot_token_id": tokenizer.convert_tokens_to_ids(CLOSE["code"])})
     os.remove(raw)
     return dict(check_gguf(os.path.join(out_dir, GGUF_FILE), tokenizer), vocabulary=vocabulary)
 
 
 # GGUF value types (gguf.GGUFValueType) -> struct format of one scalar; 8 is STRING, 9 is ARRAY
 _GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
-_GGUF_STRING, _GGUF_ARRAY = 8, 9
+_GGUF_UINT32, _GGUF_STRING, _GGUF_ARRAY = 4, 8, 9
+_GGUF_HEADER = "<4sIQQ"  # magic, version, tensor count, key/value count
+
+
+class _GGUFLayout:
+    """Where things are in a (little-endian) GGUF: header, then key/values, tensor infos, aligned tensor data.
+
+    What gguf-py's GGUFReader parses too, but it builds numpy views for every array element: on a 152k
+    vocabulary (Qwen's, with as many merges) that takes 8 s of CPU; this 0.3 s. Used to read the metadata
+    (read_gguf_metadata) and to rewrite a few keys without touching the tensors (set_gguf_metadata).
+    """
+
+    def __init__(self, data, path):
+        import struct
+
+        self.data, self.pos = data, struct.calcsize(_GGUF_HEADER)
+        magic, self.version, self.n_tensors, n_kv = struct.unpack_from(_GGUF_HEADER, data, 0)
+        if magic != b"GGUF":
+            raise UserError(f"{path}: not a GGUF file")
+        self.kv = {}  # key -> (value, start, end) of the whole key/value record
+        for _ in range(n_kv):
+            start = self.pos
+            key = self._text()
+            self.kv[key] = (self._value(self._take("I")[0]), start, self.pos)
+        self.kv_end = self.pos
+
+    def _take(self, fmt):  # a tuple of values
+        import struct
+
+        values = struct.unpack_from("<" + fmt, self.data, self.pos)
+        self.pos += struct.calcsize("<" + fmt)
+        return values
+
+    def _text(self):
+        (n,) = self._take("Q")
+        self.pos += n
+        return bytes(self.data[self.pos - n:self.pos]).decode("utf-8")
+
+    def _value(self, kind):
+        if kind == _GGUF_STRING:
+            return self._text()
+        if kind == _GGUF_ARRAY:
+            item, n = self._take("IQ")
+            if item in _GGUF_SCALARS:
+                return list(self._take(f"{n}{_GGUF_SCALARS[item]}"))
+            return [self._value(item) for _ in range(n)]
+        return self._take(_GGUF_SCALARS[kind])[0]
+
+    def tensor_data_start(self):
+        """Offset of the tensor data: past the tensor infos (name, dims, type, offset), aligned."""
+        self.pos = self.kv_end
+        for _ in range(self.n_tensors):
+            self._text()
+            (n_dims,) = self._take("I")
+            self._take(f"{n_dims}QIQ")
+        self.ti_end = self.pos
+        alignment = self.kv.get("general.alignment", (32,))[0]
+        return -(-self.pos // alignment) * alignment
+
+
+def _open_gguf(path):
+    import mmap
+
+    with open(path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def read_gguf_metadata(path):
-    """{key: value} of a (little-endian) GGUF's metadata, read up to the tensor infos.
+    """{key: value} of a GGUF's metadata (arrays of numbers as lists, strings as str)."""
+    data = _open_gguf(path)
+    try:
+        return {key: value for key, (value, _, _) in _GGUFLayout(data, path).kv.items()}
+    finally:
+        data.close()
 
-    What gguf-py's GGUFReader reads too, but it builds numpy views for every array element: on a 152k
-    vocabulary (Qwen's, with as many merges) it takes 8 s of CPU, and this 0.3 s. Arrays of numbers come
-    back as lists, strings as str.
+
+def set_gguf_metadata(src, dst, strings=None, uint32s=None):
+    """Copy the GGUF src to dst with these string and uint32 keys set (replaced in place, else appended).
+
+    What gguf-py's gguf_new_metadata.py does for --chat-template and --special-token, without its 8 s of
+    GGUFReader on a 152k vocabulary: the other key/values, the tensor infos and the tensor data are copied
+    as bytes (tensor offsets count from the start of the data, which is re-aligned).
     """
-    import mmap
+    import shutil
     import struct
 
-    with open(path, "rb") as f:
-        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # the metadata only is read: it comes first
-    if data[:4] != b"GGUF":
-        raise UserError(f"{path}: not a GGUF file")
-    _, _, n_kv = struct.unpack_from("<IQQ", data, 4)
-    pos = 24
+    def text(value):
+        raw = value.encode("utf-8")
+        return struct.pack("<Q", len(raw)) + raw
 
-    def take(fmt):  # a tuple of values
-        nonlocal pos
-        values = struct.unpack_from("<" + fmt, data, pos)
-        pos += struct.calcsize("<" + fmt)
-        return values
-
-    def text():
-        nonlocal pos
-        (n,) = take("Q")
-        pos += n
-        return data[pos - n:pos].decode("utf-8")
-
-    def value(kind):
-        if kind == _GGUF_STRING:
-            return text()
-        if kind == _GGUF_ARRAY:
-            item, n = take("IQ")
-            if item in _GGUF_SCALARS:
-                return list(take(f"{n}{_GGUF_SCALARS[item]}"))
-            return [value(item) for _ in range(n)]
-        return take(_GGUF_SCALARS[kind])[0]
-
+    new = {key: text(key) + struct.pack("<I", _GGUF_STRING) + text(value) for key, value in (strings or {}).items()}
+    new.update({key: text(key) + struct.pack("<II", _GGUF_UINT32, value)
+                for key, value in (uint32s or {}).items()})
+    data = _open_gguf(src)
     try:
-        return {text(): value(take("I")[0]) for _ in range(n_kv)}
+        layout = _GGUFLayout(data, src)
+        data_start = layout.tensor_data_start()
+        records = [new.pop(key, data[start:end]) for key, (_, start, end) in layout.kv.items()]
+        records += new.values()
+        alignment = layout.kv.get("general.alignment", (32,))[0]
+        with open(dst, "wb") as out:
+            out.write(struct.pack(_GGUF_HEADER, b"GGUF", layout.version, layout.n_tensors, len(records)))
+            for record in records:
+                out.write(record)
+            out.write(data[layout.kv_end:layout.ti_end])
+            out.write(b"\0" * (-out.tell() % alignment))
+        with open(src, "rb") as f, open(dst, "ab") as out:
+            f.seek(data_start)
+            shutil.copyfileobj(f, out, 16 << 20)
     finally:
         data.close()
 

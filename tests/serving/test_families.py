@@ -8,6 +8,7 @@ wrote (input_ids up to and including <reasoning>) on every prompt. The model is 
 is not the point here (test_engines.py holds the trained CodeLlama-format model to transformers' answers).
 """
 
+import json
 import time
 
 import pytest
@@ -71,3 +72,29 @@ def test_llama_server_builds_the_training_prompts(family, tools, family_export, 
                                                          "max_tokens": 2, "temperature": 0})
         assert answer["choices"][0]["finish_reason"] in ("length", "stop")
     assert same == [True] * len(prompts)
+
+
+# the family whose generation --backend vllm runs: Qwen's tokenizer has no BOS at all (bos_token null)
+NO_BOS_FAMILY = "qwen2.5-coder-tied"
+
+
+def test_generate_backend_vllm_on_a_no_bos_family_is_the_transformers_backends(tools, family_export,
+                                                                                 family_prepared, family_encoded,
+                                                                                 tmp_path):
+    """generate.py --backend vllm on the export of a family without BOS: the prompts are the training ids (no
+    BOS invented) and the greedy rows are the transformers backend's (fp32 on both sides)."""
+    import generate
+
+    from .test_vllm_backend import read_jsonl, run_serve_python
+
+    prompts = family_training_prompts(family_encoded(NO_BOS_FAMILY))
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"id": str(i), "instruction": text}) + "\n"
+                            for i, (text, _) in enumerate(prompts)))
+    common = [str(a) for a in ("--tokenizer_dir", family_prepared(NO_BOS_FAMILY), "--model_dir",
+                               family_export(NO_BOS_FAMILY), "--prompts", path, "--max_new_tokens", 8)]
+    assert generate.main(common + ["--out", str(tmp_path / "hf.jsonl")]) == 0
+    run_serve_python(tools, "generate.py", "--backend", "vllm", *common, "--max_model_len", "1024",
+                     "--out", tmp_path / "vllm.jsonl")
+    hf, vllm = read_jsonl(tmp_path / "hf.jsonl"), read_jsonl(tmp_path / "vllm.jsonl")
+    assert len(vllm) == len(prompts) and vllm == hf
