@@ -110,8 +110,10 @@ def vocab_fingerprint(tokenizer):
     h.update(json.dumps(specials, sort_keys=True).encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:  # normalizer / pre-tokenizer decide the stray-"▁" behaviour
-        pipeline = json.loads(backend.to_str())
-        h.update(json.dumps([pipeline.get("normalizer"), pipeline.get("pre_tokenizer")], sort_keys=True).encode())
+        # each part as tokenizer.json has it, without serialising the vocabulary (10 MB for Qwen's)
+        parts = [getattr(backend, part) for part in ("normalizer", "pre_tokenizer")]
+        pipeline = [None if part is None else json.loads(part.__getstate__()) for part in parts]
+        h.update(json.dumps(pipeline, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 

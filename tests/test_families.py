@@ -9,7 +9,9 @@ and the tiny model's architecture, rows and tying.
 import json
 
 import pytest
-from conftest import BPE_FAMILIES, FAMILIES
+from conftest import BPE_FAMILIES, FAMILIES, TOKENIZER_FAMILIES
+
+DISTINCT_BPE = [name for name in TOKENIZER_FAMILIES if name in BPE_FAMILIES]
 
 from reasoning_sft.demo import families
 
@@ -25,7 +27,7 @@ def load(base):
     return _loaded[base]
 
 
-@pytest.mark.parametrize("family", BPE_FAMILIES)
+@pytest.mark.parametrize("family", DISTINCT_BPE)
 def test_published_tokenizer_passes_llama_cpp_test_vectors(family, family_base):
     """tokenizer.json, as saved, encodes every .gguf.inp text to its .gguf.out ids (without special tokens)."""
     from tokenizers import Tokenizer
@@ -66,7 +68,7 @@ def test_published_special_tokens(family, family_base):
         assert not any(t.startswith("[PAD") for t in vocab)  # the GGUF's row fillers are no tokens
 
 
-@pytest.mark.parametrize("family", BPE_FAMILIES)
+@pytest.mark.parametrize("family", DISTINCT_BPE)
 def test_llama_cpp_converter_recognises_the_pre_tokenizer(family, family_base):
     """convert_hf_to_gguf.py's get_vocab_base_pre (its text and hash table, read from its source) names the
     family's pre-tokenizer for the tokenizer as transformers loads it: BOS rule and pre-tokenizer as published."""

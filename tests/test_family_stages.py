@@ -4,14 +4,16 @@ What the stages promise each family: the training prompt keeps exactly the base 
 (a BOS where the base adds one, none where it adds none), starts as the base's tokenizer.json encodes the
 instruction, has each tag as one id with no stray space after it, ends with the base's EOS; the chat template
 reproduces the ids; the pad is a dedicated token, never EOS. Tokenizers stage 1 cannot handle are refused in one
-line with nothing written.
+line with nothing written. The tokenizer-level tests run once per distinct tokenizer (TOKENIZER_FAMILIES);
+stage 1 and generate.py run on every family.
 """
 
+import functools
 import json
 
 import datasets
 import pytest
-from conftest import FAMILIES, our_error_line
+from conftest import FAMILIES, TOKENIZER_FAMILIES, our_error_line
 
 from reasoning_sft.artifacts import TOKENIZER_META, load_prepared_tokenizer
 from reasoning_sft.data.template import CLOSE, OPEN, SEPARATOR, TAGS, full_text
@@ -34,6 +36,20 @@ def _base_encoder(family, base):
     return lambda text: raw.encode(text).ids
 
 
+@functools.cache
+def _prepared(tokenizer_dir):
+    """(tokenizer, meta) of a stage 1 dir, loaded as the stages load it, once per module."""
+    return load_prepared_tokenizer(str(tokenizer_dir))
+
+
+@functools.cache
+def _served(tokenizer_dir):
+    """A stage 1 dir loaded as a server loads it (AutoTokenizer), once per module."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tokenizer_dir))
+
+
 def _filtered(train_dir):
     """Stage 2's records that stage 3 encoded, in row order."""
     return json.loads((train_dir.parent.parent / "f" / "data.json").read_text(encoding="utf-8"))
@@ -43,7 +59,7 @@ def _filtered(train_dir):
 def test_stage1_keeps_the_base_special_tokens_and_adds_tags_and_pad(family, family_base, family_prepared):
     fam = families.FAMILIES[family]
     base = family_base(family)
-    tokenizer, meta = load_prepared_tokenizer(str(family_prepared(family)))
+    tokenizer, meta = _prepared(family_prepared(family))
     config = json.loads((base / "config.json").read_text())
     base_len = fam.length or config["vocab_size"]
     assert (tokenizer.bos_token, tokenizer.eos_token) == (fam.bos, fam.eos)
@@ -64,13 +80,13 @@ def test_stage1_keeps_the_base_special_tokens_and_adds_tags_and_pad(family, fami
     assert len(tokenizer) == base_len + len(TAGS) + (meta["pad_token_id"] == base_len + len(TAGS))
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", TOKENIZER_FAMILIES)
 def test_encoded_rows_start_as_the_base_encodes_the_instruction(family, family_base, family_prepared, family_encoded):
     """Through stage 3: each row = base(instruction + "\\n\\n") + <reasoning> + target + EOS, the base's special
     tokens only (its BOS once where it adds one, none otherwise), no stray space mark after any tag."""
     fam = families.FAMILIES[family]
     encode = _base_encoder(family, family_base(family))
-    tokenizer, meta = load_prepared_tokenizer(str(family_prepared(family)))
+    tokenizer, meta = _prepared(family_prepared(family))
     rows = datasets.load_from_disk(str(family_encoded(family)))
     records = _filtered(family_encoded(family))
     assert len(rows) == len(records) >= 4  # most of the FAMILY_N records fit
@@ -98,12 +114,10 @@ def test_encoded_rows_start_as_the_base_encodes_the_instruction(family, family_b
         assert ids[-2] == tags[CLOSE["code"]]  # the end of the answer: </code>, then the base's EOS
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", TOKENIZER_FAMILIES)
 def test_chat_template_reproduces_the_training_ids(family, family_prepared, family_encoded):
-    from transformers import AutoTokenizer
-
-    served = AutoTokenizer.from_pretrained(str(family_prepared(family)))  # as a server loads it
-    tokenizer, meta = load_prepared_tokenizer(str(family_prepared(family)))
+    served = _served(family_prepared(family))  # as a server loads it
+    tokenizer, meta = _prepared(family_prepared(family))
     reasoning = meta["added_tokens"][OPEN["reasoning"]]
     rows = datasets.load_from_disk(str(family_encoded(family)))
     for row, record in list(zip(rows, _filtered(family_encoded(family))))[:2]:
@@ -125,7 +139,7 @@ def test_generate_on_the_family_base_stops_at_eos_or_code_close(family, family_p
     import generate
     from reasoning_sft.serve.decoding import stop_ids
 
-    tokenizer, _ = load_prepared_tokenizer(str(family_prepared(family)))
+    tokenizer, _ = _prepared(family_prepared(family))
     assert stop_ids(tokenizer) == [families.FAMILIES[family].config_eos_id, tokenizer.convert_tokens_to_ids("</code>")]
     out = tmp_path / "gen.jsonl"
     assert generate.main(["--tokenizer_dir", str(family_prepared(family)), "--prompt", "Add two numbers.",

@@ -20,6 +20,7 @@ differently), so where the loaded tokenizer does not encode like the file, the f
 (TokenizersBackend), and the saved directory is checked to encode like the base's tokenizer.json.
 """
 
+import functools
 import json
 import os
 import shutil
@@ -55,6 +56,13 @@ FIDELITY_PROBES = ("ied 4 ½ months", "3333333 33 3.14", "Écris une fonction «
 SPACE_MARKS = ("▁", "Ġ")
 
 
+def pipeline_part(backend, part):
+    """One part of a tokenizers.Tokenizer's pipeline ("normalizer", "pre_tokenizer", "decoder", ...) as the dict
+    tokenizer.json has for it, or None; without serialising the vocabulary."""
+    component = getattr(backend, part)
+    return None if component is None else json.loads(component.__getstate__())
+
+
 def _types(component):
     """The component types of a tokenizer.json pipeline part, nested Sequences flattened."""
     if not component:
@@ -71,8 +79,9 @@ def tokenizer_kind(tokenizer, name="the tokenizer"):
     if backend is None:
         raise UserError(f"{name}: a {type(tokenizer).__name__} with no tokenizers backend (tokenizer.json) is not "
                         f"supported; {SUPPORTED}")
-    state = json.loads(backend.to_str())
-    model = state.get("model") or {}
+    # each part on its own: the whole backend.to_str() is the vocabulary and merges too (10 MB for Qwen)
+    state = {part: pipeline_part(backend, part) for part in ("normalizer", "pre_tokenizer", "decoder")}
+    model = {"type": type(backend.model).__name__, "byte_fallback": getattr(backend.model, "byte_fallback", False)}
     pre = _types(state.get("pre_tokenizer"))
     everything = pre + _types(state.get("normalizer")) + _types(state.get("decoder"))
     if model.get("type") == "BPE" and "ByteLevel" in pre:
@@ -97,12 +106,17 @@ def base_file(name_or_path, filename):
         return None
 
 
+@functools.lru_cache(maxsize=4)
+def _tokenizer_file(path, mtime_ns):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(path)
+
+
 def encoding_mismatch(tokenizer, tokenizer_json):
     """None if the tokenizer encodes FIDELITY_PROBES (special tokens added) as the file does, else the first
     difference."""
-    from tokenizers import Tokenizer
-
-    reference = Tokenizer.from_file(tokenizer_json)
+    reference = _tokenizer_file(tokenizer_json, os.stat(tokenizer_json).st_mtime_ns)
     for text in FIDELITY_PROBES:
         got, expected = tokenizer(text)["input_ids"], reference.encode(text).ids
         if got != expected:
