@@ -178,6 +178,15 @@ BPE_FAMILIES = [name for name in FAMILIES if name != CODELLAMA]
 # one family per distinct tokenizer (qwen2.5-coder has qwen2.5-coder-tied's; only the model differs): what the
 # tokenizer-level tests parametrize over, to keep the main suite's time
 TOKENIZER_FAMILIES = [name for name in FAMILIES if name != "qwen2.5-coder"]
+# The families whose 128k-152k vocabularies make each stage's tokenizer load cost a second or more: their
+# stage runs take ~20 s of CPU each, so `make check` (the edit-test loop) leaves them to `make test` and keeps
+# qwen2.5-coder-tied as its one large-vocabulary family.
+SLOW_FAMILIES = ("qwen2.5-coder", "qwen3", "llama-3.1")
+
+
+def family_params(names):
+    """pytest parameters for these families, the SLOW_FAMILIES marked slow (make test runs them, make check not)."""
+    return [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_FAMILIES else name for name in names]
 FAMILY_N, FAMILY_MAX_LEN = 8, 512  # family_encoded: the first records of the sample, stage 2's --max_len
 
 

@@ -9,7 +9,7 @@ and the tiny model's architecture, rows and tying.
 import json
 
 import pytest
-from conftest import BPE_FAMILIES, FAMILIES, TOKENIZER_FAMILIES
+from conftest import BPE_FAMILIES, FAMILIES, TOKENIZER_FAMILIES, family_params
 
 DISTINCT_BPE = [name for name in TOKENIZER_FAMILIES if name in BPE_FAMILIES]
 
@@ -27,20 +27,20 @@ def load(base):
     return _loaded[base]
 
 
-@pytest.mark.parametrize("family", DISTINCT_BPE)
+@pytest.mark.parametrize("family", family_params(DISTINCT_BPE))
 def test_published_tokenizer_passes_llama_cpp_test_vectors(family, family_base):
     """tokenizer.json, as saved, encodes every .gguf.inp text to its .gguf.out ids (without special tokens)."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(family_base(family) / "tokenizer.json"))
-    vectors = families.test_vectors(family)
+    vectors = families.vocab_test_vectors(family)
     assert len(vectors) > 40
     wrong = [(text, ids, tokenizer.encode(text, add_special_tokens=False).ids) for text, ids in vectors
              if tokenizer.encode(text, add_special_tokens=False).ids != ids]
     assert not wrong, wrong[:3]
 
 
-@pytest.mark.parametrize("family", BPE_FAMILIES)
+@pytest.mark.parametrize("family", family_params(BPE_FAMILIES))
 def test_published_special_tokens(family, family_base):
     """Length, BOS (and whether it is added), EOS, pad and the special-token ids as the published files have them."""
     fam = families.FAMILIES[family]
@@ -68,7 +68,7 @@ def test_published_special_tokens(family, family_base):
         assert not any(t.startswith("[PAD") for t in vocab)  # the GGUF's row fillers are no tokens
 
 
-@pytest.mark.parametrize("family", DISTINCT_BPE)
+@pytest.mark.parametrize("family", family_params(DISTINCT_BPE))
 def test_llama_cpp_converter_recognises_the_pre_tokenizer(family, family_base):
     """convert_hf_to_gguf.py's get_vocab_base_pre (its text and hash table, read from its source) names the
     family's pre-tokenizer for the tokenizer as transformers loads it: BOS rule and pre-tokenizer as published."""
@@ -92,7 +92,7 @@ def test_an_invented_bos_is_not_recognised(family_base, tmp_path):
     assert families.converter_pre_name(forced) is None
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", family_params(FAMILIES))
 def test_tiny_model_has_the_family_architecture_rows_and_tying(family, family_base):
     """config.json: the architecture class, the real row count, tying and bos/eos ids as published; heads >= 32."""
     fam = families.FAMILIES[family]
@@ -107,6 +107,7 @@ def test_tiny_model_has_the_family_architecture_rows_and_tying(family, family_ba
     assert head_dim >= 32 and config["num_hidden_layers"] == 2
 
 
+@pytest.mark.slow  # builds qwen2.5-coder's untied base, a SLOW_FAMILIES one
 def test_tied_and_untied_weights_as_saved(family_base):
     """A tied family saves one matrix (the head is the embedding); an untied one two, each of the real rows."""
     from safetensors import safe_open

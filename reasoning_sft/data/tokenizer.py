@@ -89,8 +89,8 @@ def tokenizer_kind(tokenizer, name="the tokenizer"):
     sentencepiece_marks = ("Metaspace" in everything or "▁" in json.dumps(state.get("normalizer"), ensure_ascii=False))
     if model.get("type") == "BPE" and model.get("byte_fallback") and sentencepiece_marks:
         return SENTENCEPIECE
-    what = f"{model.get('type', 'unknown')} model" + (f", pre-tokenizer {'+'.join(pre)}" if pre else "")
-    raise UserError(f"{name}: a {what} tokenizer ({type(tokenizer).__name__}) is not supported; {SUPPORTED}")
+    details = ", ".join([f"pre-tokenizer {'+'.join(pre)}"] * bool(pre) + [type(tokenizer).__name__])
+    raise UserError(f"{name}: a {model.get('type', 'unknown')} tokenizer ({details}) is not supported; {SUPPORTED}")
 
 
 def base_file(name_or_path, filename):

@@ -30,12 +30,20 @@ starcoder2-3b/7b. EOS is the base model's (instruct models end turns with <|im_e
 `codellama` is the demo's tiny SentencePiece Llama (reasoning_sft/demo/tiny_llama.py): trained on a corpus,
 not rebuilt from a GGUF, and its row count is its vocabulary's.
 
+In the tests (tests/conftest.py): `FAMILIES` (every name here), `TOKENIZER_FAMILIES` (one per distinct
+tokenizer), `family_params(names)` (parametrize values; the 128k-152k-vocabulary ones marked slow, run by
+make test, not make check), and session-cached factory fixtures, each built on first use, in-process:
+`family_base(name)` -> base dir, `family_prepared(name)` -> stage 1 dir, `family_encoded(name)` -> stage 3's
+arrow_dataset (a trainer's --train_dir). Other helpers: `family(name)` (the Family, UserError if unknown),
+`BPE_FAMILIES`, `read_gguf_metadata(path)`, `vocab_test_vectors(name)`, `converter_pre_name(tokenizer)` (the name
+llama.cpp's convert_hf_to_gguf.py gives a tokenizer's BPE pre-tokenizer, None if it does not know it).
+
 The vocabularies come from llama-cpp-python's sdist (`make vocab`, scripts/vocab.sh) under
 `vocab_dir()`; `VocabMissing` (a UserError) says how to get them. The GGUFs carry the BPE tokens and merges;
 what they lack or add (Qwen's 22 special tokens are three plus [PAD…] fillers there, Llama-3's special token
 names are 3.0's) is written here from the published files, and the tokenizer's pipeline (normalizer,
 pre-tokenizer, post-processor) is the published tokenizer.json's. Proof: each GGUF's `.gguf.inp`/`.gguf.out`
-test vectors (`test_vectors`) and the name llama.cpp's converter gives the pre-tokenizer (`llama_cpp_pre`).
+test vectors (`vocab_test_vectors`) and the name llama.cpp's converter gives the pre-tokenizer (`llama_cpp_pre`).
 """
 
 import dataclasses
@@ -212,7 +220,7 @@ def read_vocab(fam):
     return meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.token_type"], meta["tokenizer.ggml.merges"]
 
 
-def test_vectors(fam):
+def vocab_test_vectors(fam):
     """[(text, expected ids)] of the GGUF's test vectors (encoded without special tokens)."""
     with open(vocab_path(fam, ".inp"), encoding="utf-8", newline="") as f:
         texts = f.read().split("\n__ggml_vocab_test__\n")[:-1]
