@@ -6,12 +6,14 @@
 
 --model_dir is a trainer's --output_dir: full fine-tuning weights, or a LoRA adapter, which is
 merged into its base (--base_model, default the one the run trained on). The directory holds the
-merged weights (--dtype, default the weights' own), the tokenizer with its chat template and
-SentencePiece model, generation_config.json that stops at EOS and </code>, a README with the
-commands that serve it, and sft_export.json. --gguf also writes model.gguf through llama.cpp's own
-convert_hf_to_gguf.py (--llama_cpp DIR: a llama.cpp source tree; default the one `make serve-env`
-builds), with </code> as end of turn and a chat template for llama.cpp's tokenizer. Everything is
-checked before the directory is renamed into place.
+merged weights (--dtype, default the weights' own), the tokenizer with its chat template (and
+SentencePiece model, where the base has one), generation_config.json that stops at EOS and
+</code>, a README with the commands that serve it, and sft_export.json. --gguf also writes
+model.gguf through llama.cpp's own convert_hf_to_gguf.py (--llama_cpp DIR: a llama.cpp source
+tree; default the one `make serve-env` builds), with </code> as end of turn and a chat template
+for llama.cpp's tokenizer; it takes SentencePiece tokenizers (tokenizer.model) and byte-level BPE
+ones (Qwen2.5/Qwen3, Llama-3, DeepSeek-Coder, StarCoder2: tokenizer.json) whose pre-tokenizer
+llama.cpp knows. Everything is checked before the directory is renamed into place.
 """
 
 import argparse

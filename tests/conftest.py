@@ -333,3 +333,41 @@ def one_and_two_processes(tmp_path, model_dir, tokenizer_dir, small_encoded):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MULTI_CPU x2" in proc.stdout, proc.stdout
     return one, two
+
+
+# ---------------------------------------------------------------------------------------------------------
+# every family exported (test_export_families, and the serving tier's test_families)
+
+
+def family_training_prompts(train_dir):
+    """[(instruction, prompt ids)] of an encoded dataset (family_encoded), in row order: the ids the model is
+    conditioned on in training (input_ids up to and including <reasoning>, where the labels start) and the
+    instruction of stage 2's record they were encoded from."""
+    import datasets
+
+    from reasoning_sft.data.template import IGNORE_INDEX
+
+    records = json.loads((Path(train_dir).parent.parent / "f" / "data.json").read_text(encoding="utf-8"))
+    rows = datasets.load_from_disk(str(train_dir))
+    prompts = []
+    for record, ids, labels in zip(records, rows["input_ids"], rows["labels"]):
+        start = next(i for i, label in enumerate(labels) if label != IGNORE_INDEX)
+        prompts.append((record["instruction"], list(ids[:start])))
+    assert len(prompts) == len(records) == len(rows)
+    return prompts
+
+
+@pytest.fixture(scope="session")
+def family_export(tmp_path_factory, family_base, family_prepared, family_encoded):
+    """family_export(name) -> Path of export.py --gguf's serving dir for a train_full.py run of one step on
+    family_encoded (in this process; fp32, so engines can be compared with transformers)."""
+    import export
+
+    def build(name):
+        root = tmp_path_factory.mktemp("family_export") / name
+        code, _ = train_here("train_full.py", *common(family_base(name), family_prepared(name), family_encoded(name),
+                                                      root / "full"), "--max_steps", 1, "--batch_tokens", 2048)
+        assert code == 0
+        assert export.main(["--model_dir", str(root / "full"), "--out_dir", str(root / "serve"), "--gguf"]) == 0
+        return root / "serve"
+    return _cached(build)

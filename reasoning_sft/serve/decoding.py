@@ -11,7 +11,8 @@ STOP_EOS, STOP_CODE, STOP_LENGTH = "eos", CLOSE["code"], "length"
 
 
 def encode_prompts(tokenizer, instructions):
-    """Left-padded prompt batch (PyTorch tensors): pads, BOS, instruction, SEPARATOR, <reasoning>.
+    """Left-padded prompt batch (PyTorch tensors): pads, then the training prompt: the tokenizer's own
+    special tokens (BOS where it adds one; none for Qwen or StarCoder2), instruction, SEPARATOR, <reasoning>.
 
     Left padding puts the last prompt token of every row in the last column, which is
     where generate() appends; position ids come from the attention mask.
@@ -34,7 +35,7 @@ def decode_continuation(tokenizer, ids):
     """Turn the generated ids of one row into a result dict (without parsing it).
 
     The row is cut after its first stop token (the rest is generate()'s pad filler), EOS,
-    BOS and pad ids are dropped, and the rest is decoded with the tags kept.
+    BOS (where the tokenizer has one) and pad ids are dropped, and the rest is decoded with the tags kept.
     Returns {"output", "n_tokens" (generated, stop token included), "stop", "section_tokens"}:
     stop is "eos", "</code>" or "length"; section_tokens counts the tokens inside each
     section (tags excluded) when the five tags occur once each as single ids in order, else None.

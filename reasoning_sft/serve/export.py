@@ -6,8 +6,9 @@ self-contained directory:
     config.json, model.safetensors        merged weights in --dtype; vocabulary rows = the tokenizer's
     tokenizer.json, tokenizer_config.json the tokenizer, its chat template also in tokenizer_config.json
     chat_template.jinja                   the chat template (one user message -> the training prompt)
-    tokenizer.model, added_tokens.json    the base's SentencePiece model and the tags' ids, which is
-                                          what llama.cpp's converter reads to reproduce the tokenizer
+    tokenizer.model, added_tokens.json    a SentencePiece base's model and the tags' ids, which is what
+                                          llama.cpp's converter reads to reproduce the tokenizer (a
+                                          byte-level BPE tokenizer is read from tokenizer.json)
     generation_config.json                stop id: EOS, which follows </code> (train.generation_config.serving_stop_ids)
     sft_reasoning_parser.py               vLLM's --reasoning-parser-plugin: the code in `content`, the rest in
                                           `reasoning` (a copy of serve/reasoning_parser.py; needs only vLLM)
@@ -15,6 +16,7 @@ self-contained directory:
     sft_export.json                       what was exported, from where, and what was checked
     model.gguf                            with --gguf: llama.cpp's converter's output, with </code> as
                                           end of turn and a chat template for llama.cpp's tokenizer
+                                          that follows the base's BOS rule
 
 Everything is written into a temporary sibling, checked (reloaded; the chat template gives
 the training ids; the stop ids are there; the GGUF's vocabulary, token types and stop ids),
@@ -22,16 +24,19 @@ and only then renamed into place.
 """
 
 import os
+import re
 import subprocess
 import sys
 
 from reasoning_sft.artifacts import atomic_output_dir, read_json, write_json
 from reasoning_sft.data.template import CLOSE, TAGS, TEMPLATE_VERSION
 from reasoning_sft.data.tokenizer import (
+    BYTE_LEVEL,
     SENTENCEPIECE_MODEL,
     add_tags_and_pad,
     chat_template,
     save_tokenizer,
+    tokenizer_kind,
     verify_chat_template,
     verify_tokenizer,
 )
@@ -46,12 +51,17 @@ PARSER_FILE = "sft_reasoning_parser.py"
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 GGUF_OUTTYPES = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 LLAMA_CPP_VERSION = "0.3.36"  # the llama-cpp-python sdist whose llama.cpp sources `make serve-env` builds
-# llama.cpp's SentencePiece tokenizer puts the "▁" prefix before the first text after BOS itself
-# (tokenizer.ggml.add_space_prefix), and its server strips a leading BOS from the rendered template
-# before tokenizing with BOS: the GGUF's template is bos_token + instruction, with no ' ' between
-GGUF_CHAT_PREFIX = "bos_token"
+# llama-server's chat path renders the GGUF's template, strips a leading BOS text when the GGUF adds
+# BOS (tokenizer.ggml.add_bos_token), then tokenizes with add_special=true and parse_special=true.
+# A tokenizer that adds BOS (Llama, CodeLlama, Llama-3, DeepSeek-Coder) gets bos_token + instruction:
+# with no ' ' between, since llama.cpp's SentencePiece tokenizer puts the "▁" before the first text
+# after BOS itself (tokenizer.ggml.add_space_prefix), and byte-level BPE has no prefix to put. One that
+# adds none (Qwen2.5, Qwen3, StarCoder2) gets the instruction alone, and its GGUF must not add BOS.
+GGUF_CHAT_PREFIX = {True: "bos_token", False: "''"}  # keyed by "the tokenizer adds BOS"
 # gguf token types (gguf.TokenType): text of CONTROL tokens is dropped from llama-server's output
 GGUF_USER_DEFINED, GGUF_CONTROL = 4, 3
+# the two ways llama.cpp's converter reads a tokenizer (what write_gguf checks it can)
+GGUF_SENTENCEPIECE, GGUF_BPE = "sentencepiece", BYTE_LEVEL
 
 
 def default_llama_cpp_dir():
@@ -63,16 +73,15 @@ def default_llama_cpp_dir():
 
 
 def llama_cpp_tools(llama_cpp_dir):
-    """(converter script, gguf-py dir, new-metadata script) of a llama.cpp checkout; UserError if absent."""
+    """(converter script, gguf-py dir) of a llama.cpp checkout; UserError if absent."""
     llama_cpp_dir = llama_cpp_dir or default_llama_cpp_dir()
     convert = os.path.join(llama_cpp_dir, "convert_hf_to_gguf.py")
     gguf_py = os.path.join(llama_cpp_dir, "gguf-py")
-    new_metadata = os.path.join(gguf_py, "gguf", "scripts", "gguf_new_metadata.py")
-    missing = [p for p in (convert, new_metadata) if not os.path.isfile(p)]
-    if missing:
-        raise UserError(f"--gguf needs llama.cpp's converter: {missing[0]} not found; run `make serve-env` "
+    if not os.path.isfile(convert) or not os.path.isdir(gguf_py):
+        missing = convert if not os.path.isfile(convert) else gguf_py
+        raise UserError(f"--gguf needs llama.cpp's converter: {missing} not found; run `make serve-env` "
                         "or pass --llama_cpp DIR (a llama.cpp source tree)")
-    return convert, gguf_py, new_metadata
+    return convert, gguf_py
 
 
 # ---------------------------------------------------------------------------------------
@@ -258,60 +267,207 @@ def write_reasoning_parser(directory):
 # GGUF through llama.cpp's own tools
 
 
-def gguf_chat_template():
-    return chat_template(GGUF_CHAT_PREFIX)
+def adds_bos(tokenizer):
+    """Whether the tokenizer puts BOS before a text by itself (what encode_dataset.py's training ids start with)."""
+    bos = tokenizer.bos_token_id
+    plain = tokenizer("x", add_special_tokens=False)["input_ids"]
+    return bos is not None and tokenizer("x", add_special_tokens=True)["input_ids"] == [bos, *plain]
+
+
+def gguf_chat_template(tokenizer):
+    """The GGUF's chat template: the training prompt as llama-server's chat path tokenizes it (GGUF_CHAT_PREFIX)."""
+    return chat_template(GGUF_CHAT_PREFIX[adds_bos(tokenizer)])
+
+
+def gguf_vocabulary(out_dir, tokenizer):
+    """How llama.cpp's converter will read the tokenizer written to out_dir: GGUF_SENTENCEPIECE (its
+    tokenizer.model) or GGUF_BPE (a byte-level BPE tokenizer.json, as Qwen, Llama-3, DeepSeek-Coder and
+    StarCoder2 ship); UserError for anything else, which it would not reproduce."""
+    if os.path.isfile(os.path.join(out_dir, SENTENCEPIECE_MODEL)):
+        return GGUF_SENTENCEPIECE
+    if tokenizer_kind(tokenizer) == BYTE_LEVEL:
+        return GGUF_BPE
+    raise UserError("--gguf: this tokenizer has no tokenizer.model (a SentencePiece model) and is not byte-level "
+                    "BPE, so llama.cpp cannot reproduce it and would show the model other prompts than it was "
+                    "trained on; no GGUF written (export without --gguf, or prepare the tokenizer from a base that "
+                    "ships its tokenizer.model)")
 
 
 def _run_tool(argv, what, env=None):
     proc = subprocess.run(argv, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        tail = [line for line in (proc.stderr or proc.stdout).strip().splitlines() if line.strip()][-1:] or ["?"]
+        output = proc.stderr or proc.stdout
+        if "BPE pre-tokenizer was not recognized" in output:
+            # convert_hf_to_gguf.py names llama.cpp's pre-tokenizer by the hash of the ids of a fixed text
+            # (get_vocab_base_pre): an unknown hash means llama.cpp would split text differently
+            found = re.search(r"chkhsh:\s*([0-9a-f]{64})", output)
+            raise UserError(f"{what}: llama.cpp does not know this tokenizer's pre-tokenizer (hash "
+                            f"{found.group(1) if found else '?'} is not in get_vocab_base_pre), so it would "
+                            "tokenize prompts differently from training; no GGUF written (export without --gguf, "
+                            "or use a llama.cpp whose converter lists the base model)")
+        tail = [line for line in output.strip().splitlines() if line.strip()][-1:] or ["?"]
         raise UserError(f"{what} failed (exit {proc.returncode}): {tail[0][:300]}")
     return proc
 
 
 def write_gguf(out_dir, tokenizer, dtype, llama_cpp_dir=None, python=None):
-    """out_dir/model.gguf by llama.cpp's convert_hf_to_gguf.py, then </code> as EOT and the GGUF chat template."""
-    if not os.path.isfile(os.path.join(out_dir, SENTENCEPIECE_MODEL)):
-        raise UserError("--gguf: this tokenizer has no tokenizer.model (a SentencePiece model), so llama.cpp "
-                        "cannot reproduce it and would show the model other prompts than it was trained on; "
-                        "no GGUF written (export without --gguf, or prepare the tokenizer from a base that ships "
-                        "its tokenizer.model)")
-    convert, gguf_py, new_metadata = llama_cpp_tools(llama_cpp_dir)
+    """out_dir/model.gguf by llama.cpp's convert_hf_to_gguf.py, then </code> as EOT and the GGUF chat template
+    (set_gguf_metadata).
+
+    The converter reads a SentencePiece tokenizer from tokenizer.model + added_tokens.json and a byte-level
+    BPE one from tokenizer.json (naming its pre-tokenizer by hash); BOS, EOS and whether BOS is added come
+    from tokenizer.json / tokenizer_config.json / config.json. check_gguf proves the outcome.
+    """
+    vocabulary = gguf_vocabulary(out_dir, tokenizer)
+    convert, gguf_py = llama_cpp_tools(llama_cpp_dir)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [gguf_py, os.environ.get("PYTHONPATH")])),
                NO_LOCAL_GGUF="")
     python = python or sys.executable
     raw = os.path.join(out_dir, ".converted.gguf")
     _run_tool([python, convert, out_dir, "--outfile", raw, "--outtype", GGUF_OUTTYPES[dtype]],
               "llama.cpp's convert_hf_to_gguf.py", env)
-    _run_tool([python, new_metadata, raw, os.path.join(out_dir, GGUF_FILE), "--force",
-               "--chat-template", gguf_chat_template(), "--special-token", "eot", CLOSE["code"]],
-              "gguf-py's gguf_new_metadata.py", env)
+    # what gguf-py's gguf_new_metadata.py --chat-template ... --special-token eot </code> sets (gguf.Keys)
+    set_gguf_metadata(raw, os.path.join(out_dir, GGUF_FILE), strings={"tokenizer.chat_template": gguf_chat_template(
+        tokenizer)}, uint32s={"tokenizer.ggml.eot_token_id": tokenizer.convert_tokens_to_ids(CLOSE["code"])})
     os.remove(raw)
-    return check_gguf(os.path.join(out_dir, GGUF_FILE), tokenizer)
+    return dict(check_gguf(os.path.join(out_dir, GGUF_FILE), tokenizer), vocabulary=vocabulary)
+
+
+# GGUF value types (gguf.GGUFValueType) -> struct format of one scalar; 8 is STRING, 9 is ARRAY
+_GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_GGUF_UINT32, _GGUF_STRING, _GGUF_ARRAY = 4, 8, 9
+_GGUF_HEADER = "<4sIQQ"  # magic, version, tensor count, key/value count
+
+
+class _GGUFLayout:
+    """Where things are in a (little-endian) GGUF: header, then key/values, tensor infos, aligned tensor data.
+
+    What gguf-py's GGUFReader parses too, but it builds numpy views for every array element: on a 152k
+    vocabulary (Qwen's, with as many merges) that takes 8 s of CPU; this 0.3 s. Used to read the metadata
+    (read_gguf_metadata) and to rewrite a few keys without touching the tensors (set_gguf_metadata).
+    """
+
+    def __init__(self, data, path):
+        import struct
+
+        self.data, self.pos = data, struct.calcsize(_GGUF_HEADER)
+        magic, self.version, self.n_tensors, n_kv = struct.unpack_from(_GGUF_HEADER, data, 0)
+        if magic != b"GGUF":
+            raise UserError(f"{path}: not a GGUF file")
+        self.kv = {}  # key -> (value, start, end) of the whole key/value record
+        for _ in range(n_kv):
+            start = self.pos
+            key = self._text()
+            self.kv[key] = (self._value(self._take("I")[0]), start, self.pos)
+        self.kv_end = self.pos
+
+    def _take(self, fmt):  # a tuple of values
+        import struct
+
+        values = struct.unpack_from("<" + fmt, self.data, self.pos)
+        self.pos += struct.calcsize("<" + fmt)
+        return values
+
+    def _text(self):
+        (n,) = self._take("Q")
+        self.pos += n
+        return bytes(self.data[self.pos - n:self.pos]).decode("utf-8")
+
+    def _value(self, kind):
+        if kind == _GGUF_STRING:
+            return self._text()
+        if kind == _GGUF_ARRAY:
+            item, n = self._take("IQ")
+            if item in _GGUF_SCALARS:
+                return list(self._take(f"{n}{_GGUF_SCALARS[item]}"))
+            return [self._value(item) for _ in range(n)]
+        return self._take(_GGUF_SCALARS[kind])[0]
+
+    def tensor_data_start(self):
+        """Offset of the tensor data: past the tensor infos (name, dims, type, offset), aligned."""
+        self.pos = self.kv_end
+        for _ in range(self.n_tensors):
+            self._text()
+            (n_dims,) = self._take("I")
+            self._take(f"{n_dims}QIQ")
+        self.ti_end = self.pos
+        alignment = self.kv.get("general.alignment", (32,))[0]
+        return -(-self.pos // alignment) * alignment
+
+
+def _open_gguf(path):
+    import mmap
+
+    with open(path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def read_gguf_metadata(path):
+    """{key: value} of a GGUF's metadata (arrays of numbers as lists, strings as str)."""
+    data = _open_gguf(path)
+    try:
+        return {key: value for key, (value, _, _) in _GGUFLayout(data, path).kv.items()}
+    finally:
+        data.close()
+
+
+def set_gguf_metadata(src, dst, strings=None, uint32s=None):
+    """Copy the GGUF src to dst with these string and uint32 keys set (replaced in place, else appended).
+
+    What gguf-py's gguf_new_metadata.py does for --chat-template and --special-token, without its 8 s of
+    GGUFReader on a 152k vocabulary: the other key/values, the tensor infos and the tensor data are copied
+    as bytes (tensor offsets count from the start of the data, which is re-aligned).
+    """
+    import shutil
+    import struct
+
+    def text(value):
+        raw = value.encode("utf-8")
+        return struct.pack("<Q", len(raw)) + raw
+
+    new = {key: text(key) + struct.pack("<I", _GGUF_STRING) + text(value) for key, value in (strings or {}).items()}
+    new.update({key: text(key) + struct.pack("<II", _GGUF_UINT32, value)
+                for key, value in (uint32s or {}).items()})
+    data = _open_gguf(src)
+    try:
+        layout = _GGUFLayout(data, src)
+        data_start = layout.tensor_data_start()
+        records = [new.pop(key, data[start:end]) for key, (_, start, end) in layout.kv.items()]
+        records += new.values()
+        alignment = layout.kv.get("general.alignment", (32,))[0]
+        with open(dst, "wb") as out:
+            out.write(struct.pack(_GGUF_HEADER, b"GGUF", layout.version, layout.n_tensors, len(records)))
+            for record in records:
+                out.write(record)
+            out.write(data[layout.kv_end:layout.ti_end])
+            out.write(b"\0" * (-out.tell() % alignment))
+        with open(src, "rb") as f, open(dst, "ab") as out:
+            f.seek(data_start)
+            shutil.copyfileobj(f, out, 16 << 20)
+    finally:
+        data.close()
+
+
+def read_gguf_tokenizer(path):
+    """The tokenizer fields of a GGUF: tokens, token types, model, pre, bos/eos/eot ids, add_bos, chat template
+    (None where a field is absent)."""
+    meta = read_gguf_metadata(path)
+    names = {"tokens": "tokens", "types": "token_type", "model": "model", "pre": "pre", "bos": "bos_token_id",
+             "eos": "eos_token_id", "eot": "eot_token_id", "add_bos": "add_bos_token"}
+    fields = {name: meta.get(f"tokenizer.ggml.{key}") for name, key in names.items()}
+    return dict(fields, chat_template=meta.get("tokenizer.chat_template"))
 
 
 def check_gguf(path, tokenizer):
-    """The GGUF's vocabulary is the tokenizer's id for id, the tags are text (not control) tokens, and it
-    stops at EOS and at </code>; returns a summary dict, UserError naming the first problem."""
-    from gguf import GGUFReader
-
-    reader = GGUFReader(path)
-
-    def field(name):
-        f = reader.get_field(name)
-        if f is None:
-            raise UserError(f"{path}: no {name}")
-        return f
-
-    def scalar(name):
-        f = field(name)
-        return f.parts[f.data[0]].tolist()[0]
-
-    tokens_field = field("tokenizer.ggml.tokens")
-    tokens = [bytes(tokens_field.parts[i]).decode("utf-8") for i in tokens_field.data]
-    types_field = field("tokenizer.ggml.token_type")
-    types = [int(types_field.parts[i][0]) for i in types_field.data]
+    """The GGUF's vocabulary is the tokenizer's id for id; the tags are text (not control) tokens and the
+    tokenizer's special tokens control ones; it stops at the base's EOS and at </code>; it adds BOS exactly
+    when the tokenizer does (and has that BOS); its chat template is gguf_chat_template's. Returns a summary
+    dict, UserError naming the first problem."""
+    gguf = read_gguf_tokenizer(path)
+    for name in ("tokens", "types", "eos", "eot", "chat_template"):
+        if gguf[name] is None:
+            raise UserError(f"{path}: no tokenizer {name} field")
+    tokens, types = gguf["tokens"], gguf["types"]
     ours = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     wrong = [i for i, t in enumerate(ours) if i >= len(tokens) or tokens[i] != t]
     if wrong:
@@ -323,15 +479,24 @@ def check_gguf(path, tokenizer):
     if control:
         raise UserError(f"{path}: {control[0]} has token type {types[tags[TAGS.index(control[0])]]}, not "
                         "user-defined: llama-server would drop its text")
-    eos, eot = scalar("tokenizer.ggml.eos_token_id"), scalar("tokenizer.ggml.eot_token_id")
+    shown = [t for t in (tokenizer.eos_token, tokenizer.bos_token) if t is not None
+             and types[tokenizer.convert_tokens_to_ids(t)] != GGUF_CONTROL]
+    if shown:
+        raise UserError(f"{path}: {shown[0]} is not a control token: llama-server would show its text")
     code = tokenizer.convert_tokens_to_ids(CLOSE["code"])
-    if eos != tokenizer.eos_token_id or eot != code:
-        raise UserError(f"{path}: stops at eos {eos} / eot {eot}, expected {tokenizer.eos_token_id} / {code}")
-    template = bytes(field("tokenizer.chat_template").parts[-1]).decode("utf-8")
-    if template != gguf_chat_template():
+    if gguf["eos"] != tokenizer.eos_token_id or gguf["eot"] != code:
+        raise UserError(f"{path}: stops at eos {gguf['eos']} / eot {gguf['eot']}, expected "
+                        f"{tokenizer.eos_token_id} / {code}")
+    bos = adds_bos(tokenizer)
+    # llama.cpp's default, where the converter wrote no add_bos_token, depends on the vocabulary type: say it
+    if gguf["add_bos"] is None or bool(gguf["add_bos"]) != bos or (bos and gguf["bos"] != tokenizer.bos_token_id):
+        raise UserError(f"{path}: adds BOS {gguf['add_bos']} (id {gguf['bos']}), but the training prompts "
+                        + (f"start with BOS {tokenizer.bos_token_id}" if bos else "have no BOS"))
+    if gguf["chat_template"] != gguf_chat_template(tokenizer):
         raise UserError(f"{path}: the chat template is not the one export.py wrote")
-    return {"file": os.path.basename(path), "tokens": len(tokens), "eos_token_id": eos, "eot_token_id": eot,
-            "bytes": os.path.getsize(path)}
+    return {"file": os.path.basename(path), "tokens": len(tokens), "eos_token_id": gguf["eos"],
+            "eot_token_id": gguf["eot"], "add_bos": bos, "tokenizer_model": gguf["model"],
+            "pre_tokenizer": gguf["pre"], "chat_template_prefix": GGUF_CHAT_PREFIX[bos], "bytes": os.path.getsize(path)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -359,7 +524,6 @@ def write_serving_dir(model, tokenizer, out_dir, source, mode, base_model=None, 
                 "reasoning_parser": {"file": PARSER_FILE, "name": reasoning_parser.PARSER_NAME}}
         if gguf:
             meta["gguf"] = write_gguf(tmp, tokenizer, dtype, llama_cpp_dir)
-            meta["gguf"]["chat_template_prefix"] = GGUF_CHAT_PREFIX
         write_readme(tmp, out_dir, meta)
         write_json(os.path.join(tmp, EXPORT_META), meta)
     return meta

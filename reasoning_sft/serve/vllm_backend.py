@@ -3,8 +3,8 @@
 Run with the serving venv's python (`make serve-env`): vLLM pins a transformers that .venv does not have.
 
 What is the same as the transformers backend (reasoning_sft/serve/generation.py):
-  - the prompt: prompt_token_ids() (the training prompt, BOS + instruction + SEPARATOR + "<reasoning>"),
-    handed to vLLM as token ids, so vLLM's tokenizer and chat template play no part;
+  - the prompt: prompt_token_ids() (the training prompt: BOS where the tokenizer adds one, instruction,
+    SEPARATOR, "<reasoning>"), handed to vLLM as token ids, so vLLM's tokenizer and chat template play no part;
   - the stops: stop_ids() (EOS and </code>) as stop_token_ids;
   - the text: decode_continuation() on the generated ids (vLLM detokenizes nothing), so the tags are kept
     and the rows, n_tokens and stop reasons are built by the one function both backends share.
