@@ -330,6 +330,13 @@ def verify_chat_template(tokenizer):
         raise UserError(f"the chat template does not reproduce the training prompt: {problem}")
 
 
+def adds_bos(tokenizer):
+    """Whether the tokenizer puts BOS before a text by itself (what encode_dataset.py's training ids start with)."""
+    bos = tokenizer.bos_token_id
+    plain = tokenizer("x", add_special_tokens=False)["input_ids"]
+    return bos is not None and tokenizer("x", add_special_tokens=True)["input_ids"] == [bos, *plain]
+
+
 def tokenizer_meta(tokenizer, base_model, fingerprint):
     return {
         "base_model": base_model,
@@ -343,5 +350,5 @@ def tokenizer_meta(tokenizer, base_model, fingerprint):
         "fingerprint": fingerprint,
         "sentencepiece_model": os.path.isfile(os.path.join(tokenizer.name_or_path, SENTENCEPIECE_MODEL)),
         "kind": tokenizer_kind(tokenizer),
-        "adds_bos": tokenizer.bos_token_id is not None and tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id],
+        "adds_bos": adds_bos(tokenizer),
     }

@@ -35,7 +35,7 @@ tokenizer), `family_params(names)` (parametrize values; the 128k-152k-vocabulary
 make test, not make check), and session-cached factory fixtures, each built on first use, in-process:
 `family_base(name)` -> base dir, `family_prepared(name)` -> stage 1 dir, `family_encoded(name)` -> stage 3's
 arrow_dataset (a trainer's --train_dir). Other helpers: `family(name)` (the Family, UserError if unknown),
-`BPE_FAMILIES`, `read_gguf_metadata(path)`, `vocab_test_vectors(name)`, `converter_pre_name(tokenizer)` (the name
+`BPE_FAMILIES`, `vocab_test_vectors(name)`, `converter_pre_name(tokenizer)` (the name
 llama.cpp's convert_hf_to_gguf.py gives a tokenizer's BPE pre-tokenizer, None if it does not know it).
 
 The vocabularies come from llama-cpp-python's sdist (`make vocab`, scripts/vocab.sh) under
@@ -168,54 +168,10 @@ def vocab_path(fam, suffix=""):
     return path
 
 
-# GGUF metadata value types (the GGUF spec's gguf_type): struct format of the scalar ones
-GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
-GGUF_STRING, GGUF_ARRAY = 8, 9
-
-
-def read_gguf_metadata(path):
-    """The key/value metadata of a GGUF file, {key: value}.
-
-    A small reader of the GGUF format (magic, version, tensor and key counts, then typed key/values): the
-    gguf package's GGUFReader takes 30 s on a 128k-token vocabulary, this takes well under one.
-    """
-    import struct
-
-    with open(path, "rb") as f:
-        data = f.read()
-    if data[:4] != b"GGUF":
-        raise UserError(f"{path}: not a GGUF file")
-    pos = 4 + 4 + 8  # magic, version, tensor count
-
-    def take(fmt):
-        nonlocal pos
-        value = struct.unpack_from("<" + fmt, data, pos)
-        pos += struct.calcsize("<" + fmt)
-        return value[0]
-
-    def string():
-        nonlocal pos
-        n = take("Q")
-        pos += n
-        return data[pos - n:pos].decode("utf-8")
-
-    def value(kind):
-        if kind == GGUF_STRING:
-            return string()
-        if kind == GGUF_ARRAY:
-            item, n = take("I"), take("Q")
-            return [value(item) for _ in range(n)]
-        return take(GGUF_SCALARS[kind])
-
-    metadata = {}
-    for _ in range(take("Q")):
-        key = string()
-        metadata[key] = value(take("I"))
-    return metadata
-
-
 def read_vocab(fam):
     """(tokens, token types, merges) of the family's vocabulary GGUF."""
+    from reasoning_sft.serve.export import read_gguf_metadata
+
     meta = read_gguf_metadata(vocab_path(fam))
     return meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.token_type"], meta["tokenizer.ggml.merges"]
 

@@ -34,6 +34,7 @@ from reasoning_sft.data.tokenizer import (
     BYTE_LEVEL,
     SENTENCEPIECE_MODEL,
     add_tags_and_pad,
+    adds_bos,
     chat_template,
     save_tokenizer,
     tokenizer_kind,
@@ -265,13 +266,6 @@ def write_reasoning_parser(directory):
 
 # ---------------------------------------------------------------------------------------
 # GGUF through llama.cpp's own tools
-
-
-def adds_bos(tokenizer):
-    """Whether the tokenizer puts BOS before a text by itself (what encode_dataset.py's training ids start with)."""
-    bos = tokenizer.bos_token_id
-    plain = tokenizer("x", add_special_tokens=False)["input_ids"]
-    return bos is not None and tokenizer("x", add_special_tokens=True)["input_ids"] == [bos, *plain]
 
 
 def gguf_chat_template(tokenizer):
