@@ -204,6 +204,20 @@ def _umask():
     return mask
 
 
+def fsync_dir(path):
+    """A rename or removal in `path` reaches the disk (after a node crash the directory shows it); best effort."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def write_file_atomic(path, write):
     """Call write(file) on a temporary sibling of `path`, then rename it into place (never half a file)."""
     path = os.path.abspath(path)

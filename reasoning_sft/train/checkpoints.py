@@ -21,7 +21,7 @@ import time
 import torch
 
 from reasoning_sft import digests
-from reasoning_sft.artifacts import replace_dir, write_json
+from reasoning_sft.artifacts import fsync_dir, replace_dir, write_json
 from reasoning_sft.errors import UserError
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -101,7 +101,7 @@ def save_checkpoint(accelerator, output_dir, state, keep, seconds=None):
             raise UserError(_save_failed_message(output_dir, name, failure))
     if accelerator.is_main_process:
         replace_dir(tmp, final)
-        _fsync_dir(output_dir)
+        fsync_dir(output_dir)
         for old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
@@ -141,20 +141,6 @@ def _save_failed_message(output_dir, name, failure):
     keeps = (f"{os.path.basename(intact[-1])} is intact; free space and run again with --resume" if intact
              else "no earlier checkpoint; free space and run again")
     return f"cannot write {name} in {output_dir}: {failure}{free}. {keeps}"
-
-
-def _fsync_dir(path):
-    """The rename reaches the disk: after a node crash the checkpoint is there, or the previous one is newest."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------- integrity record

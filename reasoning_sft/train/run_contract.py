@@ -30,6 +30,7 @@ import json
 import os
 import uuid
 
+from reasoning_sft.artifacts import fsync_dir
 from reasoning_sft.errors import UserError
 
 RUN_COMPLETE = "run_complete.json"
@@ -213,7 +214,7 @@ def clear_run_complete(output_dir):
     path = os.path.join(output_dir, RUN_COMPLETE)
     if os.path.exists(path):
         os.remove(path)
-        _fsync_dir(output_dir)
+        fsync_dir(output_dir)
 
 
 def write_run_complete(output_dir, run_id, step):
@@ -222,7 +223,7 @@ def write_run_complete(output_dir, run_id, step):
 
     path = os.path.join(output_dir, RUN_COMPLETE)
     write_json_atomic(path, {"run_id": run_id, "global_step": step})
-    _fsync_dir(output_dir)
+    fsync_dir(output_dir)
 
 
 def check_run_complete(model_dir, train_config):
@@ -259,19 +260,6 @@ def check_training_output_if_any(model_dir):
     check_run_complete(model_dir, read_json(path, "training config"))
 
 
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 # ---------------------------------------------------------------- --overwrite
 
 def clear_output_dir(output_dir, keep):
@@ -288,7 +276,7 @@ def clear_output_dir(output_dir, keep):
             shutil.rmtree(path)
         else:
             os.remove(path)
-    _fsync_dir(output_dir)
+    fsync_dir(output_dir)
 
 
 def overwrite_refusal(output_dir, contents):
