@@ -225,7 +225,7 @@ NO_STEP_MEMORY = {
     "help", "model_name", "tokenizer_dir", "train_dir", "output_dir",  # the inputs every plan has
     "epochs", "max_steps", "lr", "lr_scheduler", "warmup_ratio", "weight_decay", "max_bad_steps", "seed",
     "eval_dir", "eval_fraction", "eval_every",  # eval runs without gradients, at most one micro-batch's activations
-    "save_every", "keep_checkpoints", "resume", "overwrite", "log_every", "report_to", "verbose",
+    "save_every", "keep_checkpoints", "resume", "reschedule", "overwrite", "log_every", "report_to", "verbose",
     "merge_lora",  # after training, on the host
     "plan", "gpu_memory_gib", "no_plan_check",
 }
