@@ -8,6 +8,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# the main suite's tests run one math thread each: two workers keep both cores busy (CI has 2); each
+# test file stays on one worker, so a module's fixtures are built once
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 
 .PHONY: test demo install clean serve-env test-serve check vocab
 
@@ -21,11 +24,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -x --ignore=tests/serving
+	$(BIN)/python -m pytest -q -x $(PYTEST_WORKERS) --ignore=tests/serving
 
 check: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -x -m "not slow" --ignore=tests/serving
+	$(BIN)/python -m pytest -q -x $(PYTEST_WORKERS) -m "not slow" --ignore=tests/serving
 
 # llama.cpp's sources from the llama-cpp-python sdist (a package-registry download, once per machine): the main
 # suite rebuilds each model family's published tokenizer from its vocabularies (reasoning_sft/demo/families.py)

@@ -254,11 +254,21 @@ def run_script_fixture():
 
 
 
+def free_port():
+    """A TCP port free on 127.0.0.1 now: two-process runs rendezvous there (tests run in parallel workers)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def train_cmd(script, *args, launcher="accelerate"):
     if launcher == "accelerate":
         head = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "configs/cpu.yaml"]
     elif launcher == "torchrun":
-        head = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"]
+        head = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                str(free_port())]
     else:
         head = [sys.executable]
     return head + [f"training/{script}", *map(str, args)]

@@ -3,20 +3,13 @@
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
 import pytest
-from conftest import REPO_ROOT, common, our_error_line, train_here
+from conftest import REPO_ROOT, common, free_port, our_error_line, train_here
 
 from reasoning_sft.train.checkpoints import GRACE_SECONDS, preemption_advice, sigterm_line
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def can_unshare_mounts():

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, free_port
 
 FSDP_CONFIG = REPO_ROOT / "configs" / "fsdp_full_shard.yaml"
 
@@ -25,7 +25,7 @@ def two_process_step(tmp_path_factory, tiny_model_dir, tokenizer_dir, encoded_di
     env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
                PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                           "29533", "tests/fsdp_step_worker.py", str(FSDP_CONFIG), str(tiny_model_dir),
+                           str(free_port()), "tests/fsdp_step_worker.py", str(FSDP_CONFIG), str(tiny_model_dir),
                            str(tokenizer_dir), str(encoded_dir / "arrow_dataset"), str(out)],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO_ROOT, common, metrics, train_here, train_losses
+from conftest import REPO_ROOT, common, free_port, metrics, train_here, train_losses
 
 
 def make_optimizer(kind, params, lr, weight_decay=0.0):
@@ -202,7 +202,7 @@ def test_two_processes_hold_identical_bf16_weights(tmp_path, tiny_model_dir, tok
     out = tmp_path / "out"
     wrapper = tmp_path / "dump_weights.py"
     wrapper.write_text(DUMP_WEIGHTS)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            str(wrapper), "training/train_full.py", *map(str, common(tiny_model_dir, tokenizer_dir, small_encoded,
                                                                     out)),
            "--batch_tokens", "700", "--epochs", "1", "--max_steps", "3", "--lr", "3e-4", "--precision", "bf16",
