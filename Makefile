@@ -5,6 +5,7 @@
 #   make check
 # The serving tier (CI runs it too):
 #   make test-serve - builds .venv-serve (vLLM) and llama.cpp (make serve-env), then runs real servers
+#   make test-serve-families - the same engines on every model family's export (prompt ids)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ BIN := $(VENV)/bin
 # test file stays on one worker, so a module's fixtures are built once
 PYTEST_WORKERS ?= -n 2 --dist loadfile
 
-.PHONY: test demo install clean serve-env test-serve check vocab
+.PHONY: test demo install clean serve-env test-serve test-serve-families check vocab
 
 install: $(VENV)/.installed vocab
 
@@ -39,7 +40,11 @@ serve-env:
 	bash scripts/serve_env.sh
 
 test-serve: install serve-env
-	$(BIN)/python -m pytest -q -x tests/serving
+	$(BIN)/python -m pytest -q -x tests/serving --ignore=tests/serving/test_family_engines.py
+
+# every model family's export fed to vLLM and llama-server: one vLLM start per family, its own tier
+test-serve-families: install serve-env
+	$(BIN)/python -m pytest -q -x tests/serving/test_family_engines.py
 
 demo: install
 	$(BIN)/python demo.py
